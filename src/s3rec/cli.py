@@ -1,0 +1,296 @@
+"""The ``s3rec`` command line: each verb is a thin function over the library.
+
+Errors in the user's input (files, settings, checkpoints) print one line and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+from .errors import S3RecError
+
+EXAMPLES = """
+examples:
+  s3rec data fetch LastFM                      download + verify into the cache (needs the internet)
+  export S3REC_DATA_DIR=/path/to/data          or use local files (NAME.txt, NAME_item2attributes.json)
+  s3rec data stats Beauty
+  s3rec train --dataset Beauty                 SASRec, sampled protocol (the paper's Table 2)
+  s3rec train --dataset Beauty --protocol full --out runs/beauty-full
+  s3rec train --out runs/beauty-full --resume  continue an interrupted run
+  s3rec evaluate runs/beauty-full/best.pt --dataset Beauty --protocol sampled
+  s3rec bench train --dataset Beauty --json
+"""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_data_dir(p):
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with NAME.txt / NAME_item2attributes.json (default: $S3REC_DATA_DIR, then the cache)",
+    )
+
+
+def _add_train_args(p, defaults):
+    p.add_argument("--dataset", help=f"registered name or file stem (default {defaults.dataset})")
+    _add_data_dir(p)
+    p.add_argument("--model", help="model name, see `s3rec models` (default sasrec)")
+    p.add_argument(
+        "--protocol",
+        choices=["sampled", "full", "full-unmasked", "full-original"],
+        help="evaluation protocol for validation and test (default sampled: target + 99 negatives)",
+    )
+    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
+    p.add_argument("--loss", choices=["bce", "ce"], help="bce: one negative per position (paper); ce: full softmax")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting, e.g. --set lr=0.0005 --set patience=20 (see docs/cli.md for the list)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="s3rec",
+        description="Self-supervised sequential recommendation (S3-Rec, CIKM 2020): data, training, evaluation.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"s3rec {__import__('s3rec').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # data
+    data = sub.add_parser("data", help="fetch, inspect and prepare datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    f = dsub.add_parser(
+        "fetch",
+        help="download a public dataset and verify its SHA-256",
+        description="Download a registered dataset from the authors' repository into the cache "
+        "($S3REC_CACHE_DIR, default ~/.cache/s3rec), verify each file's SHA-256 and move it into place "
+        "atomically. Does nothing if a data folder already holds verified copies.",
+    )
+    f.add_argument("name", help="Beauty, Sports, Toys, Yelp or LastFM")
+    f.add_argument("--url", help="base URL to download from (default: the authors' repository or $S3REC_DATA_URL)")
+    f.add_argument("--dest", help="folder to write to (default: the cache)")
+    _add_data_dir(f)
+    s = dsub.add_parser("stats", help="users, items, interactions, attributes, lengths, repeats")
+    s.add_argument("name", help="registered name or file stem")
+    _add_data_dir(s)
+    s.add_argument("--json", action="store_true", help="print JSON")
+    n = dsub.add_parser(
+        "negatives",
+        help="write the 99-negatives file for the sampled protocol",
+        description="Write NAME_sample.txt: 99 distinct items per user outside the user's whole sequence, "
+        "uniform, seeded (deterministic across runs and machines). Written next to the data when that "
+        "folder is writable, otherwise in the cache. Refuses to overwrite without --force.",
+    )
+    n.add_argument("name", help="registered name or file stem")
+    _add_data_dir(n)
+    n.add_argument("--seed", type=int, default=12345, help="sampling seed (default 12345, the authors')")
+    n.add_argument("--out", help="output path (default: beside the data, or the cache)")
+    n.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    # train
+    t = sub.add_parser(
+        "train",
+        help="train and evaluate a model (SASRec by default)",
+        description="Fine-tune a next-item model with the paper's recipe: Adam, batches of 256 users, "
+        "validation every epoch, early stopping (patience 10) on MRR (sampled) or NDCG@20 (full), then "
+        "the best checkpoint evaluated once on test. A checkpoint is written every epoch; --resume "
+        "continues an interrupted run to the same result.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_train_args(t, defaults)
+    t.add_argument("--out", help="run directory (default runs/DATASET-MODEL-PROTOCOL-seedSEED)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+
+    # evaluate
+    e = sub.add_parser("evaluate", help="evaluate a saved model")
+    e.add_argument("checkpoint", help="best.pt or checkpoint.pt of a run")
+    e.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
+    _add_data_dir(e)
+    e.add_argument("--protocol", default="sampled", choices=["sampled", "full", "full-unmasked", "full-original"])
+    e.add_argument("--split", default="test", choices=["valid", "test"])
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", action="store_true", help="print JSON")
+
+    # bench
+    b = sub.add_parser("bench", help="speed benchmarks")
+    bsub = b.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    bt = bsub.add_parser(
+        "train",
+        help="median seconds per fine-tuning epoch (training + validation)",
+        description="Time whole fine-tuning epochs (training plus validation under the protocol) after "
+        "one warm-up epoch and print the median.",
+    )
+    _add_train_args(bt, defaults)
+    bt.add_argument("--timed-epochs", type=int, default=3, help="epochs timed after the warm-up (default 3)")
+    bt.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser("models", help="list the available models")
+    return parser
+
+
+_TRAIN_FLAGS = ("dataset", "model", "protocol", "epochs", "seed", "loss", "device")
+
+
+def _train_config(args, base=None):
+    """The run's config: ``base`` (the defaults, or a resumed run's settings) plus what was given."""
+    from .config import TrainConfig, parse_sets, with_overrides
+
+    overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    if "model" in overrides:
+        overrides["model"] = overrides["model"].lower()
+    overrides.update(parse_sets(args.sets))
+    return with_overrides(base or TrainConfig(), overrides).validate()
+
+
+def cmd_data(args) -> int:
+    from .data import registry
+
+    if args.data_command == "fetch":
+        folder = registry.fetch(args.name, base_url=args.url, dest=args.dest, data_dir=args.data_dir)
+        print(folder)
+        return 0
+    ds = registry.load(args.name, args.data_dir)
+    if args.data_command == "stats":
+        st = ds.stats()
+        if args.json:
+            print(json.dumps(st))
+        else:
+            width = max(map(len, st))
+            print("\n".join(f"{k:<{width}}  {v}" for k, v in st.items()))
+        return 0
+    if args.data_command == "negatives":
+        from .data.negatives import default_negatives_path, write_negatives
+
+        files = registry.locate(args.name, args.data_dir)
+        path = Path(args.out) if args.out else default_negatives_path(files)
+        # With --out only that path can be overwritten; by default a copy in the cache counts too.
+        existing = path if path.exists() or args.out else files.negatives
+        if existing is not None and existing.exists() and not args.force:
+            raise S3RecError(f"{existing} exists; use --force to overwrite it")
+        write_negatives(ds, path, args.seed)
+        print(path)
+        return 0
+    raise AssertionError(args.data_command)
+
+
+def _default_out(cfg) -> Path:
+    return Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.protocol}-seed{cfg.seed}"
+
+
+def cmd_train(args) -> int:
+    from .data import registry
+    from .train import finetune
+
+    cfg = _train_config(args)
+    out = Path(args.out) if args.out else _default_out(cfg)
+    if args.resume and (out / "config.json").is_file():
+        from .config import config_from_json
+
+        # Settings not given on the command line come from the run being resumed.
+        cfg = _train_config(args, config_from_json((out / "config.json").read_text()))
+        if (out / "results.json").is_file():
+            _log(f"{out} already finished; results:")
+            print((out / "results.json").read_text().strip())
+            return 0
+    elif out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
+    ds = registry.load(cfg.dataset, args.data_dir, negatives=cfg.protocol == "sampled")
+    if out.exists() and args.overwrite and not args.resume:
+        shutil.rmtree(out)
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, dataset=ds.name)
+    _log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; model {cfg.model}; protocol {cfg.protocol}; run {out}")
+    results = finetune(cfg, ds, out, resume=args.resume, progress=not args.quiet, log=_log)
+    print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"], "out": str(out)}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import registry
+    from .evaluate import evaluate
+    from .train import model_from_checkpoint
+
+    model, cfg, state = model_from_checkpoint(Path(args.checkpoint), args.device)
+    ds = registry.load(args.dataset or state["dataset"], args.data_dir, negatives=args.protocol == "sampled")
+    if ds.n_items != int(state["n_items"]):
+        raise S3RecError(f"{args.checkpoint} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
+    metrics, info = evaluate(model, ds, args.split, args.protocol, args.device)
+    if args.json:
+        print(json.dumps({"metrics": metrics, **info}))
+    else:
+        print(f"{ds.name} {args.split} ({args.protocol}, {info['users']} users)")
+        for k, v in metrics.items():
+            print(f"  {k:<8} {v:.4f}")
+        if "targets_in_history" in info:
+            print(f"  targets already in the history (certain misses): {info['targets_in_history']}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_train
+    from .data import registry
+
+    cfg = _train_config(args)
+    ds = registry.load(cfg.dataset, args.data_dir, negatives=cfg.protocol == "sampled")
+    result = bench_train(cfg, ds, epochs=args.timed_epochs, log=None if args.json else _log)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{ds.name}: median {result['median_seconds_per_epoch']:.2f} s per epoch "
+              f"(train {result['median_train_seconds']:.2f} s + valid {result['median_valid_seconds']:.2f} s) "
+              f"over {result['epochs_timed']} epochs after 1 warm-up")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import describe_models
+
+    for name, desc in describe_models():
+        print(f"{name:<12} " + textwrap.shorten(desc, 100))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models}
+    try:
+        return handlers[args.command](args)
+    except S3RecError as e:
+        if args.debug:
+            raise
+        print(f"s3rec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("s3rec: interrupted (a run continues with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

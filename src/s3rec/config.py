@@ -1,0 +1,123 @@
+"""Typed, frozen configuration whose defaults are the paper's values (SPEC sections 2 and 4).
+
+Overrides are strict: an unknown key or a value of the wrong type is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+
+from .errors import ConfigError
+from .models.encoder import EncoderConfig
+
+LOSSES = ("bce", "ce")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning (next-item prediction) settings."""
+
+    dataset: str = "LastFM"
+    model: str = "sasrec"
+    protocol: str = "sampled"  # sampled | full | full-unmasked | full-original
+    # encoder (SPEC section 2)
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    hidden_dropout: float = 0.5
+    attn_dropout: float = 0.5
+    # optimisation (SPEC section 4)
+    lr: float = 1e-3
+    batch_size: int = 256
+    epochs: int = 200
+    patience: int = 10  # epochs without a better validation score before stopping
+    loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items
+    negative_sampler: str = "exclude-mask"  # or "original": the released sampler that can draw mask_id
+    packed: bool = True  # pack sequences into rows (exact); False pads every sequence to max_len
+    seed: int = 42
+    device: str = "cpu"
+
+    def encoder(self) -> EncoderConfig:
+        return EncoderConfig(
+            self.hidden_size, self.n_layers, self.n_heads, self.max_len, self.hidden_dropout, self.attn_dropout
+        )
+
+    def validate(self) -> "TrainConfig":
+        from .data.batches import NEGATIVE_SAMPLERS
+        from .evaluate import PROTOCOLS
+
+        checks = [
+            (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.negative_sampler in NEGATIVE_SAMPLERS, f"negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}"),
+            (self.hidden_size > 0 and self.hidden_size % self.n_heads == 0, "hidden_size must be a positive multiple of n_heads"),
+            (self.n_layers >= 1 and self.n_heads >= 1, "n_layers and n_heads must be >= 1"),
+            (self.max_len >= 1, "max_len must be >= 1"),
+            (0 <= self.hidden_dropout < 1 and 0 <= self.attn_dropout < 1, "dropout must be in [0, 1)"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"invalid setting: {msg}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _coerce(name: str, typ, value):
+    if isinstance(value, str):
+        try:
+            if typ is bool:
+                low = value.lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return low in ("true", "1", "yes")
+            return typ(value)
+        except ValueError:
+            raise ConfigError(f"setting {name}: {value!r} is not a valid {typ.__name__}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"setting {name}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def with_overrides(cfg, overrides: dict):
+    """A copy of the config with ``overrides`` (strings are parsed to the field's type)."""
+    types = {f.name: f.type for f in fields(cfg)}
+    pytypes = {"int": int, "float": float, "str": str, "bool": bool}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in types:
+            raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
+        changes[key] = _coerce(key, pytypes[types[key]], value)
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """``["lr=0.01", "epochs=5"]`` -> ``{"lr": "0.01", "epochs": "5"}``."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def config_from_json(text: str, cls=TrainConfig):
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config is not valid JSON: {e}") from None
+    return with_overrides(cls(), data).validate()

@@ -1,0 +1,120 @@
+"""Vectorised fine-tuning and evaluation batches over the CSR store (all torch, no Python loops
+over tokens).
+
+Fine-tuning: one instance per user, input s[:-3] (last ``max_len`` items) predicting s[1:-2] at
+every position, one negative per position drawn uniformly from the items outside the user's whole
+sequence. Users are visited in a random order per epoch, ``batch_size`` at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .packing import FINETUNE_MASK_VALUE, Layout, make_layout, scatter_tokens
+from .store import Dataset
+
+NEGATIVE_SAMPLERS = ("exclude-mask", "original")
+
+
+class SequenceTensors:
+    """The dataset's CSR arrays as torch tensors, plus a sorted key table for membership tests."""
+
+    def __init__(self, ds: Dataset):
+        self.n_items = ds.n_items
+        self.offsets = torch.from_numpy(ds.offsets)
+        self.items = torch.from_numpy(ds.items)
+        users = torch.repeat_interleave(torch.arange(ds.n_users), torch.from_numpy(ds.lengths))
+        # keys of (user, item) pairs: user * (n_items + 2) + item, sorted and unique
+        self.user_item_keys = torch.unique(users * (ds.n_items + 2) + self.items)
+
+    def contains(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Whether each ``items[i]`` is anywhere in the whole sequence of ``users[i]``."""
+        keys = users * (self.n_items + 2) + items
+        pos = torch.searchsorted(self.user_item_keys, keys).clamp_(max=len(self.user_item_keys) - 1)
+        return self.user_item_keys[pos] == keys
+
+    def split_bounds(self, split: str, max_len: int, users: torch.Tensor | None = None):
+        """[start, end) into ``items`` of each user's input for the split, cut to the last max_len."""
+        from .store import SPLIT_HOLDOUT
+
+        lo, hi = (self.offsets[:-1], self.offsets[1:]) if users is None else (self.offsets[users], self.offsets[users + 1])
+        end = hi - SPLIT_HOLDOUT[split]
+        return torch.maximum(lo, end - max_len), end
+
+
+def sample_negatives(
+    st: SequenceTensors, users: torch.Tensor, gen: torch.Generator, sampler: str = "exclude-mask"
+) -> torch.Tensor:
+    """One negative per entry of ``users``: uniform over items not in that user's whole sequence.
+
+    ``sampler="original"`` reproduces the released code, which draws from 1..n_items + 1 and so
+    can return the mask id.
+    """
+    if sampler not in NEGATIVE_SAMPLERS:
+        raise ValueError(f"unknown negative sampler {sampler!r}; choose from {NEGATIVE_SAMPLERS}")
+    high = st.n_items + (2 if sampler == "original" else 1)
+    out = torch.randint(1, high, users.shape, generator=gen)
+    bad = st.contains(users, out)
+    while bad.any():  # batched rejection sampling
+        idx = bad.nonzero().squeeze(1)
+        out[idx] = torch.randint(1, high, idx.shape, generator=gen)
+        bad[idx] = st.contains(users[idx], out[idx])
+    return out
+
+
+@dataclass
+class SequenceBatch:
+    """Packed input sequences plus per-token targets and negatives (fine-tuning) or nothing (eval)."""
+
+    layout: Layout
+    items: torch.Tensor  # [R, P] item ids (0 on empty slots)
+    users: torch.Tensor  # [B] user rows
+    targets: torch.Tensor | None = None  # [T] next item at every token
+    negatives: torch.Tensor | None = None  # [T]
+
+    def to(self, device) -> "SequenceBatch":
+        if str(device) == "cpu":
+            return self
+        lay = self.layout
+        moved = Layout(
+            lay.n_rows, lay.row_len, lay.lengths.to(device), lay.token_slot.to(device), lay.token_seq.to(device),
+            lay.token_pos.to(device), lay.last_slot.to(device), lay.positions.to(device), lay.mask.to(device),
+        )
+        opt = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return SequenceBatch(moved, self.items.to(device), self.users.to(device), opt(self.targets), opt(self.negatives))
+
+
+def _tokens(st: SequenceTensors, start: torch.Tensor, end: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Flat ``items`` index of every token, in the layout's sequence-major order."""
+    return start[layout.token_seq] + layout.token_pos
+
+
+def finetune_batch(
+    st: SequenceTensors,
+    users: torch.Tensor,
+    gen: torch.Generator,
+    max_len: int = 50,
+    sampler: str = "exclude-mask",
+    packed: bool = True,
+    causal: bool = True,
+) -> SequenceBatch:
+    """The fine-tuning batch of the given users (each must have a non-empty training input)."""
+    start, end = st.split_bounds("train", max_len, users)
+    layout = make_layout(end - start, max_len, causal, FINETUNE_MASK_VALUE, packed=packed)
+    src = _tokens(st, start, end, layout)
+    items = scatter_tokens(layout, st.items[src])
+    targets = st.items[src + 1]
+    negatives = sample_negatives(st, users[layout.token_seq], gen, sampler)
+    return SequenceBatch(layout, items, users, targets, negatives)
+
+
+def eval_batch(
+    st: SequenceTensors, users: torch.Tensor, split: str, max_len: int = 50, packed: bool = True, causal: bool = True
+) -> SequenceBatch:
+    """Inputs for scoring the validation (s[:-2]) or test (s[:-1]) target of the given users."""
+    start, end = st.split_bounds(split, max_len, users)
+    layout = make_layout(end - start, max_len, causal, FINETUNE_MASK_VALUE, packed=packed)
+    items = scatter_tokens(layout, st.items[_tokens(st, start, end, layout)])
+    return SequenceBatch(layout, items, users)

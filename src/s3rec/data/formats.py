@@ -1,0 +1,212 @@
+"""Readers and validators for the benchmark file format.
+
+- ``NAME.txt``: one user per line, ``user_id item item ...`` (chronological, space separated).
+- ``NAME_item2attributes.json``: ``{"item_id": [attribute_id, ...], ...}``.
+- ``NAME_sample.txt``: ``user_id neg_1 ... neg_99`` per line (the sampled-protocol candidates).
+
+Every problem raises :class:`~s3rec.errors.DataError` naming the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+MIN_SEQUENCE_LENGTH = 3  # valid and test each take one item; fine-tuning needs the rest
+N_NEGATIVES = 99
+_INT64_MAX = 2**63 - 1  # ids are stored as int64
+
+
+def _shown(t: str) -> str:
+    return t if len(t) <= 24 else f"{t[:10]}...{t[-10:]} ({len(t)} digits)"
+
+
+def _parse_ints(path: Path, lineno: int, line: str) -> list[int]:
+    tokens = line.split()
+    try:
+        values = [int(t) for t in tokens]
+    except ValueError:
+        for t in tokens:
+            if not re.fullmatch(r"[0-9]+", t):
+                raise DataError(path, lineno, f"token {t!r} is not a non-negative integer") from None
+        # Only digit strings beyond Python's int-conversion limit (4300 digits) get here.
+        t = max(tokens, key=len)
+        raise DataError(path, lineno, f"integer {_shown(t)} is out of range (does not fit in 64 bits)") from None
+    if values and max(map(abs, values)) > _INT64_MAX:
+        t = tokens[max(range(len(values)), key=lambda k: abs(values[k]))]
+        raise DataError(path, lineno, f"integer {_shown(t)} is out of range (does not fit in 64 bits)")
+    return values
+
+
+def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``NAME.txt`` into CSR arrays.
+
+    Returns ``(user_ids [n_users], offsets [n_users + 1], items [n_interactions])`` (int64), in file
+    order. Item ids must be 1..n_items with every id used at least once.
+    """
+    path = Path(path)
+    user_ids: list[int] = []
+    lengths: list[int] = []
+    flat: list[int] = []
+    first_line: dict[int, int] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    if not lines:
+        raise DataError(path, None, "the file is empty")
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            raise DataError(path, lineno, "empty line")
+        ints = _parse_ints(path, lineno, line)
+        user, seq = ints[0], ints[1:]
+        if user < 1:
+            raise DataError(path, lineno, f"user id {user} is below 1")
+        if user in first_line:
+            raise DataError(path, lineno, f"user {user} already appears on line {first_line[user]}")
+        first_line[user] = lineno
+        if len(seq) < MIN_SEQUENCE_LENGTH:
+            raise DataError(
+                path, lineno, f"user {user} has {len(seq)} items; at least {MIN_SEQUENCE_LENGTH} are needed"
+            )
+        bad = next((i for i in seq if i < 1), None)
+        if bad is not None:
+            raise DataError(path, lineno, f"item id {bad} is out of range (item ids start at 1; 0 is padding)")
+        user_ids.append(user)
+        lengths.append(len(seq))
+        flat.extend(seq)
+    items = np.asarray(flat, dtype=np.int64)
+    # The distinct ids (all >= 1) are exactly 1..n_items iff there are n_items of them. (No array of
+    # size n_items: a stray huge id must give this error, not a MemoryError.)
+    distinct = np.unique(items)
+    n_items = int(distinct[-1])
+    if distinct.size != n_items:
+        first_missing = int(np.flatnonzero(distinct != np.arange(1, distinct.size + 1))[0]) + 1
+        # Name the line where the first id beyond the gap first appears.
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        pos = int(np.flatnonzero(items > first_missing)[0])
+        lineno = int(np.searchsorted(offsets, pos, side="right"))
+        raise DataError(
+            path,
+            lineno,
+            f"item ids are not contiguous: {n_items - distinct.size} id(s) in 1..{n_items} never occur "
+            f"(first: {first_missing}), but item {int(items[pos])} does",
+        )
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return np.asarray(user_ids, dtype=np.int64), offsets, items
+
+
+def _line_of_key(text: str, key: str) -> int:
+    m = re.search(r'"' + re.escape(key) + r'"\s*:', text)
+    return text.count("\n", 0, m.start()) + 1 if m else 1
+
+
+def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read ``NAME_item2attributes.json`` into CSR arrays indexed by item id.
+
+    Returns ``(offsets [n_items + 2], attributes [n], n_attributes)``: the attributes of item ``i``
+    are ``attributes[offsets[i]:offsets[i+1]]`` (duplicates kept as in the file; rows 0 (padding)
+    and ``n_items + 1`` (mask) are empty). ``n_attributes`` is the largest attribute id.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
+    except ValueError:  # a number beyond Python's int-conversion limit (4300 digits)
+        raise DataError(path, None, "malformed JSON: a number has too many digits") from None
+    if not isinstance(mapping, dict):
+        raise DataError(path, 1, f"expected a JSON object item_id -> [attribute ids], got {type(mapping).__name__}")
+    per_item: list[list[int]] = [[] for _ in range(n_items + 2)]
+    for key, value in mapping.items():
+        if not re.fullmatch(r"[0-9]+", key):
+            raise DataError(path, _line_of_key(text, key), f"key {key!r} is not an item id")
+        item = int(key) if len(key) <= 24 else n_items + 1  # (int() refuses over 4300 digits)
+        if not 1 <= item <= n_items:
+            raise DataError(
+                path,
+                _line_of_key(text, key),
+                f"item id {_shown(key)} is out of range 1..{n_items} (from the sequences file)",
+            )
+        if not isinstance(value, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in value):
+            raise DataError(path, _line_of_key(text, key), f"item {item}: expected a list of integer attribute ids")
+        bad = next((a for a in value if a < 1), None)
+        if bad is not None:
+            raise DataError(path, _line_of_key(text, key), f"item {item}: attribute id {bad} is below 1")
+        if value and max(value) > _INT64_MAX:
+            big = _shown(str(max(value)))
+            problem = f"item {item}: attribute id {big} is out of range (does not fit in 64 bits)"
+            raise DataError(path, _line_of_key(text, key), problem)
+        per_item[item] = value
+    lengths = np.fromiter((len(v) for v in per_item), dtype=np.int64, count=len(per_item))
+    offsets = np.zeros(len(per_item) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    attributes = np.fromiter((a for v in per_item for a in v), dtype=np.int64, count=int(offsets[-1]))
+    n_attributes = int(attributes.max()) if attributes.size else 0
+    return offsets, attributes, n_attributes
+
+
+def read_negatives(
+    path: str | Path, user_ids: np.ndarray, offsets: np.ndarray, items: np.ndarray, n_items: int
+) -> np.ndarray:
+    """Read ``NAME_sample.txt``: returns ``[n_users, 99]`` negatives aligned with ``user_ids``.
+
+    Each row must name a known user once, hold exactly 99 item ids in 1..n_items, and contain none of
+    that user's own items (any part of the sequence).
+    """
+    path = Path(path)
+    index = {int(u): k for k, u in enumerate(user_ids)}
+    out = np.zeros((len(user_ids), N_NEGATIVES), dtype=np.int64)
+    seen = np.zeros(len(user_ids), dtype=bool)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            raise DataError(path, lineno, "empty line")
+        ints = _parse_ints(path, lineno, line)
+        user, negs = ints[0], ints[1:]
+        k = index.get(user)
+        if k is None:
+            raise DataError(path, lineno, f"user {user} does not appear in the sequences file")
+        if seen[k]:
+            raise DataError(path, lineno, f"user {user} appears twice")
+        if len(negs) != N_NEGATIVES:
+            raise DataError(path, lineno, f"user {user} has {len(negs)} negatives; expected {N_NEGATIVES}")
+        bad = next((i for i in negs if not 1 <= i <= n_items), None)
+        if bad is not None:
+            raise DataError(path, lineno, f"negative item {bad} is out of range 1..{n_items}")
+        own = set(items[offsets[k] : offsets[k + 1]].tolist())
+        clash = next((i for i in negs if i in own), None)
+        if clash is not None:
+            raise DataError(path, lineno, f"negative item {clash} is one of user {user}'s own items")
+        out[k] = negs
+        seen[k] = True
+    if not seen.all():
+        missing = int(user_ids[np.flatnonzero(~seen)[0]])
+        raise DataError(path, None, f"{int((~seen).sum())} user(s) have no negatives row (first: user {missing})")
+    return out
+
+
+def format_negatives(user_ids: np.ndarray, negatives: np.ndarray) -> str:
+    """The text of a ``NAME_sample.txt`` file."""
+    return "".join(
+        f"{int(u)} " + " ".join(map(str, row)) + "\n" for u, row in zip(user_ids.tolist(), negatives.tolist())
+    )

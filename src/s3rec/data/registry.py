@@ -1,0 +1,233 @@
+"""The five public benchmark datasets: where they live, how to fetch and verify them, how to load them.
+
+A dataset NAME on the command line is a registered name (Beauty, Sports, Toys, Yelp, LastFM; any
+case) or the file stem of a dataset in the data folder. Folders searched, in order: ``--data-dir``,
+then ``$S3REC_DATA_DIR``, then the cache (``$S3REC_CACHE_DIR``, default ``~/.cache/s3rec``) where
+``s3rec data fetch`` puts downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError, S3RecError
+from ..fileio import atomic_path
+
+# The authors' repository (RUCAIBox/CIKM2020-S3Rec), data/ folder on branch master.
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/master/data/"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    stem: str
+    sha256: dict[str, str]  # file name -> digest, for every file published upstream that we fetch
+    pretrain_epochs: int  # the released checkpoints' schedule (SPEC section 3)
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.sha256)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in [
+        DatasetInfo(
+            "Beauty",
+            "Beauty",
+            {
+                "Beauty.txt": "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+                "Beauty_item2attributes.json": "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4",
+            },
+            150,
+        ),
+        DatasetInfo(
+            "Sports",
+            "Sports_and_Outdoors",
+            {
+                "Sports_and_Outdoors.txt": "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+                "Sports_and_Outdoors_item2attributes.json": (
+                    "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b"
+                ),
+            },
+            100,
+        ),
+        DatasetInfo(
+            "Toys",
+            "Toys_and_Games",
+            {
+                "Toys_and_Games.txt": "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+                "Toys_and_Games_item2attributes.json": (
+                    "d371acd25101eedac04afc727626464b7acec770c4eda708705d51eb76eb1ad0"
+                ),
+            },
+            150,
+        ),
+        DatasetInfo(
+            "Yelp",
+            "Yelp",
+            {
+                "Yelp.txt": "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
+                "Yelp_item2attributes.json": "f25acd5e1e680e0b22fd4e3f4fb6be4b2a7461e9222610616e3e1ee6702dd58d",
+            },
+            100,
+        ),
+        DatasetInfo(
+            "LastFM",
+            "LastFM",
+            {
+                "LastFM.txt": "9ded486adb5b0fe9dc761950afa0a9a05e93ff018992e0c52bf11afec529f802",
+                "LastFM_item2attributes.json": "a4ccd678dc9ff6d43fe5073f491db5c9b02eb98dfa4f8c0382913a784be217ef",
+                "LastFM_sample.txt": "60194cc2e4fd1aa8b5dc8872e1f3af9c6abd09c39d478d3df9337cb97e6e2f0d",
+            },
+            150,
+        ),
+    ]
+}
+
+
+def registered(name: str) -> DatasetInfo | None:
+    """The registered dataset called ``name`` (case-insensitive; the file stem works too)."""
+    for d in DATASETS.values():
+        if name.lower() in (d.name.lower(), d.stem.lower()):
+            return d
+    return None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("S3REC_CACHE_DIR") or Path.home() / ".cache" / "s3rec")
+
+
+def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for dataset files, in order."""
+    dirs = []
+    if data_dir:
+        dirs.append(Path(data_dir))
+    if os.environ.get("S3REC_DATA_DIR"):
+        dirs.append(Path(os.environ["S3REC_DATA_DIR"]))
+    dirs.append(cache_dir() / "data")
+    return dirs
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    name: str  # registered name, or the stem for an unregistered dataset
+    stem: str
+    folder: Path
+    sequences: Path
+    attributes: Path | None
+    negatives: Path | None  # None when no negatives file exists yet
+
+
+def negatives_cache_path(stem: str) -> Path:
+    return cache_dir() / "negatives" / f"{stem}_sample.txt"
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None) -> DatasetFiles:
+    """Find a dataset's files, or raise an error that says how to get them."""
+    info = registered(name)
+    stem = info.stem if info else name
+    dirs = data_dirs(data_dir)
+    for folder in dirs:
+        seq = folder / f"{stem}.txt"
+        if seq.is_file():
+            attr = folder / f"{stem}_item2attributes.json"
+            neg = folder / f"{stem}_sample.txt"
+            if not neg.is_file():
+                neg = negatives_cache_path(stem)
+            return DatasetFiles(
+                info.name if info else stem,
+                stem,
+                folder,
+                seq,
+                attr if attr.is_file() else None,
+                neg if neg.is_file() else None,
+            )
+    searched = ", ".join(str(d) for d in dirs)
+    if info:
+        how = f"run `s3rec data fetch {info.name}` or point --data-dir / S3REC_DATA_DIR at a folder holding {stem}.txt"
+    else:
+        known = ", ".join(DATASETS)
+        how = f"it is not a registered dataset ({known}) and no {stem}.txt was found; check --data-dir / S3REC_DATA_DIR"
+    raise S3RecError(f"dataset {name!r} not found (searched {searched}): {how}")
+
+
+def load(name: str, data_dir=None, negatives: bool = False, quiet: bool = False):
+    """Load and validate a dataset; with ``negatives=True`` also the 99-negatives file, made if missing."""
+    from .store import load_files
+
+    files = locate(name, data_dir)
+    ds = load_files(files.name, files.sequences, files.attributes)
+    if negatives:
+        from .negatives import ensure_negatives
+
+        path = ensure_negatives(ds, files, quiet=quiet)
+        from . import formats
+
+        ds.negatives = formats.read_negatives(path, ds.user_ids, ds.offsets, ds.items, ds.n_items)
+        ds.paths["negatives"] = path
+    return ds
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(
+    name: str,
+    base_url: str | None = None,
+    dest: Path | None = None,
+    data_dir=None,
+    timeout: float = 60.0,
+    quiet: bool = False,
+) -> Path:
+    """Make a registered dataset available locally, verified by SHA-256.
+
+    If a searched data folder already holds files with the right digests, nothing is downloaded.
+    Otherwise each file is downloaded from ``base_url`` (default: the authors' repository, or
+    ``$S3REC_DATA_URL``) into ``dest`` (default: the cache), verified, and moved into place
+    atomically; a file with the wrong digest is rejected and nothing of it is left behind.
+    """
+    info = registered(name)
+    if info is None:
+        raise S3RecError(f"{name!r} is not a registered dataset; known: {', '.join(DATASETS)}")
+    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    for folder in data_dirs(data_dir):
+        if all((folder / f).is_file() and sha256_file(folder / f) == d for f, d in info.sha256.items()):
+            log(f"{info.name}: already present and verified in {folder}")
+            return folder
+    base_url = base_url or os.environ.get("S3REC_DATA_URL") or DEFAULT_BASE_URL
+    if not base_url.endswith("/"):
+        base_url += "/"
+    dest = Path(dest) if dest else cache_dir() / "data"
+    dest.mkdir(parents=True, exist_ok=True)
+    for fname, digest in info.sha256.items():
+        target = dest / fname
+        if target.is_file() and sha256_file(target) == digest:
+            log(f"{fname}: already in {dest}")
+            continue
+        url = base_url + fname
+        log(f"downloading {url}")
+        with atomic_path(target) as tmp:
+            h = hashlib.sha256()
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        h.update(chunk)
+                        out.write(chunk)
+            except (urllib.error.URLError, OSError) as e:
+                raise S3RecError(f"could not download {url}: {getattr(e, 'reason', e)}") from None
+            if h.hexdigest() != digest:
+                raise DataError(url, None, f"SHA-256 mismatch: expected {digest}, got {h.hexdigest()}; file rejected")
+        log(f"{fname}: verified")
+    return dest

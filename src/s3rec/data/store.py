@@ -1,0 +1,110 @@
+"""The in-memory dataset: sequences and attributes as CSR arrays, plus the leave-one-out split.
+
+IDs: items are 1..n_items, 0 is padding and ``mask_id = n_items + 1``; attributes are
+1..n_attributes with 0 as padding.
+
+Split of a user's sequence s (length n): fine-tuning input s[:-3] predicting s[1:-2]; validation
+input s[:-2] predicting s[-2]; test input s[:-1] predicting s[-1]. Inputs are cut to the last
+``max_len`` items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import formats
+
+SPLIT_HOLDOUT = {"train": 3, "valid": 2, "test": 1}  # items removed from the end to form the input
+
+
+@dataclass
+class Dataset:
+    name: str
+    user_ids: np.ndarray  # [n_users] original user ids, file order
+    offsets: np.ndarray  # [n_users + 1] into items
+    items: np.ndarray  # [n_interactions] item ids, chronological per user
+    n_items: int
+    attr_offsets: np.ndarray  # [n_items + 3] into attributes, indexed by item id
+    attributes: np.ndarray  # [n] attribute ids
+    n_attributes: int
+    negatives: np.ndarray | None = None  # [n_users, 99] sampled-protocol negatives, when loaded
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.items)
+
+    @property
+    def mask_id(self) -> int:
+        return self.n_items + 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, k: int) -> np.ndarray:
+        """The full sequence of the k-th user (0-based row, not the user id)."""
+        return self.items[self.offsets[k] : self.offsets[k + 1]]
+
+    def split_bounds(self, split: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per user, the [start, end) slice of ``items`` that forms the split's input (cut to max_len)."""
+        end = self.offsets[1:] - SPLIT_HOLDOUT[split]
+        start = np.maximum(self.offsets[:-1], end - max_len)
+        return start, end
+
+    def targets(self, split: str) -> np.ndarray:
+        """The validation (s[-2]) or test (s[-1]) target of every user: the item right after the input."""
+        if split == "train":
+            raise ValueError("the training split has a target at every position, not one per user")
+        return self.items[self.offsets[1:] - SPLIT_HOLDOUT[split]]
+
+    def attribute_matrix(self) -> np.ndarray:
+        """Dense multi-hot ``[n_items + 2, n_attributes + 1]`` boolean matrix (duplicates collapse)."""
+        m = np.zeros((self.n_items + 2, self.n_attributes + 1), dtype=bool)
+        rows = np.repeat(np.arange(self.n_items + 2), np.diff(self.attr_offsets))
+        m[rows, self.attributes] = True
+        return m
+
+    def stats(self) -> dict:
+        lengths = self.lengths
+        users = np.repeat(np.arange(self.n_users), lengths)
+        pairs = np.unique(users * (self.n_items + 1) + self.items)
+        repeated = int(self.n_interactions - pairs.size)
+        return {
+            "dataset": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": self.n_interactions,
+            "attributes": int(np.unique(self.attributes).size),
+            "attribute_id_max": self.n_attributes,
+            "avg_len": round(float(lengths.mean()), 2),
+            "min_len": int(lengths.min()),
+            "max_len": int(lengths.max()),
+            "repeated_user_item_pairs": repeated,
+        }
+
+
+def load_files(
+    name: str, sequences: Path, attributes: Path | None, negatives: Path | None = None
+) -> Dataset:
+    """Read and validate a dataset from its files (attributes and negatives are optional)."""
+    user_ids, offsets, items = formats.read_sequences(sequences)
+    n_items = int(items.max())
+    paths = {"sequences": Path(sequences)}
+    if attributes is not None:
+        attr_offsets, attrs, n_attributes = formats.read_attributes(attributes, n_items)
+        paths["attributes"] = Path(attributes)
+    else:
+        attr_offsets, attrs, n_attributes = np.zeros(n_items + 3, dtype=np.int64), np.zeros(0, np.int64), 0
+    neg = None
+    if negatives is not None:
+        neg = formats.read_negatives(negatives, user_ids, offsets, items, n_items)
+        paths["negatives"] = Path(negatives)
+    return Dataset(name, user_ids, offsets, items, n_items, attr_offsets, attrs, n_attributes, neg, paths)

@@ -1,0 +1,129 @@
+"""The shared Transformer encoder of S3-Rec and SASRec (SPEC section 2).
+
+Post-LayerNorm (BERT-style) blocks: multi-head self-attention with biased Q/K/V/output projections
+and attention-probability dropout, then dropout + residual + LayerNorm; then a GELU (erf) FFN
+d -> 4d -> d, dropout + residual + LayerNorm. LayerNorm eps is 1e-12 (TF style).
+
+Module names follow the authors' released code, so their state_dicts load key for key.
+The encoder takes an additive attention mask ``[R, 1, L, L]`` (or broadcastable): 0 where a query
+may attend to a key, a large negative value elsewhere. Rows may pack several sequences
+(block-diagonal masks); see :mod:`s3rec.data.packing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LAYER_NORM_EPS = 1e-12
+INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    hidden_dropout: float = 0.5
+    attn_dropout: float = 0.5
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        if cfg.hidden_size % cfg.n_heads:
+            raise ValueError(f"hidden_size {cfg.hidden_size} is not a multiple of n_heads {cfg.n_heads}")
+        d = cfg.hidden_size
+        self.n_heads = cfg.n_heads
+        self.query, self.key, self.value, self.dense = (nn.Linear(d, d) for _ in range(4))
+        self.attn_dropout = cfg.attn_dropout
+        self.out_dropout = nn.Dropout(cfg.hidden_dropout)
+        self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        R, L, D = x.shape
+        H = self.n_heads
+
+        def heads(t):  # [R, L, D] -> [R, H, L, D/H]
+            return t.view(R, L, H, D // H).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # [R, H, L, D/H]
+        ctx = ctx.transpose(1, 2).reshape(R, L, D)
+        return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        d = cfg.hidden_size
+        self.dense_1 = nn.Linear(d, 4 * d)
+        self.dense_2 = nn.Linear(4 * d, d)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense_2(F.gelu(self.dense_1(x)))) + x)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.attention = SelfAttention(cfg)
+        self.intermediate = FeedForward(cfg)
+
+    def forward(self, x, mask):
+        return self.intermediate(self.attention(x, mask))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.layer:
+            x = block(x, mask)
+        return x
+
+
+def init_weights(module: nn.Module) -> None:
+    """Linear and Embedding weights N(0, 0.02) (padding rows included), biases 0, LayerNorm 1 / 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class SequenceEncoder(nn.Module):
+    """Item + position embeddings, LayerNorm, dropout, then the Transformer encoder.
+
+    ``forward(items [R, L], positions [R, L], mask [R, 1, L, L]) -> hidden [R, L, D]``.
+    The item table has ``n_items + 2`` rows (0 = padding, n_items + 1 = mask) and doubles as the
+    output table when scoring.
+    """
+
+    def __init__(self, n_items: int, cfg: EncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.n_items = n_items
+        self.item_embeddings = nn.Embedding(n_items + 2, cfg.hidden_size, padding_idx=0)
+        self.position_embeddings = nn.Embedding(cfg.max_len, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.item_encoder = Encoder(cfg)
+        self.apply(init_weights)
+
+    def forward(self, items: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.item_embeddings(items) + self.position_embeddings(positions)  # [R, L, D]
+        x = self.dropout(self.LayerNorm(x))
+        return self.item_encoder(x, mask)

@@ -1,0 +1,202 @@
+"""The fine-tuning loop: short and explicit. Resumable, deterministic on CPU, early-stopped on validation.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt`` (the
+full state after the last finished epoch: weights, optimizer, RNG states, history), ``best.pt`` (the
+best weights by validation, with their config) and, when finished, ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .config import TrainConfig, config_from_json
+from .data.batches import SequenceTensors, finetune_batch
+from .data.store import Dataset
+from .errors import ConfigError
+from .evaluate import SELECTION_METRIC, evaluate
+from .fileio import atomic_write_text
+from .losses import bce_next_item, ce_next_item
+from .models import build_model
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def build(cfg: TrainConfig, ds: Dataset):
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, ds.n_items, ds.n_attributes, cfg.encoder()).to(cfg.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    return model, optimizer
+
+
+def train_users(ds: Dataset) -> torch.Tensor:
+    """Users with a non-empty fine-tuning input (at least 4 items)."""
+    return torch.from_numpy((ds.lengths > 3).nonzero()[0])
+
+
+def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg: TrainConfig, gen, progress=False, desc=""):
+    """One pass over the users in a fresh random order; returns the mean batch loss."""
+    model.train()
+    order = users[torch.randperm(len(users), generator=gen)]
+    n_batches = (len(order) + cfg.batch_size - 1) // cfg.batch_size
+    total = 0.0
+    for b in _progress(range(n_batches), n_batches, desc, progress):
+        batch = finetune_batch(
+            st, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], gen, cfg.max_len, cfg.negative_sampler, cfg.packed
+        ).to(cfg.device)
+        loss = batch_loss(model, batch, cfg.loss, st.n_items)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+    return total / max(n_batches, 1)
+
+
+def batch_loss(model, batch, loss: str, n_items: int) -> torch.Tensor:
+    h = model.encode(batch)  # [R, P, D]
+    h = h.reshape(-1, h.shape[-1])[batch.layout.token_slot]  # [T, D] real tokens only
+    table = model.output_embeddings()
+    if loss == "ce":
+        return ce_next_item(h, table, batch.targets, n_items)
+    return bce_next_item(h, table, batch.targets, batch.negatives)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["data"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fmt(metrics: dict, keys=("HR@10", "NDCG@10", "MRR")) -> str:
+    return " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(keys))
+
+
+def finetune(
+    cfg: TrainConfig,
+    ds: Dataset,
+    out: Path,
+    resume: bool = False,
+    progress: bool = True,
+    log=lambda msg: print(msg, file=sys.stderr),
+    init_state: dict | None = None,
+) -> dict:
+    """Train, early-stop on validation, reload the best weights, evaluate test once; return results."""
+    t_start = time.time()
+    out = Path(out)
+    ckpt_path = out / "checkpoint.pt"
+    model, optimizer = build(cfg, ds)
+    if init_state is not None:
+        checkpoint.load_model_state(model, init_state, "--init")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    best = {"score": float("-inf"), "epoch": 0, "valid": {}}
+    elapsed_before = 0.0
+    if resume and ckpt_path.is_file():
+        state = checkpoint.load(ckpt_path)
+        saved = config_from_json(state["config"])
+        diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v and k != "device"}
+        if diff:
+            raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(sorted(diff))}")
+        checkpoint.load_model_state(model, state["model"], str(ckpt_path))
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(gen, state["rng"])
+        history = json.loads(state["history"])
+        best = json.loads(state["best"])
+        elapsed_before = float(state["seconds"])
+        log(f"resuming {out} after epoch {len(history)}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+
+    st = SequenceTensors(ds)
+    users = train_users(ds)
+    metric = SELECTION_METRIC[cfg.protocol]
+    since_best = len(history) - best["epoch"]
+    epoch = len(history)
+    while epoch < cfg.epochs and since_best < cfg.patience:
+        epoch += 1
+        t0 = time.time()
+        loss = train_epoch(model, optimizer, st, users, cfg, gen, progress, f"epoch {epoch}")
+        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st)
+        seconds = time.time() - t0
+        history.append({"epoch": epoch, "loss": loss, "valid": valid, "seconds": round(seconds, 3)})
+        if valid[metric] > best["score"]:
+            best = {"score": valid[metric], "epoch": epoch, "valid": valid}
+            checkpoint.save(out / "best.pt", _weights_payload(cfg, ds, model, epoch))
+        since_best = epoch - best["epoch"]
+        log(
+            f"epoch {epoch:3d} loss {loss:.4f} valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))} "
+            f"(best {best['score']:.4f} @ {best['epoch']}) {seconds:.1f}s"
+        )
+        checkpoint.save(
+            ckpt_path,
+            {
+                **_weights_payload(cfg, ds, model, epoch),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(gen),
+                "history": json.dumps(history),
+                "best": json.dumps(best),
+                "seconds": elapsed_before + time.time() - t_start,
+            },
+        )
+        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+    if since_best >= cfg.patience:
+        log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
+    best_state = checkpoint.load(out / "best.pt")
+    checkpoint.load_model_state(model, best_state["model"], str(out / "best.pt"))
+    test, info = evaluate(model, ds, "test", cfg.protocol, cfg.device, st)
+    results = {
+        "valid": best["valid"],
+        "test": test,
+        "best_epoch": best["epoch"],
+        "epochs": len(history),
+        "seconds": round(elapsed_before + time.time() - t_start, 3),
+        "dataset": ds.name,
+        "model": cfg.model,
+        "protocol": cfg.protocol,
+        "test_info": info,
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _weights_payload(cfg: TrainConfig, ds: Dataset, model, epoch: int) -> dict:
+    return {
+        "kind": "finetune",
+        "config": cfg.to_json(),
+        "dataset": ds.name,
+        "n_items": ds.n_items,
+        "n_attributes": ds.n_attributes,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_checkpoint(path: Path, device="cpu"):
+    """Rebuild a fine-tuned model from a checkpoint written by :func:`finetune`."""
+    state = checkpoint.load(path)
+    if state.get("kind") != "finetune":
+        raise ConfigError(f"{path}: not a fine-tuned model checkpoint (kind {state.get('kind')!r})")
+    cfg = config_from_json(state["config"])
+    model = build_model(cfg.model, int(state["n_items"]), int(state["n_attributes"]), cfg.encoder())
+    checkpoint.load_model_state(model, state["model"], str(path))
+    return model.to(device), cfg, state

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny synthetic datasets written in the benchmark format, and the shared data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The public datasets: $S3REC_DATA_DIR, else ../shared/data beside the checkout."""
+    env = os.environ.get("S3REC_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def shared_reference_dir() -> Path:
+    return shared_data_dir().parent / "reference"
+
+
+def write_dataset(folder: Path, name: str, seqs: dict[int, list[int]], attrs: dict[int, list[int]] | None = None) -> Path:
+    """Write ``NAME.txt`` (and ``NAME_item2attributes.json`` when attrs is given) into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_text("".join(f"{u} " + " ".join(map(str, s)) + "\n" for u, s in seqs.items()))
+    if attrs is not None:
+        (folder / f"{name}_item2attributes.json").write_text(json.dumps({str(k): v for k, v in attrs.items()}))
+    return folder
+
+
+def synthetic_sequences(n_users=40, n_items=30, min_len=4, max_len=12, seed=0) -> dict[int, list[int]]:
+    """Random sequences that use every item id 1..n_items at least once."""
+    rng = np.random.default_rng(seed)
+    seqs = {}
+    for u in range(1, n_users + 1):
+        n = int(rng.integers(min_len, max_len + 1))
+        seqs[u] = rng.choice(np.arange(1, n_items + 1), size=n, replace=False).tolist()
+    used = {i for s in seqs.values() for i in s}
+    missing = [i for i in range(1, n_items + 1) if i not in used]
+    for k, i in enumerate(missing):  # make the ids contiguous
+        seqs[1 + k % n_users].append(i)
+    return seqs
+
+
+def cycle_sequences(n_users=60, n_items=20, length=10, seed=0) -> dict[int, list[int]]:
+    """Each user walks the deterministic cycle 1 -> 2 -> ... -> n_items -> 1 from a random start."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(n_items, size=n_users)
+    return {u: [(int(starts[u - 1]) + t) % n_items + 1 for t in range(length)] for u in range(1, n_users + 1)}
+
+
+@pytest.fixture
+def tiny_data(tmp_path, monkeypatch) -> Path:
+    """A folder with the synthetic dataset ``Tiny`` (40 users, 150 items, attributes), set as the data dir.
+
+    150 items leave room for the sampled protocol's 99 negatives per user.
+    """
+    seqs = synthetic_sequences(n_items=150)
+    attrs = {i: [1 + i % 5, 1 + (i * 7) % 9] for i in range(1, 151) if i % 4}
+    folder = write_dataset(tmp_path / "data", "Tiny", seqs, attrs)
+    monkeypatch.setenv("S3REC_DATA_DIR", str(folder))
+    monkeypatch.setenv("S3REC_CACHE_DIR", str(tmp_path / "cache"))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Never touch the user's real cache from a test."""
+    if "S3REC_CACHE_DIR" not in os.environ or not os.environ["S3REC_CACHE_DIR"].startswith(str(tmp_path)):
+        monkeypatch.setenv("S3REC_CACHE_DIR", str(tmp_path / "cache"))

@@ -1,0 +1,46 @@
+"""The README's commands and CI stay in step; the CLI explains itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from s3rec.cli import build_parser, main
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text().splitlines()
+    commands = [line for line in readme[:6] if line.startswith("python3 -m venv")]
+    assert len(commands) == 2, "the README starts with exactly two commands"
+    ci = (REPO / ".ci" / "run").read_text()
+    assert commands[1] in ci
+    assert "torch==2.13.0" in commands[0] and "torch==2.13.0" in commands[1]
+
+
+@pytest.mark.parametrize("argv", [[], ["data"], ["train"], ["evaluate"], ["bench", "train"], ["data", "negatives"]])
+def test_help_works(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    assert "usage: s3rec" in capsys.readouterr().out
+
+
+def test_models_lists_sasrec(capsys):
+    assert main(["models"]) == 0
+    assert "sasrec" in capsys.readouterr().out
+
+
+def test_unknown_setting_is_a_one_line_error(tiny_data, tmp_path, capsys):
+    assert main(["train", "--dataset", "Tiny", "--out", str(tmp_path / "r"), "--set", "hiden_size=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "hiden_size" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_setting_type_is_an_error(tiny_data, tmp_path, capsys):
+    assert main(["train", "--dataset", "Tiny", "--out", str(tmp_path / "r"), "--set", "lr=fast"]) == 2
+    assert "lr" in capsys.readouterr().err
+
+
+def test_parser_builds():
+    assert build_parser().prog == "s3rec"
