@@ -59,7 +59,7 @@ def _add_train_args(p, defaults):
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other setting, e.g. --set lr=0.0005 --set patience=20 (see docs/cli.md for the list)",
+        help="any other setting, e.g. --set lr=0.0005 --set patience=20 (the README lists every setting)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except S3RecError as e:
+        if args.debug:
+            raise
+        print(f"s3rec: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unreadable files, full disks: the user's environment, not a bug
         if args.debug:
             raise
         print(f"s3rec: error: {e}", file=sys.stderr)

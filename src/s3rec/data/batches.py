@@ -86,7 +86,7 @@ class SequenceBatch:
         return SequenceBatch(moved, self.items.to(device), self.users.to(device), opt(self.targets), opt(self.negatives))
 
 
-def _tokens(st: SequenceTensors, start: torch.Tensor, end: torch.Tensor, layout: Layout) -> torch.Tensor:
+def _tokens(start: torch.Tensor, layout: Layout) -> torch.Tensor:
     """Flat ``items`` index of every token, in the layout's sequence-major order."""
     return start[layout.token_seq] + layout.token_pos
 
@@ -103,7 +103,7 @@ def finetune_batch(
     """The fine-tuning batch of the given users (each must have a non-empty training input)."""
     start, end = st.split_bounds("train", max_len, users)
     layout = make_layout(end - start, max_len, causal, FINETUNE_MASK_VALUE, packed=packed)
-    src = _tokens(st, start, end, layout)
+    src = _tokens(start, layout)
     items = scatter_tokens(layout, st.items[src])
     targets = st.items[src + 1]
     negatives = sample_negatives(st, users[layout.token_seq], gen, sampler)
@@ -116,5 +116,5 @@ def eval_batch(
     """Inputs for scoring the validation (s[:-2]) or test (s[:-1]) target of the given users."""
     start, end = st.split_bounds(split, max_len, users)
     layout = make_layout(end - start, max_len, causal, FINETUNE_MASK_VALUE, packed=packed)
-    items = scatter_tokens(layout, st.items[_tokens(st, start, end, layout)])
+    items = scatter_tokens(layout, st.items[_tokens(start, layout)])
     return SequenceBatch(layout, items, users)

@@ -53,24 +53,11 @@ class Dataset:
         """The full sequence of the k-th user (0-based row, not the user id)."""
         return self.items[self.offsets[k] : self.offsets[k + 1]]
 
-    def split_bounds(self, split: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per user, the [start, end) slice of ``items`` that forms the split's input (cut to max_len)."""
-        end = self.offsets[1:] - SPLIT_HOLDOUT[split]
-        start = np.maximum(self.offsets[:-1], end - max_len)
-        return start, end
-
     def targets(self, split: str) -> np.ndarray:
         """The validation (s[-2]) or test (s[-1]) target of every user: the item right after the input."""
         if split == "train":
             raise ValueError("the training split has a target at every position, not one per user")
         return self.items[self.offsets[1:] - SPLIT_HOLDOUT[split]]
-
-    def attribute_matrix(self) -> np.ndarray:
-        """Dense multi-hot ``[n_items + 2, n_attributes + 1]`` boolean matrix (duplicates collapse)."""
-        m = np.zeros((self.n_items + 2, self.n_attributes + 1), dtype=bool)
-        rows = np.repeat(np.arange(self.n_items + 2), np.diff(self.attr_offsets))
-        m[rows, self.attributes] = True
-        return m
 
     def stats(self) -> dict:
         lengths = self.lengths

@@ -12,6 +12,7 @@ may attend to a key, a large negative value elsewhere. Rows may pack several seq
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,27 @@ from torch import nn
 
 LAYER_NORM_EPS = 1e-12
 INIT_STD = 0.02
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout, as ``F.dropout`` computes it, with the mask drawn by ``rand`` (about 3x
+    cheaper on CPU than the ``bernoulli_`` that ``F.dropout`` uses; dropout was a third of a step)."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+    return x * keep
+
+
+class Dropout(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 @dataclass(frozen=True)
@@ -41,7 +63,7 @@ class SelfAttention(nn.Module):
         self.n_heads = cfg.n_heads
         self.query, self.key, self.value, self.dense = (nn.Linear(d, d) for _ in range(4))
         self.attn_dropout = cfg.attn_dropout
-        self.out_dropout = nn.Dropout(cfg.hidden_dropout)
+        self.out_dropout = Dropout(cfg.hidden_dropout)
         self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,9 +74,12 @@ class SelfAttention(nn.Module):
             return t.view(R, L, H, D // H).transpose(1, 2)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )  # [R, H, L, D/H]
+        if self.training and self.attn_dropout > 0:
+            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(D // H)) + mask  # [R, H, L, L]
+            probs = dropout(torch.softmax(scores, dim=-1), self.attn_dropout, True)
+            ctx = probs @ v
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [R, H, L, D/H]
         ctx = ctx.transpose(1, 2).reshape(R, L, D)
         return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
 
@@ -65,7 +90,7 @@ class FeedForward(nn.Module):
         d = cfg.hidden_size
         self.dense_1 = nn.Linear(d, 4 * d)
         self.dense_2 = nn.Linear(4 * d, d)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.dropout = Dropout(cfg.hidden_dropout)
         self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +144,7 @@ class SequenceEncoder(nn.Module):
         self.item_embeddings = nn.Embedding(n_items + 2, cfg.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(cfg.max_len, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.dropout = Dropout(cfg.hidden_dropout)
         self.item_encoder = Encoder(cfg)
         self.apply(init_weights)
 

@@ -1,0 +1,54 @@
+"""Median seconds per fine-tuning epoch (training + validation), packed rows against padding to 50.
+
+Both layouts run in the same process, one after the other, so they share the machine's state.
+Usage: python benchmarks/finetune_epoch.py [--datasets Beauty LastFM] [--timed-epochs 3]
+Writes benchmarks/results/finetune_epoch.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from s3rec.bench import bench_train
+from s3rec.config import TrainConfig
+from s3rec.data import registry
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=["Beauty", "LastFM"])
+    p.add_argument("--timed-epochs", type=int, default=3)
+    p.add_argument("--protocol", default="sampled")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune_epoch.json"))
+    args = p.parse_args()
+    rows = []
+    for name in args.datasets:
+        ds = registry.load(name, negatives=args.protocol == "sampled", quiet=True)
+        for packed in (True, False):
+            cfg = dataclasses.replace(TrainConfig(dataset=ds.name, protocol=args.protocol), packed=packed)
+            r = bench_train(cfg, ds, epochs=args.timed_epochs)
+            rows.append(r)
+            print(f"{ds.name:8s} {'packed' if packed else 'padded':7s} {r['median_seconds_per_epoch']:.2f} s/epoch "
+                  f"(train {r['median_train_seconds']:.2f} + valid {r['median_valid_seconds']:.2f})", flush=True)
+    record = {
+        "benchmark": "finetune_epoch",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "command": "python benchmarks/finetune_epoch.py " + " ".join(["--datasets", *args.datasets]),
+        "results": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
