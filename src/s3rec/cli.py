@@ -227,6 +227,10 @@ def cmd_train(args) -> int:
     cfg = dataclasses.replace(cfg, dataset=ds.name)
     _log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; model {cfg.model}; protocol {cfg.protocol}; run {out}")
     results = finetune(cfg, ds, out, resume=args.resume, progress=not args.quiet, log=_log)
+    from .paper import comparison_table
+
+    _log(f"test metrics, {ds.name}, {cfg.model}, {cfg.protocol} protocol (paper: Zhou et al. 2020)\n"
+         + comparison_table(results["test"], cfg.protocol, cfg.model, ds.name))
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"], "out": str(out)}, indent=2))
     return 0
 

@@ -30,7 +30,8 @@ def _progress(iterable, total, desc, enabled):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+    # disable=None: no bar when stderr is not a terminal (logs stay readable)
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, disable=None)
 
 
 def build(cfg: TrainConfig, ds: Dataset):
