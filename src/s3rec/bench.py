@@ -47,3 +47,49 @@ def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
+
+
+def bench_pretrain(cfg, ds, batches: int = 200, warmup: int = 20, log=None) -> dict:
+    """Pre-training instances per second: instances / end-to-end wall time (batch building, the four
+    objectives, backward and the optimizer step) over ``batches`` consecutive batches of a random
+    permutation, after ``warmup`` batches."""
+    from .pretrain import Pretrainer
+
+    t_setup = time.perf_counter()
+    trainer = Pretrainer(cfg, ds)
+    setup = time.perf_counter() - t_setup
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = []
+    while len(order) < warmup + batches:
+        order += trainer.epoch_order(gen)
+    for idx in order[:warmup]:
+        trainer.step(idx, gen)
+    if cfg.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    timed = order[warmup : warmup + batches]
+    t0 = time.perf_counter()
+    for idx in timed:
+        trainer.step(idx, gen)
+    if cfg.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    n = sum(len(i) for i in timed)
+    if log:
+        log(f"{ds.name}: {n} instances in {seconds:.2f} s")
+    return {
+        "instances_per_second": n / seconds,
+        "instances": n,
+        "batches": len(timed),
+        "seconds": seconds,
+        "setup_seconds": setup,
+        "epoch_instances": len(trainer.instances),
+        "estimated_epoch_seconds": len(trainer.instances) / (n / seconds),
+        "dataset": ds.name,
+        "packed": cfg.packed,
+        "bucketed": cfg.bucketed,
+        "amp": cfg.amp,
+        "device": cfg.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }

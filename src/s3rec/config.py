@@ -16,25 +16,17 @@ LOSSES = ("bce", "ce")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Fine-tuning (next-item prediction) settings."""
+class EncoderSettings:
+    """The encoder shared by pre-training and fine-tuning (SPEC section 2)."""
 
     dataset: str = "LastFM"
-    model: str = "sasrec"
-    protocol: str = "sampled"  # sampled | full | full-unmasked | full-original
-    # encoder (SPEC section 2)
     hidden_size: int = 64
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50
     hidden_dropout: float = 0.5
     attn_dropout: float = 0.5
-    # optimisation (SPEC section 4)
     lr: float = 1e-3
-    batch_size: int = 256
-    epochs: int = 200
-    patience: int = 10  # epochs without a better validation score before stopping
-    loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items
     negative_sampler: str = "exclude-mask"  # or "original": the released sampler that can draw mask_id
     packed: bool = True  # pack sequences into rows (exact); False pads every sequence to max_len
     seed: int = 42
@@ -45,24 +37,21 @@ class TrainConfig:
             self.hidden_size, self.n_layers, self.n_heads, self.max_len, self.hidden_dropout, self.attn_dropout
         )
 
-    def validate(self) -> "TrainConfig":
+    def _checks(self) -> list[tuple[bool, str]]:
         from .data.batches import NEGATIVE_SAMPLERS
-        from .evaluate import PROTOCOLS
 
-        checks = [
-            (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}"),
-            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+        return [
             (self.negative_sampler in NEGATIVE_SAMPLERS, f"negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}"),
-            (self.hidden_size > 0 and self.hidden_size % self.n_heads == 0, "hidden_size must be a positive multiple of n_heads"),
-            (self.n_layers >= 1 and self.n_heads >= 1, "n_layers and n_heads must be >= 1"),
+            (self.hidden_size > 0 and self.n_heads >= 1 and self.hidden_size % self.n_heads == 0,
+             "hidden_size must be a positive multiple of n_heads"),
+            (self.n_layers >= 1, "n_layers must be >= 1"),
             (self.max_len >= 1, "max_len must be >= 1"),
             (0 <= self.hidden_dropout < 1 and 0 <= self.attn_dropout < 1, "dropout must be in [0, 1)"),
             (self.lr > 0, "lr must be > 0"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.patience >= 1, "patience must be >= 1"),
         ]
-        for ok, msg in checks:
+
+    def validate(self):
+        for ok, msg in self._checks():
             if not ok:
                 raise ConfigError(f"invalid setting: {msg}")
         return self
@@ -72,6 +61,62 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig(EncoderSettings):
+    """Fine-tuning (next-item prediction) settings; defaults are the paper's (SPEC section 4)."""
+
+    model: str = "sasrec"
+    protocol: str = "sampled"  # sampled | full | full-unmasked | full-original
+    batch_size: int = 256
+    epochs: int = 200
+    patience: int = 10  # epochs without a better validation score before stopping
+    loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items
+    init: str = ""  # pre-trained checkpoint the encoder starts from ("" = random initialisation)
+
+    def _checks(self):
+        from .evaluate import PROTOCOLS
+
+        return super()._checks() + [
+            (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+        ]
+
+
+@dataclass(frozen=True)
+class PretrainConfig(EncoderSettings):
+    """S3-Rec pre-training settings; defaults are the released code's (SPEC section 3)."""
+
+    batch_size: int = 100
+    epochs: int = 0  # 0: the dataset's default (150 Beauty/Toys/LastFM, 100 Sports/Yelp; 100 otherwise)
+    mask_p: float = 0.2
+    aap_weight: float = 0.2
+    mip_weight: float = 1.0
+    map_weight: float = 1.0
+    sp_weight: float = 0.5
+    segment_pool: str = "train"  # or "full": the released code's pool, which leaks valid/test items
+    bucketed: bool = False  # NOT exact: sort each epoch into length buckets (a speed option)
+    save_every: int = 10  # keep a checkpoint every N epochs (plus the latest)
+    amp: str = "none"  # or "bf16": autocast (CUDA or CPU)
+    init: str = ""  # continue from a pre-training checkpoint (ours or the authors' layout)
+
+    def _checks(self):
+        from .data.pretrain import SEGMENT_POOLS
+
+        return super()._checks() + [
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.epochs >= 0, "epochs must be >= 0"),
+            (0 <= self.mask_p <= 1, "mask_p must be in [0, 1]"),
+            (min(self.aap_weight, self.mip_weight, self.map_weight, self.sp_weight) >= 0, "loss weights must be >= 0"),
+            (max(self.aap_weight, self.mip_weight, self.map_weight, self.sp_weight) > 0, "at least one loss weight must be > 0"),
+            (self.segment_pool in SEGMENT_POOLS, f"segment_pool must be one of {', '.join(SEGMENT_POOLS)}"),
+            (self.save_every >= 1, "save_every must be >= 1"),
+            (self.amp in ("none", "bf16"), "amp must be none or bf16"),
+        ]
 
 
 def _coerce(name: str, typ, value):

@@ -77,13 +77,9 @@ class SequenceBatch:
     def to(self, device) -> "SequenceBatch":
         if str(device) == "cpu":
             return self
-        lay = self.layout
-        moved = Layout(
-            lay.n_rows, lay.row_len, lay.lengths.to(device), lay.token_slot.to(device), lay.token_seq.to(device),
-            lay.token_pos.to(device), lay.last_slot.to(device), lay.positions.to(device), lay.mask.to(device),
-        )
         opt = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return SequenceBatch(moved, self.items.to(device), self.users.to(device), opt(self.targets), opt(self.negatives))
+        return SequenceBatch(self.layout.to(device), self.items.to(device), self.users.to(device),
+                             opt(self.targets), opt(self.negatives))
 
 
 def _tokens(start: torch.Tensor, layout: Layout) -> torch.Tensor:

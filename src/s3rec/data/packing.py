@@ -34,6 +34,14 @@ class Layout:
     last_slot: torch.Tensor  # [B] flat slot of each sequence's last token
     positions: torch.Tensor  # [R, P] position ids (max_len - length + index; 0 on empty slots)
     mask: torch.Tensor  # [R, 1, P, P] additive attention mask
+    group_rows: tuple[int, ...] = ()  # rows per group, when sequences were packed in groups
+
+    def to(self, device) -> "Layout":
+        if str(device) == "cpu":
+            return self
+        move = [t.to(device) for t in (self.lengths, self.token_slot, self.token_seq, self.token_pos,
+                                       self.last_slot, self.positions, self.mask)]
+        return Layout(self.n_rows, self.row_len, *move, self.group_rows)
 
 
 def _assign_rows(lengths: list[int], row_len: int) -> tuple[list[int], list[int], int]:
@@ -64,13 +72,28 @@ def make_layout(
     mask_value: float,
     packed: bool = True,
     row_len: int | None = None,
+    group_sizes: list[int] | None = None,
 ) -> Layout:
-    """Lay out sequences of the given lengths (each 1..max_len) in rows of ``row_len`` slots."""
+    """Lay out sequences of the given lengths (each 1..max_len) in rows of ``row_len`` slots.
+
+    With ``group_sizes``, consecutive groups of sequences are packed into separate blocks of rows
+    (group 0 first), so a model can treat the groups' rows differently.
+    """
     row_len = row_len or max_len
     lengths = lengths.to(torch.long)
     B = len(lengths)
+    group_rows: tuple[int, ...] = ()
     if packed:
-        rows, cols, n_rows = _assign_rows(lengths.tolist(), row_len)
+        rows, cols, n_rows = [], [], 0
+        sizes = group_sizes or [B]
+        bounds = [0, *torch.cumsum(torch.tensor(sizes), 0).tolist()]
+        all_lengths = lengths.tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            r, c, n = _assign_rows(all_lengths[a:b], row_len)
+            rows += [x + n_rows for x in r]
+            cols += c
+            n_rows += n
+            group_rows += (n,)
         rows_t = torch.tensor(rows, dtype=torch.long)
         cols_t = torch.tensor(cols, dtype=torch.long)
     else:
@@ -95,9 +118,11 @@ def make_layout(
     if causal:
         allowed &= torch.ones(row_len, row_len, dtype=torch.bool).tril()
     mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, mask_value).unsqueeze(1)
+    if not packed and group_sizes:
+        group_rows = tuple(group_sizes)
     return Layout(
         n_rows, row_len, lengths, token_slot, token_seq, token_pos, last_slot,
-        positions.view(n_rows, row_len), mask,
+        positions.view(n_rows, row_len), mask, group_rows,
     )
 
 

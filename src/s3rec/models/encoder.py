@@ -66,7 +66,8 @@ class SelfAttention(nn.Module):
         self.out_dropout = Dropout(cfg.hidden_dropout)
         self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention-weighted values, heads merged: ``[R, L, D]`` (before the output projection)."""
         R, L, D = x.shape
         H = self.n_heads
 
@@ -80,8 +81,21 @@ class SelfAttention(nn.Module):
             ctx = probs @ v
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [R, H, L, D/H]
-        ctx = ctx.transpose(1, 2).reshape(R, L, D)
+        return ctx.transpose(1, 2).reshape(R, L, D)
+
+    def output(self, ctx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.context(x, mask), x)
+
+    def forward_queries(self, x: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """The block's attention output at the given flat slots only: ``[S, D]``. Attention runs over
+        every slot (all keys and values are needed anyway); the output projection, residual and
+        LayerNorm only at ``slots``."""
+        D = x.shape[-1]
+        ctx = self.context(x, mask).reshape(-1, D)[slots]
+        return self.output(ctx, x.reshape(-1, D)[slots])
 
 
 class FeedForward(nn.Module):
@@ -106,16 +120,30 @@ class Block(nn.Module):
     def forward(self, x, mask):
         return self.intermediate(self.attention(x, mask))
 
+    def forward_queries(self, x, mask, slots):
+        return self.intermediate(self.attention.forward_queries(x, mask, slots))
+
 
 class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.layer = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for block in self.layer:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, full_rows=None, query_slots=None):
+        """``[R, L, D]`` hidden states; or, with ``query_slots``, the last block computed only for the
+        first ``full_rows`` rows (``[full_rows, L, D]``) and at ``query_slots`` (``[S, D]``, flat
+        slots in rows >= full_rows): exact for those outputs, and cheaper when the other positions'
+        outputs are never read."""
+        if query_slots is None:
+            for block in self.layer:
+                x = block(x, mask)
+            return x
+        for block in self.layer[:-1]:
             x = block(x, mask)
-        return x
+        last = self.layer[-1]
+        # query_slots lie in the rows after the first full_rows (the caller packs them apart)
+        rest = last.forward_queries(x[full_rows:], mask[full_rows:], query_slots - full_rows * x.shape[1])
+        return last(x[:full_rows], mask[:full_rows]), rest
 
 
 def init_weights(module: nn.Module) -> None:
@@ -148,7 +176,7 @@ class SequenceEncoder(nn.Module):
         self.item_encoder = Encoder(cfg)
         self.apply(init_weights)
 
-    def forward(self, items: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, full_rows=None, query_slots=None):
         x = self.item_embeddings(items) + self.position_embeddings(positions)  # [R, L, D]
         x = self.dropout(self.LayerNorm(x))
-        return self.item_encoder(x, mask)
+        return self.item_encoder(x, mask, full_rows, query_slots)

@@ -1,0 +1,96 @@
+"""S3-Rec pre-training: the shared encoder run bidirectionally, attribute embeddings and four heads.
+
+Each objective returns its own summed loss term (SPEC section 3); :func:`weighted_total` applies
+the weights in one place. Parameter names follow the released code, so the authors' checkpoints
+load key for key, and fine-tuning takes the encoder part (:data:`ENCODER_PREFIXES`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.pretrain import PretrainBatch
+from .encoder import EncoderConfig, SequenceEncoder, init_weights
+
+OBJECTIVES = ("aap", "mip", "map", "sp")
+# the state_dict entries that fine-tuning loads: embeddings, LayerNorm and encoder
+ENCODER_PREFIXES = ("item_embeddings.", "position_embeddings.", "LayerNorm.", "item_encoder.")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    aap: float = 0.2
+    mip: float = 1.0
+    map: float = 1.0
+    sp: float = 0.5
+
+    def active(self, name: str) -> bool:
+        return getattr(self, name) != 0.0
+
+
+class S3RecPretrain(SequenceEncoder):
+    """Encoder + ``attribute_embeddings [n_attributes + 1, D]`` + heads ``{aap,mip,map,sp}_norm``."""
+
+    causal = False
+    partial_last_layer = True  # exact; False computes every position of the last block (for tests)
+
+    def __init__(self, n_items: int, n_attributes: int, cfg: EncoderConfig):
+        super().__init__(n_items, cfg)
+        d = cfg.hidden_size
+        self.attribute_embeddings = nn.Embedding(n_attributes + 1, d, padding_idx=0)
+        self.aap_norm, self.mip_norm, self.map_norm, self.sp_norm = (nn.Linear(d, d) for _ in range(4))
+        for module in (self.attribute_embeddings, self.aap_norm, self.mip_norm, self.map_norm, self.sp_norm):
+            init_weights(module)
+
+    def losses(self, batch: PretrainBatch, attr_targets: torch.Tensor | None, weights: LossWeights) -> dict:
+        """The four summed loss terms of a batch (only the active ones are computed).
+
+        ``attr_targets [T, n_attributes + 1]``: the multi-hot attributes of each prefix token.
+        """
+        lay = batch.layout
+        sp_slots = None
+        if batch.sp_last is not None and self.partial_last_layer:
+            # SP reads only the last position of its sequences: skip the rest of the last block there
+            sp_slots = batch.sp_last.reshape(-1)
+            h, h_sp = self(batch.items, lay.positions, lay.mask, batch.main_rows, sp_slots)
+        else:
+            h = self(batch.items, lay.positions, lay.mask)  # [R, P, D]
+        h = h.reshape(-1, h.shape[-1])  # [R * P, D] (with sp_slots: only the main rows)
+        out = {}
+        if batch.main_tokens:
+            hm = h[batch.layout.token_slot[: batch.main_tokens]]  # [T, D] the masked prefixes
+            masked = batch.masked
+            A = self.attribute_embeddings.weight  # [n_attributes + 1, D], row 0 included
+            if weights.active("aap"):
+                keep = ~masked  # unmasked, non-pad positions
+                logits = self.aap_norm(hm[keep]) @ A.T
+                out["aap"] = F.binary_cross_entropy_with_logits(logits, attr_targets[keep], reduction="sum")
+            hmask = hm[masked]
+            if weights.active("mip"):
+                z = self.mip_norm(hmask)  # [M, D]
+                E = self.item_embeddings.weight
+                pos = torch.sigmoid((z * E[batch.targets[masked]]).sum(-1))
+                neg = torch.sigmoid((z * E[batch.negatives]).sum(-1))
+                out["mip"] = -F.logsigmoid(pos - neg).sum()
+            if weights.active("map"):
+                logits = self.map_norm(hmask) @ A.T
+                out["map"] = F.binary_cross_entropy_with_logits(logits, attr_targets[masked], reduction="sum")
+        if batch.sp_last is not None:
+            c, p, n = h_sp.view(3, -1, h_sp.shape[-1]) if sp_slots is not None else h[batch.sp_last]  # [B, D] each
+            z = self.sp_norm(c)
+            out["sp"] = -F.logsigmoid(torch.sigmoid((z * p).sum(-1)) - torch.sigmoid((z * n).sum(-1))).sum()
+        return out
+
+
+def weighted_total(terms: dict, weights: LossWeights) -> torch.Tensor:
+    """The joint loss: ``0.2*AAP + 1.0*MIP + 1.0*MAP + 0.5*SP`` by default (sums, not means)."""
+    return sum(getattr(weights, name) * value for name, value in terms.items())
+
+
+def encoder_state(state: dict) -> dict:
+    """The part of a pre-training state_dict that fine-tuning loads."""
+    return {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}

@@ -1,0 +1,205 @@
+"""The S3-Rec pre-training loop: random batches of prefixes, four objectives, one Adam step per batch.
+
+A pre-training run directory holds ``config.json``, ``metrics.jsonl`` (per epoch: the four loss
+terms per instance, the weighted total, instances per second), ``checkpoint.pt`` (the full state
+after the last finished epoch, for ``--resume``) and ``pretrain-epoch-K.pt`` every ``save_every``
+epochs and at the end (weights + config, the files fine-tuning starts from).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .config import PretrainConfig, config_from_json
+from .data.batches import SequenceTensors
+from .data.pretrain import Instances, make_instances, pretrain_batch, segment_pool
+from .data.registry import registered
+from .data.store import Dataset
+from .errors import CheckpointError, ConfigError
+from .fileio import atomic_write_text
+from .models.s3rec import OBJECTIVES, LossWeights, S3RecPretrain, encoder_state, weighted_total
+from .train import _progress, _rng_state, _set_rng_state, adam
+
+DEFAULT_EPOCHS = 100
+
+
+def default_epochs(dataset: str) -> int:
+    """The released checkpoints' schedule: 150 for Beauty, Toys and LastFM; 100 for Sports and Yelp."""
+    info = registered(dataset)
+    return info.pretrain_epochs if info else DEFAULT_EPOCHS
+
+
+def loss_weights(cfg: PretrainConfig) -> LossWeights:
+    return LossWeights(cfg.aap_weight, cfg.mip_weight, cfg.map_weight, cfg.sp_weight)
+
+
+def attribute_targets(ds: Dataset, device) -> torch.Tensor:
+    """Dense multi-hot ``[n_items + 2, n_attributes + 1]`` float matrix (duplicate ids collapse)."""
+    m = np.zeros((ds.n_items + 2, ds.n_attributes + 1), dtype=np.float32)
+    rows = np.repeat(np.arange(ds.n_items + 2), np.diff(ds.attr_offsets))
+    m[rows, ds.attributes] = 1.0
+    return torch.from_numpy(m).to(device)
+
+
+class Pretrainer:
+    """Everything one pre-training step needs, built once per dataset."""
+
+    def __init__(self, cfg: PretrainConfig, ds: Dataset, users: torch.Tensor | None = None):
+        self.cfg = cfg
+        self.ds = ds
+        self.weights = loss_weights(cfg)
+        self.st = SequenceTensors(ds)
+        self.instances: Instances = make_instances(self.st, cfg.max_len, users)
+        self.pool = segment_pool(self.st, cfg.segment_pool, users)
+        self.attrs = attribute_targets(ds, cfg.device)
+        self.with_items = any(self.weights.active(n) for n in ("aap", "mip", "map"))
+        self.with_segments = self.weights.active("sp")
+        torch.manual_seed(cfg.seed)
+        self.model = S3RecPretrain(ds.n_items, ds.n_attributes, cfg.encoder()).to(cfg.device)
+        self.optimizer = adam(self.model.parameters(), cfg.lr)
+
+    def epoch_order(self, gen: torch.Generator) -> list[torch.Tensor]:
+        """The epoch's batches: a random permutation cut into batches (exact); with ``bucketed``,
+        the permutation sorted by prefix length before cutting and the batches shuffled (NOT exact)."""
+        n, bs = len(self.instances), self.cfg.batch_size
+        perm = torch.randperm(n, generator=gen)
+        if self.cfg.bucketed:
+            perm = perm[torch.sort(self.instances.length[perm], stable=True).indices]
+            batches = list(perm.split(bs))
+            return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+        return list(perm.split(bs))
+
+    def step(self, idx: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        cfg = self.cfg
+        batch = pretrain_batch(
+            self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
+            self.with_items, self.with_segments, cfg.max_len, cfg.packed,
+        ).to(cfg.device)
+        attr_targets = self.attrs[batch.targets] if self.with_items else None
+        amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
+               if cfg.amp == "bf16" else contextlib.nullcontext())
+        with amp:
+            terms = self.model.losses(batch, attr_targets, self.weights)
+            loss = weighted_total(terms, self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    ds: Dataset,
+    out: Path,
+    resume: bool = False,
+    progress: bool = True,
+    log=lambda msg: print(msg, file=sys.stderr),
+    init_state: dict | None = None,
+) -> dict:
+    """Pre-train for ``cfg.epochs`` (or the dataset's default); returns a summary."""
+    t_start = time.time()
+    out = Path(out)
+    epochs = cfg.epochs or default_epochs(ds.name)
+    trainer = Pretrainer(cfg, ds)
+    if init_state is not None:
+        checkpoint.load_model_state(trainer.model, init_state, cfg.init or "--init")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    elapsed_before = 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        state = checkpoint.load(ckpt_path)
+        saved = config_from_json(state["config"], PretrainConfig)
+        diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v and k != "device"}
+        if diff:
+            raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(sorted(diff))}")
+        checkpoint.load_model_state(trainer.model, state["model"], str(ckpt_path))
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(gen, state["rng"])
+        history = json.loads(state["history"])
+        elapsed_before = float(state["seconds"])
+        log(f"resuming {out} after epoch {len(history)}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+    n_inst = len(trainer.instances)
+    log(f"{ds.name}: {n_inst} pre-training instances per epoch, {epochs} epochs, "
+        f"weights {' '.join(f'{n}={getattr(trainer.weights, n)}' for n in OBJECTIVES)}")
+    for epoch in range(len(history) + 1, epochs + 1):
+        t0 = time.time()
+        sums = dict.fromkeys(OBJECTIVES, 0.0)
+        batches = trainer.epoch_order(gen)
+        for idx in _progress(batches, len(batches), f"pretrain {epoch}/{epochs}", progress):
+            for k, v in trainer.step(idx, gen).items():
+                sums[k] += v
+        seconds = time.time() - t0
+        terms = {k: sums[k] / n_inst for k in OBJECTIVES if trainer.weights.active(k)}
+        total = sum(getattr(trainer.weights, k) * v for k, v in terms.items())
+        row = {"epoch": epoch, **terms, "loss": total, "instances_per_second": round(n_inst / seconds, 1),
+               "seconds": round(seconds, 3)}
+        history.append(row)
+        log(f"pretrain {epoch:3d}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items())
+            + f" total {total:.4f} ({row['instances_per_second']:.0f} inst/s, {seconds:.1f}s)")
+        payload = weights_payload(cfg, ds, trainer.model, epoch)
+        if epoch % cfg.save_every == 0 or epoch == epochs:
+            checkpoint.save(out / f"pretrain-epoch-{epoch}.pt", payload)
+        checkpoint.save(ckpt_path, {
+            **payload,
+            "optimizer": trainer.optimizer.state_dict(),
+            "rng": _rng_state(gen),
+            "history": json.dumps(history),
+            "seconds": elapsed_before + time.time() - t_start,
+        })
+        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    final = out / f"pretrain-epoch-{epochs}.pt"
+    return {"checkpoint": str(final), "epochs": epochs, "instances": n_inst,
+            "seconds": round(elapsed_before + time.time() - t_start, 3)}
+
+
+def weights_payload(cfg: PretrainConfig, ds: Dataset, model, epoch: int) -> dict:
+    return {
+        "kind": "pretrain",
+        "config": cfg.to_json(),
+        "dataset": ds.name,
+        "n_items": ds.n_items,
+        "n_attributes": ds.n_attributes,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def read_pretrained(path: str | Path) -> tuple[dict, dict]:
+    """A pre-trained state_dict from our checkpoint or the authors' plain layout; returns
+    ``(state_dict, facts)``. Loaded with ``weights_only=True``; anything else is an error."""
+    obj = checkpoint.load(path)
+    if obj.get("format") == checkpoint.FORMAT:
+        state, facts = obj["model"], {"kind": obj.get("kind"), "dataset": obj.get("dataset"), "epoch": obj.get("epoch")}
+    elif "item_embeddings.weight" in obj:  # the released code saves a bare state_dict
+        state, facts = obj, {"kind": "authors", "dataset": None, "epoch": None}
+    else:
+        raise CheckpointError(f"{path}: neither an s3rec checkpoint nor an S3-Rec state_dict (no item_embeddings.weight)")
+    if not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path}: the state_dict holds non-tensor entries")
+    return state, facts
+
+
+def init_for_finetuning(path: str | Path, ds: Dataset) -> dict:
+    """The embeddings, LayerNorm and encoder to fine-tune from, checked against the dataset."""
+    state, facts = read_pretrained(path)
+    enc = encoder_state(state)
+    if "item_embeddings.weight" not in enc or not any(k.startswith("item_encoder.") for k in enc):
+        raise CheckpointError(f"{path}: holds no encoder weights to fine-tune from")
+    rows = enc["item_embeddings.weight"].shape[0]
+    if rows != ds.n_items + 2:
+        raise CheckpointError(
+            f"{path}: item table has {rows} rows, but {ds.name} needs {ds.n_items + 2} (n_items + 2): "
+            "a checkpoint from another dataset?"
+        )
+    return enc
