@@ -125,6 +125,60 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
+    t.add_argument("--init", help="start the encoder from a pre-training checkpoint (ours or the authors' state_dict)")
+
+    # pretrain
+    pt = sub.add_parser(
+        "pretrain",
+        help="S3-Rec self-supervised pre-training (AAP, MIP, MAP, SP)",
+        description="Pre-train the bidirectional encoder with the four S3-Rec objectives on every prefix of "
+        "every user's training part: random batches of 100, fresh corruption each epoch, joint loss "
+        "0.2*AAP + 1*MIP + 1*MAP + 0.5*SP. Writes pretrain-epoch-K.pt every 10 epochs and a resumable "
+        "checkpoint.pt every epoch. Ablations: --set sp_weight=0 (w/o SP) and so on.",
+        epilog="examples:\n  s3rec pretrain --dataset LastFM --epochs 30\n"
+        "  s3rec pretrain --dataset Beauty --out runs/beauty-pre --resume\n"
+        "  s3rec pretrain --dataset Beauty --set sp_weight=0          # the paper's w/o SP\n"
+        "  s3rec train --dataset Beauty --init runs/beauty-pre/pretrain-epoch-150.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pt.add_argument("--dataset", help="registered name or file stem (default LastFM)")
+    _add_data_dir(pt)
+    pt.add_argument("--epochs", type=int, help="epochs (default: 150 Beauty/Toys/LastFM, 100 Sports/Yelp)")
+    pt.add_argument("--seed", type=int, help="random seed (default 42)")
+    pt.add_argument("--device", help="cpu (default) or cuda")
+    pt.add_argument("--init", help="continue from a pre-training checkpoint (ours or the authors' state_dict)")
+    pt.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="other settings: lr, batch_size, mask_p, aap_weight, mip_weight, map_weight, sp_weight, "
+                    "segment_pool, negative_sampler, save_every, bucketed, amp, packed, hidden_size, ...")
+    pt.add_argument("--out", help="run directory (default runs/DATASET-pretrain-seedSEED)")
+    pt.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    pt.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    pt.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    # run
+    r = sub.add_parser(
+        "run",
+        help="S3-Rec end to end: pre-train, fine-tune, evaluate test",
+        description="Pre-train S3-Rec, fine-tune SASRec from the last pre-training checkpoint, evaluate test "
+        "once, and print the metrics beside the paper's. OUT/pretrain and OUT/finetune are ordinary run "
+        "directories; --resume continues whichever stage was interrupted.",
+        epilog="examples:\n  s3rec run --dataset LastFM --pretrain-epochs 20\n  s3rec run --dataset Beauty --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--dataset", default="LastFM", help="registered name or file stem (default LastFM)")
+    _add_data_dir(r)
+    r.add_argument("--pretrain-epochs", type=int, help="pre-training epochs (default: the dataset's, see pretrain)")
+    r.add_argument("--protocol", choices=["sampled", "full", "full-unmasked", "full-original"], help="default sampled")
+    r.add_argument("--seed", type=int, help="random seed for both stages (default 42)")
+    r.add_argument("--device", help="cpu (default) or cuda")
+    r.add_argument("--pretrain-set", dest="pretrain_sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a pre-training setting (see `s3rec pretrain --help`)")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="a fine-tuning setting")
+    r.add_argument("--out", help="run directory (default runs/DATASET-s3rec-PROTOCOL-seedSEED)")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
     # evaluate
     e = sub.add_parser("evaluate", help="evaluate a saved model")
     e.add_argument("checkpoint", help="best.pt or checkpoint.pt of a run")
@@ -148,18 +202,33 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--timed-epochs", type=int, default=3, help="epochs timed after the warm-up (default 3)")
     bt.add_argument("--json", action="store_true", help="print JSON")
 
+    bp = bsub.add_parser(
+        "pretrain",
+        help="pre-training instances per second",
+        description="Instances per second = instances / end-to-end wall time (batch building, the four "
+        "objectives, backward, optimizer step) over --batches consecutive batches of a random permutation, "
+        "after --warmup batches.",
+    )
+    bp.add_argument("--dataset", default="LastFM")
+    _add_data_dir(bp)
+    bp.add_argument("--batches", type=int, default=200)
+    bp.add_argument("--warmup", type=int, default=20)
+    bp.add_argument("--device", default="cpu")
+    bp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="a pre-training setting")
+    bp.add_argument("--json", action="store_true", help="print JSON")
+
     sub.add_parser("models", help="list the available models")
     return parser
 
 
-_TRAIN_FLAGS = ("dataset", "model", "protocol", "epochs", "seed", "loss", "device")
+_TRAIN_FLAGS = ("dataset", "model", "protocol", "epochs", "seed", "loss", "device", "init")
 
 
 def _train_config(args, base=None):
     """The run's config: ``base`` (the defaults, or a resumed run's settings) plus what was given."""
     from .config import TrainConfig, parse_sets, with_overrides
 
-    overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k, None) for k in _TRAIN_FLAGS if getattr(args, k, None) is not None}
     if "model" in overrides:
         overrides["model"] = overrides["model"].lower()
     overrides.update(parse_sets(args.sets))
@@ -201,37 +270,126 @@ def _default_out(cfg) -> Path:
     return Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.protocol}-seed{cfg.seed}"
 
 
-def cmd_train(args) -> int:
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Check the run directory; True when the run there already finished (only with --resume)."""
+    if resume:
+        return (out / "results.json").is_file()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
+    return False
+
+
+def _resumed_config(args, out: Path, make):
+    """With --resume, settings not given on the command line come from the run being resumed."""
+    if args.resume and (out / "config.json").is_file():
+        return make(args, (out / "config.json").read_text())
+    return None
+
+
+def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bool, paper_model: str) -> dict:
+    """Load the data, (re)start the run directory, fine-tune, print ours beside the paper's numbers."""
+    import dataclasses
+
     from .data import registry
+    from .paper import comparison_table
     from .train import finetune
+
+    ds = registry.load(cfg.dataset, data_dir, negatives=cfg.protocol == "sampled", quiet=quiet)
+    cfg = dataclasses.replace(cfg, dataset=ds.name)
+    init_state = None
+    if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
+        from .pretrain import init_for_finetuning
+
+        init_state = init_for_finetuning(cfg.init, ds)
+    if out.exists() and overwrite and not resume:
+        shutil.rmtree(out)
+    start = f"from {cfg.init}" if cfg.init else "from scratch"
+    _log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; {cfg.model} {start}; protocol {cfg.protocol}; run {out}")
+    results = finetune(cfg, ds, out, resume=resume, progress=not quiet, log=_log, init_state=init_state)
+    _log(f"test metrics, {ds.name}, {paper_model}, {cfg.protocol} protocol (paper: Zhou et al. 2020)\n"
+         + comparison_table(results["test"], cfg.protocol, paper_model, ds.name))
+    return results
+
+
+def cmd_train(args) -> int:
+    from .config import config_from_json
 
     cfg = _train_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
-    if args.resume and (out / "config.json").is_file():
-        from .config import config_from_json
+    cfg = _resumed_config(args, out, lambda a, text: _train_config(a, config_from_json(text))) or cfg
+    if _prepare_out(out, args.resume, args.overwrite):
+        _log(f"{out} already finished; results:")
+        print((out / "results.json").read_text().strip())
+        return 0
+    paper_model = "s3rec" if cfg.init else cfg.model
+    results = _finetune(cfg, args.data_dir, out, args.resume, args.overwrite, args.quiet, paper_model)
+    print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"], "out": str(out)}, indent=2))
+    return 0
 
-        # Settings not given on the command line come from the run being resumed.
-        cfg = _train_config(args, config_from_json((out / "config.json").read_text()))
-        if (out / "results.json").is_file():
-            _log(f"{out} already finished; results:")
-            print((out / "results.json").read_text().strip())
-            return 0
-    elif out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
-    ds = registry.load(cfg.dataset, args.data_dir, negatives=cfg.protocol == "sampled")
-    if out.exists() and args.overwrite and not args.resume:
-        shutil.rmtree(out)
+
+def _pretrain_config(args, base=None):
+    from .config import PretrainConfig, parse_sets, with_overrides
+
+    overrides = {k: getattr(args, k) for k in ("dataset", "epochs", "seed", "device", "init") if getattr(args, k, None) is not None}
+    overrides.update(parse_sets(args.sets))
+    return with_overrides(base or PretrainConfig(), overrides).validate()
+
+
+def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bool) -> dict:
     import dataclasses
 
-    cfg = dataclasses.replace(cfg, dataset=ds.name)
-    _log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; model {cfg.model}; protocol {cfg.protocol}; run {out}")
-    results = finetune(cfg, ds, out, resume=args.resume, progress=not args.quiet, log=_log)
-    from .paper import comparison_table
+    from .data import registry
+    from .pretrain import pretrain, read_pretrained
 
-    _log(f"test metrics, {ds.name}, {cfg.model}, {cfg.protocol} protocol (paper: Zhou et al. 2020)\n"
-         + comparison_table(results["test"], cfg.protocol, cfg.model, ds.name))
-    print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"], "out": str(out)}, indent=2))
+    ds = registry.load(cfg.dataset, data_dir, quiet=quiet)
+    cfg = dataclasses.replace(cfg, dataset=ds.name)
+    init_state = None
+    if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
+        init_state, _ = read_pretrained(cfg.init)
+    if out.exists() and overwrite and not resume:
+        shutil.rmtree(out)
+    return pretrain(cfg, ds, out, resume=resume, progress=not quiet, log=_log, init_state=init_state)
+
+
+def cmd_pretrain(args) -> int:
+    from .config import PretrainConfig, config_from_json
+
+    cfg = _pretrain_config(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-pretrain-seed{cfg.seed}"
+    cfg = _resumed_config(args, out, lambda a, text: _pretrain_config(a, config_from_json(text, PretrainConfig))) or cfg
+    _prepare_out(out, args.resume, args.overwrite)
+    summary = _pretrain(cfg, args.data_dir, out, args.resume, args.overwrite, args.quiet)
+    print(json.dumps({**summary, "out": str(out)}, indent=2))
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Pre-train, fine-tune from the last pre-training checkpoint, evaluate test: one command."""
+    import dataclasses
+
+    from .config import PretrainConfig, TrainConfig, config_from_json, parse_sets, with_overrides
+
+    seed = args.seed if args.seed is not None else 42
+    pre = with_overrides(PretrainConfig(), {"dataset": args.dataset, "seed": seed, "device": args.device or "cpu",
+                                            **({"epochs": args.pretrain_epochs} if args.pretrain_epochs is not None else {}),
+                                            **parse_sets(args.pretrain_sets)}).validate()
+    out = Path(args.out) if args.out else Path("runs") / f"{pre.dataset}-s3rec-{args.protocol or 'sampled'}-seed{seed}"
+    if args.resume and (out / "pretrain" / "config.json").is_file():
+        pre = config_from_json((out / "pretrain" / "config.json").read_text(), PretrainConfig)
+    if _prepare_out(out / "finetune", args.resume, args.overwrite):
+        _log(f"{out} already finished; results:")
+        print((out / "finetune" / "results.json").read_text().strip())
+        return 0
+    if not args.resume and out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
+    summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, args.quiet)
+    ft = with_overrides(TrainConfig(), {"dataset": pre.dataset, "seed": seed, "device": pre.device,
+                                        "protocol": args.protocol or "sampled", "init": summary["checkpoint"],
+                                        **parse_sets(args.sets)}).validate()
+    ft = dataclasses.replace(ft, **{k: getattr(pre, k) for k in ("hidden_size", "n_layers", "n_heads", "max_len")})
+    results = _finetune(ft, args.data_dir, out / "finetune", args.resume, args.overwrite, args.quiet, "s3rec")
+    print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "pretrain_epochs": summary["epochs"],
+                      "out": str(out)}, indent=2))
     return 0
 
 
@@ -257,8 +415,21 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_train
+    from .bench import bench_pretrain, bench_train
     from .data import registry
+
+    if args.bench_command == "pretrain":
+        from .config import PretrainConfig, parse_sets, with_overrides
+
+        cfg = with_overrides(PretrainConfig(), {"dataset": args.dataset, "device": args.device, **parse_sets(args.sets)}).validate()
+        ds = registry.load(cfg.dataset, args.data_dir, quiet=True)
+        result = bench_pretrain(cfg, ds, args.batches, args.warmup, log=None if args.json else _log)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{ds.name}: {result['instances_per_second']:.0f} instances/s over {result['batches']} batches "
+                  f"(an epoch of {result['epoch_instances']} instances: ~{result['estimated_epoch_seconds']:.0f} s)")
+        return 0
 
     cfg = _train_config(args)
     ds = registry.load(cfg.dataset, args.data_dir, negatives=cfg.protocol == "sampled")
@@ -283,7 +454,8 @@ def cmd_models(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models}
+    handlers = {"data": cmd_data, "train": cmd_train, "pretrain": cmd_pretrain, "run": cmd_run,
+                "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models}
     try:
         return handlers[args.command](args)
     except S3RecError as e:

@@ -74,6 +74,8 @@ class PretrainBatch:
     negatives: torch.Tensor | None = None  # [n_masked] MIP negative of each masked position, in order
     # SP: slots of the last token of the segment-masked, positive and negative sequences
     sp_last: torch.Tensor | None = None  # [3, B]
+    # the segment draws, kept for inspection and tests: length (0 when m < 2), start, negative start
+    segments: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def main_rows(self) -> int:
@@ -85,7 +87,7 @@ class PretrainBatch:
             return self
         opt = lambda t: None if t is None else t.to(device)  # noqa: E731
         return PretrainBatch(self.layout.to(device), self.items.to(device), self.n_instances, self.main_tokens,
-                             opt(self.masked), opt(self.targets), opt(self.negatives), opt(self.sp_last))
+                             opt(self.masked), opt(self.targets), opt(self.negatives), opt(self.sp_last), self.segments)
 
 
 def _uniform_below(n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -164,6 +166,7 @@ def pretrain_batch(
         neg_seg = torch.where(single, items, torch.where(in_seg, neg_items, mask_id))
         lengths += [m, m, m]
         values += [masked_seg, pos_seg, neg_seg]
+        out["segments"] = (seg_len, seg_start, neg_start)
     # the masked prefixes and the SP sequences are packed in separate rows (see S3RecPretrain.losses)
     sizes = [B] * len(lengths)
     groups = [sizes[0], sum(sizes[1:])] if with_items and with_segments else [sum(sizes)]
