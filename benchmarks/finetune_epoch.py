@@ -11,13 +11,9 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
-import platform
 from pathlib import Path
 
-import torch
-
-from s3rec.bench import bench_train
+from s3rec.bench import machine_description, bench_train
 from s3rec.config import TrainConfig
 from s3rec.data import registry
 
@@ -41,8 +37,7 @@ def main() -> None:
     record = {
         "benchmark": "finetune_epoch",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        "machine": machine_description(),
         "command": "python benchmarks/finetune_epoch.py " + " ".join(["--datasets", *args.datasets]),
         "results": rows,
     }

@@ -180,7 +180,6 @@ def _model(ds, seed=0):
 def reference_losses(model, ds, batch, prefixes, idx, pool):
     """The released code's computation: four padded passes, sigmoid + BCELoss, masks, sums."""
     mask_id = ds.mask_id
-    B = len(idx)
     seg_len, seg_start, neg_start = (t.tolist() for t in batch.segments)
     attrs = attribute_targets(ds, "cpu")
     rows = {"main": [], "seg": [], "pos": [], "neg": []}
@@ -295,3 +294,13 @@ def test_bce_with_logits_equals_sigmoid_bce_on_ordinary_logits():
         F.binary_cross_entropy_with_logits(x, t, reduction="sum"), F.binary_cross_entropy(torch.sigmoid(x), t, reduction="sum"),
         rtol=1e-4, atol=1e-4,
     )
+
+
+def test_bf16_autocast_option_runs_on_cpu(ds):
+    from s3rec.pretrain import Pretrainer
+
+    cfg = PretrainConfig(dataset="P", hidden_size=16, max_len=MAX_LEN, batch_size=20, amp="bf16")
+    trainer = Pretrainer(cfg, ds)
+    gen = torch.Generator().manual_seed(0)
+    terms = trainer.step(trainer.epoch_order(gen)[0], gen)
+    assert set(terms) == {"aap", "mip", "map", "sp"} and all(v == v and v < float("inf") for v in terms.values())

@@ -13,6 +13,22 @@ from .evaluate import evaluate
 from .train import build, train_epoch, train_users
 
 
+def machine_description() -> str:
+    """CPU model, core count, torch version and threads (and the GPU, when one is used)."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    desc = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
 def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:
     """Median seconds per fine-tuning epoch (training + validation), after one warm-up epoch."""
     model, optimizer = build(cfg, ds)
@@ -45,7 +61,7 @@ def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:
         "device": cfg.device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": machine_description(),
     }
 
 
@@ -86,10 +102,9 @@ def bench_pretrain(cfg, ds, batches: int = 200, warmup: int = 20, log=None) -> d
         "estimated_epoch_seconds": len(trainer.instances) / (n / seconds),
         "dataset": ds.name,
         "packed": cfg.packed,
-        "bucketed": cfg.bucketed,
         "amp": cfg.amp,
         "device": cfg.device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": machine_description(),
     }

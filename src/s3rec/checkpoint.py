@@ -53,3 +53,16 @@ def load_model_state(model: torch.nn.Module, state: dict, source: str) -> None:
             parts.append(f"shape mismatch {shape[:3]}")
         raise CheckpointError(f"{source}: incompatible with the model: " + "; ".join(parts))
     model.load_state_dict(state)
+
+
+def weights_payload(kind: str, cfg, ds, model: torch.nn.Module, epoch: int) -> dict:
+    """What every model checkpoint holds: kind, config, dataset facts, epoch and the weights."""
+    return {
+        "kind": kind,
+        "config": cfg.to_json(),
+        "dataset": ds.name,
+        "n_items": ds.n_items,
+        "n_attributes": ds.n_attributes,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }

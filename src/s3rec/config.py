@@ -99,7 +99,6 @@ class PretrainConfig(EncoderSettings):
     map_weight: float = 1.0
     sp_weight: float = 0.5
     segment_pool: str = "train"  # or "full": the released code's pool, which leaks valid/test items
-    bucketed: bool = False  # NOT exact: sort each epoch into length buckets (a speed option)
     save_every: int = 10  # keep a checkpoint every N epochs (plus the latest)
     amp: str = "none"  # or "bf16": autocast (CUDA or CPU)
     init: str = ""  # continue from a pre-training checkpoint (ours or the authors' layout)

@@ -96,6 +96,20 @@ def _set_rng_state(gen: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def restore_training_state(path: Path, cfg, model, optimizer, gen: torch.Generator, may_differ=("device",)) -> dict:
+    """Load a run's latest checkpoint into the model, optimizer and RNGs (for ``--resume``); the
+    run's settings must equal ``cfg`` except for ``may_differ``. Returns the checkpoint dict."""
+    state = checkpoint.load(path)
+    saved = config_from_json(state["config"], type(cfg)).to_dict()
+    diff = sorted(k for k, v in cfg.to_dict().items() if saved[k] != v and k not in may_differ)
+    if diff:
+        raise ConfigError(f"--resume: settings differ from the run in {path.parent}: {', '.join(diff)}")
+    checkpoint.load_model_state(model, state["model"], str(path))
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(gen, state["rng"])
+    return state
+
+
 def _fmt(metrics: dict, keys=("HR@10", "NDCG@10", "MRR")) -> str:
     return " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(keys))
 
@@ -121,14 +135,7 @@ def finetune(
     best = {"score": float("-inf"), "epoch": 0, "valid": {}}
     elapsed_before = 0.0
     if resume and ckpt_path.is_file():
-        state = checkpoint.load(ckpt_path)
-        saved = config_from_json(state["config"])
-        diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v and k != "device"}
-        if diff:
-            raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(sorted(diff))}")
-        checkpoint.load_model_state(model, state["model"], str(ckpt_path))
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(gen, state["rng"])
+        state = restore_training_state(ckpt_path, cfg, model, optimizer, gen)
         history = json.loads(state["history"])
         best = json.loads(state["best"])
         elapsed_before = float(state["seconds"])
@@ -150,7 +157,7 @@ def finetune(
         history.append({"epoch": epoch, "loss": loss, "valid": valid, "seconds": round(seconds, 3)})
         if valid[metric] > best["score"]:
             best = {"score": valid[metric], "epoch": epoch, "valid": valid}
-            checkpoint.save(out / "best.pt", _weights_payload(cfg, ds, model, epoch))
+            checkpoint.save(out / "best.pt", checkpoint.weights_payload("finetune", cfg, ds, model, epoch))
         since_best = epoch - best["epoch"]
         log(
             f"epoch {epoch:3d} loss {loss:.4f} valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))} "
@@ -159,7 +166,7 @@ def finetune(
         checkpoint.save(
             ckpt_path,
             {
-                **_weights_payload(cfg, ds, model, epoch),
+                **checkpoint.weights_payload("finetune", cfg, ds, model, epoch),
                 "optimizer": optimizer.state_dict(),
                 "rng": _rng_state(gen),
                 "history": json.dumps(history),
@@ -187,18 +194,6 @@ def finetune(
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _weights_payload(cfg: TrainConfig, ds: Dataset, model, epoch: int) -> dict:
-    return {
-        "kind": "finetune",
-        "config": cfg.to_json(),
-        "dataset": ds.name,
-        "n_items": ds.n_items,
-        "n_attributes": ds.n_attributes,
-        "epoch": epoch,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
 
 
 def model_from_checkpoint(path: Path, device="cpu"):

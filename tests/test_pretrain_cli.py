@@ -1,0 +1,128 @@
+"""Pre-training and S3-Rec end to end through the CLI: run files, resume after a kill, --init, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import shared_data_dir, shared_reference_dir
+from s3rec.cli import main
+from s3rec.data import registry
+from s3rec.pretrain import init_for_finetuning, read_pretrained
+
+SMALL = ["--set", "hidden_size=16", "--set", "batch_size=20"]
+PRE = ["pretrain", "--dataset", "Tiny", "--quiet", *SMALL]
+FT = ["train", "--dataset", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "batch_size=8", "--epochs", "2"]
+
+
+def test_pretrain_writes_checkpoints_and_log(tiny_data, tmp_path):
+    out = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "3", "--set", "save_every=2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("pretrain-epoch-*.pt")) == ["pretrain-epoch-2.pt", "pretrain-epoch-3.pt"]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert all({"aap", "mip", "map", "sp", "loss", "instances_per_second"} <= set(r) for r in rows)
+    state, facts = read_pretrained(out / "pretrain-epoch-3.pt")
+    assert facts["kind"] == "pretrain" and facts["epoch"] == 3
+    assert {"aap_norm.weight", "sp_norm.bias", "attribute_embeddings.weight"} <= set(state)
+
+
+def test_ablation_drops_the_term_from_the_log(tiny_data, tmp_path):
+    out = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "1", "--set", "sp_weight=0", "--out", str(out)]) == 0
+    row = json.loads((out / "metrics.jsonl").read_text())
+    assert "sp" not in row and "aap" in row
+
+
+def test_pretrain_resume_after_kill_gives_the_same_weights(tiny_data, tmp_path):
+    args = [*PRE, "--epochs", "6", "--set", "save_every=6"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "s3rec.cli", *args, "--out", str(out)],
+                            env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(metrics.read_text().splitlines()) < 6
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    a = torch.load(tmp_path / "whole" / "pretrain-epoch-6.pt", weights_only=True)["model"]
+    b = torch.load(out / "pretrain-epoch-6.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finetune_from_pretraining_and_run(tiny_data, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "2", "--out", str(pre)]) == 0
+    ckpt = pre / "pretrain-epoch-2.pt"
+    out = tmp_path / "ft"
+    assert main([*FT, "--init", str(ckpt), "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["init"] == str(ckpt)
+    # the fine-tuned model started from the pre-trained embeddings, not from random ones
+    scratch = tmp_path / "scratch"
+    assert main([*FT, "--out", str(scratch)]) == 0
+    assert json.loads((out / "results.json").read_text())["test"] != json.loads((scratch / "results.json").read_text())["test"]
+    capsys.readouterr()
+    assert main(["run", "--dataset", "Tiny", "--pretrain-epochs", "1", "--quiet", "--out", str(tmp_path / "run"),
+                 "--pretrain-set", "hidden_size=16", "--set", "epochs=2", "--set", "batch_size=8"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["pretrain_epochs"] == 1 and "MRR" in res["test"]
+    assert (tmp_path / "run" / "pretrain" / "pretrain-epoch-1.pt").is_file()
+    assert (tmp_path / "run" / "finetune" / "results.json").is_file()
+
+
+def test_missing_or_mismatched_init_is_an_error(tiny_data, tmp_path, capsys):
+    assert main([*FT, "--init", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "a")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    # a checkpoint of another size: an error, never a silent start from random weights
+    pre = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "1", "--out", str(pre)]) == 0
+    assert main([*FT[:-4], "--set", "hidden_size=32", "--epochs", "1", "--init", str(pre / "pretrain-epoch-1.pt"),
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "incompatible" in capsys.readouterr().err
+    # a state_dict without an encoder
+    junk = tmp_path / "junk.pt"
+    torch.save({"weight": torch.zeros(3)}, junk)
+    assert main([*FT, "--init", str(junk), "--out", str(tmp_path / "c")]) == 2
+    assert "junk.pt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_authors_lastfm_checkpoint_loads():
+    path = shared_reference_dir() / "official_LastFM-epochs-150.pt"
+    ds = registry.load("LastFM", shared_data_dir(), quiet=True)
+    enc = init_for_finetuning(path, ds)
+    assert enc["item_embeddings.weight"].shape == (ds.n_items + 2, 64)
+    # and the full state (heads included) continues pre-training key for key
+    from s3rec.config import PretrainConfig
+    from s3rec.pretrain import Pretrainer
+
+    state, facts = read_pretrained(path)
+    assert facts["kind"] == "authors"
+    trainer = Pretrainer(PretrainConfig(dataset="LastFM"), ds)
+    trainer.model.load_state_dict(state, strict=True)
+    with pytest.raises(Exception, match="needs"):
+        init_for_finetuning(path, registry.load("Beauty", shared_data_dir(), quiet=True))
+
+
+def test_resume_with_more_epochs_extends_the_schedule_exactly(tiny_data, tmp_path):
+    assert main([*PRE, "--epochs", "4", "--out", str(tmp_path / "four"), "--set", "save_every=2"]) == 0
+    out = tmp_path / "two"
+    assert main([*PRE, "--epochs", "2", "--out", str(out), "--set", "save_every=2"]) == 0
+    assert main([*PRE, "--epochs", "4", "--out", str(out), "--set", "save_every=2", "--resume"]) == 0
+    a = torch.load(tmp_path / "four" / "pretrain-epoch-4.pt", weights_only=True)["model"]
+    b = torch.load(out / "pretrain-epoch-4.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
