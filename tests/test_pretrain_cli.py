@@ -126,3 +126,29 @@ def test_resume_with_more_epochs_extends_the_schedule_exactly(tiny_data, tmp_pat
     a = torch.load(tmp_path / "four" / "pretrain-epoch-4.pt", weights_only=True)["model"]
     b = torch.load(out / "pretrain-epoch-4.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_fewer_epochs_than_done_is_an_error(tiny_data, tmp_path, capsys):
+    out = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "2", "--out", str(out)]) == 0
+    assert main([*PRE, "--epochs", "1", "--out", str(out), "--resume"]) == 2
+    assert "already has 2 epochs" in capsys.readouterr().err
+
+
+def test_run_resume_takes_unstated_settings_from_the_run(tiny_data, tmp_path, capsys):
+    args = ["run", "--dataset", "Tiny", "--pretrain-epochs", "1", "--quiet", "--out", str(tmp_path / "run"),
+            "--pretrain-set", "hidden_size=16", "--set", "epochs=2", "--set", "batch_size=8"]
+    assert main(args) == 0
+    (tmp_path / "run" / "finetune" / "results.json").unlink()
+    capsys.readouterr()
+    assert main(["run", "--dataset", "Tiny", "--quiet", "--out", str(tmp_path / "run"), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["pretrain_epochs"] == 1
+
+
+def test_non_contiguous_attribute_ids_are_rejected(tmp_path, capsys):
+    from conftest import synthetic_sequences, write_dataset
+
+    folder = write_dataset(tmp_path / "d", "Gap", synthetic_sequences(n_items=30), {1: [1, 2], 2: [5]})
+    assert main(["data", "stats", "Gap", "--data-dir", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "not contiguous" in err and "Gap_item2attributes.json:1:" in err

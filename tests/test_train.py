@@ -128,3 +128,38 @@ def test_checkpoints_refuse_arbitrary_objects(tmp_path):
 def test_full_protocol_and_ce_loss_run(tiny_data, tmp_path):
     res = _run(tmp_path / "full", "--epochs", "2", "--protocol", "full", "--loss", "ce")
     assert res["protocol"] == "full" and "targets_in_history" in res["test_info"]
+
+
+def test_resume_repairs_a_best_checkpoint_that_ran_ahead(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    res = _run(out, "--epochs", "3", "--set", "patience=100")
+    best_epoch = torch.load(out / "best.pt", weights_only=True)["epoch"]
+    # a kill between writing checkpoint.pt and best.pt leaves a stale or foreign best.pt behind
+    stale = torch.load(out / "best.pt", weights_only=True)
+    stale["model"] = {k: torch.zeros_like(v) for k, v in stale["model"].items()}
+    stale["epoch"] = 99
+    checkpoint.save(out / "best.pt", {k: v for k, v in stale.items() if k != "format"})
+    (out / "results.json").unlink()
+    again = _run(out, "--resume")
+    assert again["test"] == res["test"]
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == best_epoch
+
+
+def test_unavailable_device_is_a_one_line_error(tiny_data, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main([*TRAIN, "--out", str(tmp_path / "r"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cuda" in err[0]
+
+
+def test_negative_sampling_gives_up_when_no_item_is_left(tmp_path):
+    from conftest import write_dataset
+    from s3rec.data.batches import SequenceTensors, sample_negatives
+    from s3rec.data.store import load_files
+    from s3rec.errors import S3RecError
+
+    folder = write_dataset(tmp_path, "Full", {1: [1, 2, 3, 4], 2: [2, 3, 4, 1]})
+    st = SequenceTensors(load_files("Full", folder / "Full.txt", None))
+    with pytest.raises(S3RecError, match="every item"):
+        sample_negatives(st, torch.tensor([0]), torch.Generator())

@@ -28,6 +28,13 @@ examples:
 """
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -199,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one warm-up epoch and print the median.",
     )
     _add_train_args(bt, defaults)
-    bt.add_argument("--timed-epochs", type=int, default=3, help="epochs timed after the warm-up (default 3)")
+    bt.add_argument("--timed-epochs", type=_positive_int, default=3, help="epochs timed after the warm-up (default 3)")
     bt.add_argument("--json", action="store_true", help="print JSON")
 
     bp = bsub.add_parser(
@@ -211,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bp.add_argument("--dataset", default="LastFM")
     _add_data_dir(bp)
-    bp.add_argument("--batches", type=int, default=200)
-    bp.add_argument("--warmup", type=int, default=20)
+    bp.add_argument("--batches", type=_positive_int, default=200, help="timed batches (default 200)")
+    bp.add_argument("--warmup", type=int, default=20, help="untimed batches first (default 20)")
     bp.add_argument("--device", default="cpu")
     bp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="a pre-training setting")
     bp.add_argument("--json", action="store_true", help="print JSON")
@@ -365,17 +372,22 @@ def cmd_pretrain(args) -> int:
 
 def cmd_run(args) -> int:
     """Pre-train, fine-tune from the last pre-training checkpoint, evaluate test: one command."""
-    import dataclasses
-
     from .config import PretrainConfig, TrainConfig, config_from_json, parse_sets, with_overrides
+    from .data.registry import registered
 
-    seed = args.seed if args.seed is not None else 42
-    pre = with_overrides(PretrainConfig(), {"dataset": args.dataset, "seed": seed, "device": args.device or "cpu",
-                                            **({"epochs": args.pretrain_epochs} if args.pretrain_epochs is not None else {}),
-                                            **parse_sets(args.pretrain_sets)}).validate()
-    out = Path(args.out) if args.out else Path("runs") / f"{pre.dataset}-s3rec-{args.protocol or 'sampled'}-seed{seed}"
-    if args.resume and (out / "pretrain" / "config.json").is_file():
-        pre = config_from_json((out / "pretrain" / "config.json").read_text(), PretrainConfig)
+    def given(pairs: dict, sets: list[str]) -> dict:
+        return {**{k: v for k, v in pairs.items() if v is not None}, **parse_sets(sets)}
+
+    info = registered(args.dataset)
+    pre_given = given({"dataset": info.name if info else args.dataset, "seed": args.seed, "device": args.device,
+                       "epochs": args.pretrain_epochs}, args.pretrain_sets)
+    ft_given = given({"seed": args.seed, "device": args.device, "protocol": args.protocol}, args.sets)
+    pre = with_overrides(PretrainConfig(), pre_given).validate()
+    protocol = ft_given.get("protocol", "sampled")
+    out = Path(args.out) if args.out else Path("runs") / f"{pre.dataset}-s3rec-{protocol}-seed{pre.seed}"
+    pre_json, ft_json = out / "pretrain" / "config.json", out / "finetune" / "config.json"
+    if args.resume and pre_json.is_file():  # settings not given now come from the run being resumed
+        pre = with_overrides(config_from_json(pre_json.read_text(), PretrainConfig), pre_given).validate()
     if _prepare_out(out / "finetune", args.resume, args.overwrite):
         _log(f"{out} already finished; results:")
         print((out / "finetune" / "results.json").read_text().strip())
@@ -383,10 +395,11 @@ def cmd_run(args) -> int:
     if not args.resume and out.exists() and any(out.iterdir()) and not args.overwrite:
         raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
     summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, args.quiet)
-    ft = with_overrides(TrainConfig(), {"dataset": pre.dataset, "seed": seed, "device": pre.device,
-                                        "protocol": args.protocol or "sampled", "init": summary["checkpoint"],
-                                        **parse_sets(args.sets)}).validate()
-    ft = dataclasses.replace(ft, **{k: getattr(pre, k) for k in ("hidden_size", "n_layers", "n_heads", "max_len")})
+    shared = ("dataset", "seed", "device", "hidden_size", "n_layers", "n_heads", "max_len")
+    ft_base = TrainConfig(**{k: getattr(pre, k) for k in shared}, init=summary["checkpoint"])
+    if args.resume and ft_json.is_file():
+        ft_base = config_from_json(ft_json.read_text())
+    ft = with_overrides(ft_base, ft_given).validate()
     results = _finetune(ft, args.data_dir, out / "finetune", args.resume, args.overwrite, args.quiet, "s3rec")
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "pretrain_epochs": summary["epochs"],
                       "out": str(out)}, indent=2))
@@ -398,6 +411,10 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
     from .train import model_from_checkpoint
 
+    from .config import device_ok
+
+    if not device_ok(args.device):
+        raise S3RecError(f"device {args.device!r} is not available here")
     model, cfg, state = model_from_checkpoint(Path(args.checkpoint), args.device)
     ds = registry.load(args.dataset or state["dataset"], args.data_dir, negatives=args.protocol == "sampled")
     if ds.n_items != int(state["n_items"]):

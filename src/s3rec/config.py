@@ -48,6 +48,7 @@ class EncoderSettings:
             (self.max_len >= 1, "max_len must be >= 1"),
             (0 <= self.hidden_dropout < 1 and 0 <= self.attn_dropout < 1, "dropout must be in [0, 1)"),
             (self.lr > 0, "lr must be > 0"),
+            (device_ok(self.device), f"device {self.device!r} is not available here (cpu{', cuda' if _cuda() else ''})"),
         ]
 
     def validate(self):
@@ -118,6 +119,23 @@ class PretrainConfig(EncoderSettings):
         ]
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device_ok(device: str) -> bool:
+    """Whether torch can use this device string on this machine."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return dev.type == "cpu" or (dev.type == "cuda" and _cuda())
+
+
 def _coerce(name: str, typ, value):
     if isinstance(value, str):
         try:
@@ -164,4 +182,6 @@ def config_from_json(text: str, cls=TrainConfig):
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"config is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
     return with_overrides(cls(), data).validate()

@@ -24,3 +24,7 @@ class ConfigError(S3RecError):
 
 class CheckpointError(S3RecError):
     """A missing, unreadable or incompatible checkpoint."""
+
+
+class DivergedError(S3RecError):
+    """Training produced NaN or infinite values."""

@@ -17,6 +17,7 @@ import torch
 
 from .data.batches import SequenceTensors, eval_batch
 from .data.store import SPLIT_HOLDOUT, Dataset
+from .errors import DivergedError
 from .metrics import metrics_from_ranks, target_ranks
 
 PROTOCOLS = ("sampled", "full", "full-unmasked", "full-original")
@@ -93,7 +94,7 @@ def evaluate(
                 in_history += int(hist.sum())
         if torch.isnan(scores).any():
             model.train(was_training)  # leave the model's mode as it was, even on this error
-            raise FloatingPointError("the model produced NaN scores")
+            raise DivergedError("the model produced NaN scores (training diverged?); try a smaller lr")
         ranks.append(target_ranks(scores, col.to(device)).cpu())
     model.train(was_training)
     info = {"users": ds.n_users, "protocol": protocol, "split": split}

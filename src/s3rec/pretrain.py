@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from .data.batches import SequenceTensors
 from .data.pretrain import Instances, make_instances, pretrain_batch, segment_pool
 from .data.registry import registered
 from .data.store import Dataset
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
 from .models.s3rec import OBJECTIVES, LossWeights, S3RecPretrain, encoder_state, weighted_total
 from .train import _progress, _rng_state, adam, restore_training_state
@@ -52,14 +53,16 @@ def attribute_targets(ds: Dataset, device) -> torch.Tensor:
 class Pretrainer:
     """Everything one pre-training step needs, built once per dataset."""
 
-    def __init__(self, cfg: PretrainConfig, ds: Dataset, users: torch.Tensor | None = None):
+    def __init__(self, cfg: PretrainConfig, ds: Dataset):
         self.cfg = cfg
         self.ds = ds
         self.weights = loss_weights(cfg)
         self.st = SequenceTensors(ds)
-        self.instances: Instances = make_instances(self.st, cfg.max_len, users)
-        self.pool = segment_pool(self.st, cfg.segment_pool, users)
-        self.attrs = attribute_targets(ds, cfg.device)
+        self.instances: Instances = make_instances(self.st, cfg.max_len)
+        self.pool = segment_pool(self.st, cfg.segment_pool)
+        # the multi-hot targets only AAP and MAP read (their matrix can be large: Sports ~170 MB)
+        needs_attrs = self.weights.active("aap") or self.weights.active("map")
+        self.attrs = attribute_targets(ds, cfg.device) if needs_attrs else None
         self.with_items = any(self.weights.active(n) for n in ("aap", "mip", "map"))
         self.with_segments = self.weights.active("sp")
         torch.manual_seed(cfg.seed)
@@ -79,7 +82,7 @@ class Pretrainer:
             self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
             self.with_items, self.with_segments, cfg.max_len, cfg.packed,
         ).to(cfg.device)
-        attr_targets = self.attrs[batch.targets] if self.with_items else None
+        attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
         amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
                if cfg.amp == "bf16" else contextlib.nullcontext())
         with amp:
@@ -88,7 +91,10 @@ class Pretrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise DivergedError(f"pre-training diverged (loss terms {values}); try a smaller lr")
+        return values
 
 
 def pretrain(
@@ -117,6 +123,8 @@ def pretrain(
         state = restore_training_state(ckpt_path, cfg, trainer.model, trainer.optimizer, gen, ("device", "epochs"))
         history = json.loads(state["history"])
         elapsed_before = float(state["seconds"])
+        if len(history) > epochs:
+            raise ConfigError(f"--resume: {out} already has {len(history)} epochs, more than --epochs {epochs}")
         log(f"resuming {out} after epoch {len(history)}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", cfg.to_json() + "\n")

@@ -133,13 +133,18 @@ def finetune(
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     best = {"score": float("-inf"), "epoch": 0, "valid": {}}
+    best_weights: dict | None = None
     elapsed_before = 0.0
     if resume and ckpt_path.is_file():
         state = restore_training_state(ckpt_path, cfg, model, optimizer, gen)
         history = json.loads(state["history"])
         best = json.loads(state["best"])
+        best_weights = state["best_model"]
         elapsed_before = float(state["seconds"])
         log(f"resuming {out} after epoch {len(history)}")
+        # checkpoint.pt is the commit point: best.pt may be from an epoch that a kill undid
+        checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, best["epoch"]),
+                                          "model": best_weights})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", cfg.to_json() + "\n")
 
@@ -155,9 +160,10 @@ def finetune(
         valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st)
         seconds = time.time() - t0
         history.append({"epoch": epoch, "loss": loss, "valid": valid, "seconds": round(seconds, 3)})
-        if valid[metric] > best["score"]:
+        improved = valid[metric] > best["score"]
+        if improved:
             best = {"score": valid[metric], "epoch": epoch, "valid": valid}
-            checkpoint.save(out / "best.pt", checkpoint.weights_payload("finetune", cfg, ds, model, epoch))
+            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         since_best = epoch - best["epoch"]
         log(
             f"epoch {epoch:3d} loss {loss:.4f} valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))} "
@@ -171,15 +177,18 @@ def finetune(
                 "rng": _rng_state(gen),
                 "history": json.dumps(history),
                 "best": json.dumps(best),
+                "best_model": best_weights,
                 "seconds": elapsed_before + time.time() - t_start,
             },
         )
+        if improved:  # after the commit point, so best.pt never runs ahead of checkpoint.pt
+            checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, epoch),
+                                              "model": best_weights})
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
     if since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
-    best_state = checkpoint.load(out / "best.pt")
-    checkpoint.load_model_state(model, best_state["model"], str(out / "best.pt"))
+    checkpoint.load_model_state(model, best_weights, str(ckpt_path))
     test, info = evaluate(model, ds, "test", cfg.protocol, cfg.device, st)
     results = {
         "valid": best["valid"],

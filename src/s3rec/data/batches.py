@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .packing import FINETUNE_MASK_VALUE, Layout, make_layout, scatter_tokens
+from ..errors import S3RecError
 from .store import Dataset
 
 NEGATIVE_SAMPLERS = ("exclude-mask", "original")
@@ -44,6 +45,27 @@ class SequenceTensors:
         return torch.maximum(lo, end - max_len), end
 
 
+def draw_outside(keys: torch.Tensor, base: torch.Tensor, high: int, gen: torch.Generator, max_rounds: int = 1000):
+    """One item per entry of ``base``: uniform in 1..high-1, redrawn (batched rejection sampling)
+    while ``base + item`` is in the sorted key table ``keys``. ``base`` is ``owner * (n_items + 2)``."""
+    out = torch.randint(1, high, base.shape, generator=gen)
+
+    def inside(idx):
+        k = base[idx] + out[idx]
+        pos = torch.searchsorted(keys, k).clamp_(max=len(keys) - 1)
+        return keys[pos] == k
+
+    bad = inside(slice(None))
+    for _ in range(max_rounds):
+        if not bad.any():
+            return out
+        idx = bad.nonzero().squeeze(1)
+        out[idx] = torch.randint(1, high, idx.shape, generator=gen)
+        bad[idx] = inside(idx)
+    raise S3RecError("could not draw a negative item outside a sequence in 1000 rounds: "
+                     "some sequence contains (nearly) every item of the dataset")
+
+
 def sample_negatives(
     st: SequenceTensors, users: torch.Tensor, gen: torch.Generator, sampler: str = "exclude-mask"
 ) -> torch.Tensor:
@@ -55,13 +77,7 @@ def sample_negatives(
     if sampler not in NEGATIVE_SAMPLERS:
         raise ValueError(f"unknown negative sampler {sampler!r}; choose from {NEGATIVE_SAMPLERS}")
     high = st.n_items + (2 if sampler == "original" else 1)
-    out = torch.randint(1, high, users.shape, generator=gen)
-    bad = st.contains(users, out)
-    while bad.any():  # batched rejection sampling
-        idx = bad.nonzero().squeeze(1)
-        out[idx] = torch.randint(1, high, idx.shape, generator=gen)
-        bad[idx] = st.contains(users[idx], out[idx])
-    return out
+    return draw_outside(st.user_item_keys, users * (st.n_items + 2), high, gen)
 
 
 @dataclass

@@ -156,6 +156,15 @@ def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndar
     np.cumsum(lengths, out=offsets[1:])
     attributes = np.fromiter((a for v in per_item for a in v), dtype=np.int64, count=int(offsets[-1]))
     n_attributes = int(attributes.max()) if attributes.size else 0
+    used = np.unique(attributes)
+    if used.size != n_attributes:  # ids must be 1..n_attributes (they index an embedding table)
+        gap = int(np.setdiff1d(np.arange(1, n_attributes + 1), used)[0])
+        key = next(k for k, v in mapping.items() if isinstance(v, list) and any(a > gap for a in v))
+        raise DataError(
+            path, _line_of_key(text, key),
+            f"attribute ids are not contiguous: {n_attributes - used.size} id(s) in 1..{n_attributes} never occur "
+            f"(first: {gap}), but item {key} has a larger one",
+        )
     return offsets, attributes, n_attributes
 
 

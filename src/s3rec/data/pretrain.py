@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .batches import NEGATIVE_SAMPLERS, SequenceTensors
+from .batches import NEGATIVE_SAMPLERS, SequenceTensors, draw_outside
 from .packing import PRETRAIN_MASK_VALUE, Layout, make_layout, scatter_tokens
 
 SEGMENT_POOLS = ("train", "full")
@@ -41,19 +41,19 @@ class Instances:
         return len(self.start)
 
 
-def make_instances(st: SequenceTensors, max_len: int = 50, users: torch.Tensor | None = None) -> Instances:
-    start, end = st.split_bounds("valid", max_len, users)  # the valid input is s[:-2]
+def make_instances(st: SequenceTensors, max_len: int = 50) -> Instances:
+    start, end = st.split_bounds("valid", max_len)  # the valid input is s[:-2]
     n = end - start
     owner = torch.repeat_interleave(torch.arange(len(n)), n)
     length = torch.arange(int(n.sum())) - (torch.cumsum(n, 0) - n)[owner] + 1
     return Instances(start[owner], length)
 
 
-def segment_pool(st: SequenceTensors, which: str = "train", users: torch.Tensor | None = None) -> torch.Tensor:
+def segment_pool(st: SequenceTensors, which: str = "train") -> torch.Tensor:
     """All users' training parts s[:-2] (uncut), concatenated; ``"full"``: the whole sequences."""
     if which not in SEGMENT_POOLS:
         raise ValueError(f"unknown segment pool {which!r}; choose from {SEGMENT_POOLS}")
-    lo, hi = (st.offsets[:-1], st.offsets[1:]) if users is None else (st.offsets[users], st.offsets[users + 1])
+    lo, hi = st.offsets[:-1], st.offsets[1:]
     if which == "train":
         hi = hi - 2
     n = hi - lo
@@ -106,20 +106,7 @@ def sample_outside_prefix(
     if sampler not in NEGATIVE_SAMPLERS:
         raise ValueError(f"unknown negative sampler {sampler!r}; choose from {NEGATIVE_SAMPLERS}")
     high = n_items + (2 if sampler == "original" else 1)
-    base = inst * (n_items + 2)
-    out = torch.randint(1, high, inst.shape, generator=gen)
-
-    def inside(idx):
-        keys = base[idx] + out[idx]
-        pos = torch.searchsorted(inst_items_keys, keys).clamp_(max=len(inst_items_keys) - 1)
-        return inst_items_keys[pos] == keys
-
-    bad = inside(slice(None))
-    while bad.any():
-        idx = bad.nonzero().squeeze(1)
-        out[idx] = torch.randint(1, high, idx.shape, generator=gen)
-        bad[idx] = inside(idx)
-    return out
+    return draw_outside(inst_items_keys, inst * (n_items + 2), high, gen)
 
 
 def pretrain_batch(
