@@ -45,9 +45,20 @@ class SequenceTensors:
         return torch.maximum(lo, end - max_len), end
 
 
-def draw_outside(keys: torch.Tensor, base: torch.Tensor, high: int, gen: torch.Generator, max_rounds: int = 1000):
-    """One item per entry of ``base``: uniform in 1..high-1, redrawn (batched rejection sampling)
-    while ``base + item`` is in the sorted key table ``keys``. ``base`` is ``owner * (n_items + 2)``."""
+def draw_outside(
+    keys: torch.Tensor, owners: torch.Tensor, n_items: int, gen: torch.Generator, sampler: str = "exclude-mask",
+    max_rounds: int = 1000,
+) -> torch.Tensor:
+    """One item per entry of ``owners``, uniform over the items its owner does not hold (batched
+    rejection sampling). ``keys``: sorted ``owner * (n_items + 2) + item`` of every held item.
+
+    Draws come from 1..n_items; ``sampler="original"`` reproduces the released code, which draws
+    from 1..n_items + 1 and so can return the mask id.
+    """
+    if sampler not in NEGATIVE_SAMPLERS:
+        raise ValueError(f"unknown negative sampler {sampler!r}; choose from {NEGATIVE_SAMPLERS}")
+    high = n_items + (2 if sampler == "original" else 1)
+    base = owners * (n_items + 2)
     out = torch.randint(1, high, base.shape, generator=gen)
 
     def inside(idx):
@@ -69,15 +80,8 @@ def draw_outside(keys: torch.Tensor, base: torch.Tensor, high: int, gen: torch.G
 def sample_negatives(
     st: SequenceTensors, users: torch.Tensor, gen: torch.Generator, sampler: str = "exclude-mask"
 ) -> torch.Tensor:
-    """One negative per entry of ``users``: uniform over items not in that user's whole sequence.
-
-    ``sampler="original"`` reproduces the released code, which draws from 1..n_items + 1 and so
-    can return the mask id.
-    """
-    if sampler not in NEGATIVE_SAMPLERS:
-        raise ValueError(f"unknown negative sampler {sampler!r}; choose from {NEGATIVE_SAMPLERS}")
-    high = st.n_items + (2 if sampler == "original" else 1)
-    return draw_outside(st.user_item_keys, users * (st.n_items + 2), high, gen)
+    """One negative per entry of ``users``: uniform over items not in that user's whole sequence."""
+    return draw_outside(st.user_item_keys, users, st.n_items, gen, sampler)
 
 
 @dataclass

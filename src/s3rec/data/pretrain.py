@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .batches import NEGATIVE_SAMPLERS, SequenceTensors, draw_outside
+from .batches import SequenceTensors, draw_outside
 from .packing import PRETRAIN_MASK_VALUE, Layout, make_layout, scatter_tokens
 
 SEGMENT_POOLS = ("train", "full")
@@ -96,19 +96,6 @@ def _uniform_below(n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.minimum((u * n).long(), n - 1)
 
 
-def sample_outside_prefix(
-    n_items: int, inst: torch.Tensor, inst_items_keys: torch.Tensor, gen: torch.Generator, sampler: str
-) -> torch.Tensor:
-    """One item per entry of ``inst`` outside that instance's prefix (batched rejection sampling).
-
-    ``inst_items_keys``: sorted keys ``instance * (n_items + 2) + item`` of every prefix item.
-    """
-    if sampler not in NEGATIVE_SAMPLERS:
-        raise ValueError(f"unknown negative sampler {sampler!r}; choose from {NEGATIVE_SAMPLERS}")
-    high = n_items + (2 if sampler == "original" else 1)
-    return draw_outside(inst_items_keys, inst * (n_items + 2), high, gen)
-
-
 def pretrain_batch(
     st: SequenceTensors,
     inst: Instances,
@@ -135,7 +122,7 @@ def pretrain_batch(
         last = pos == m[seq] - 1
         masked = (torch.rand(len(seq), generator=gen) < mask_p) | last
         keys = torch.unique(seq * (st.n_items + 2) + items)
-        negatives = sample_outside_prefix(st.n_items, seq[masked], keys, gen, sampler)
+        negatives = draw_outside(keys, seq[masked], st.n_items, gen, sampler)  # outside the prefix
         lengths.append(m)
         values.append(torch.where(masked, mask_id, items))
         out.update(masked=masked, targets=items, negatives=negatives)
