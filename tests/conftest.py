@@ -71,3 +71,26 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Never touch the user's real cache from a test."""
     if "S3REC_CACHE_DIR" not in os.environ or not os.environ["S3REC_CACHE_DIR"].startswith(str(tmp_path)):
         monkeypatch.setenv("S3REC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def kill_after_epochs(argv: list[str], out: Path, epochs: int, timeout: float = 120.0) -> int:
+    """Run ``s3rec ARGV --out OUT`` in a subprocess, SIGKILL it once ``metrics.jsonl`` has ``epochs``
+    lines, and return how many epochs it had logged."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "s3rec.cli", *argv, "--out", str(out)],
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(metrics.read_text().splitlines())

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
-from conftest import shared_data_dir, shared_reference_dir
+from conftest import kill_after_epochs, shared_data_dir, shared_reference_dir
 from s3rec.cli import main
 from s3rec.data import registry
 from s3rec.pretrain import init_for_finetuning, read_pretrained
@@ -45,18 +40,7 @@ def test_pretrain_resume_after_kill_gives_the_same_weights(tiny_data, tmp_path):
     args = [*PRE, "--epochs", "6", "--set", "save_every=6"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "s3rec.cli", *args, "--out", str(out)],
-                            env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 2 <= len(metrics.read_text().splitlines()) < 6
+    assert 2 <= kill_after_epochs(args, out, 2) < 6
     assert main([*args, "--out", str(out), "--resume"]) == 0
     a = torch.load(tmp_path / "whole" / "pretrain-epoch-6.pt", weights_only=True)["model"]
     b = torch.load(out / "pretrain-epoch-6.pt", weights_only=True)["model"]

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
+from conftest import kill_after_epochs
 from s3rec import checkpoint
 from s3rec.cli import main
 from s3rec.metrics import METRIC_NAMES
@@ -71,23 +67,10 @@ def test_resume_after_kill_gives_the_same_result(tiny_data, tmp_path):
     reference = _run(tmp_path / "whole", *epochs)
 
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "s3rec.cli", *TRAIN, "--out", str(out), *epochs],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    done = kill_after_epochs([*TRAIN, *epochs], out, 3)
     assert not (out / "results.json").exists()
-    done = len(metrics.read_text().splitlines())
     assert 3 <= done < 8
+    metrics = out / "metrics.jsonl"
 
     resumed = _run(out, "--resume")
     assert resumed["test"] == reference["test"]
