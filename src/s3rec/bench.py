@@ -30,7 +30,8 @@ def machine_description() -> str:
 
 
 def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:
-    """Median seconds per fine-tuning epoch (training + validation), after one warm-up epoch."""
+    """Median seconds per fine-tuning epoch (training + validation), after one warm-up epoch (for a
+    model that is not trainable, PopRec, the training part is 0 and only validation is timed)."""
     model, optimizer = build(cfg, ds)
     gen = torch.Generator().manual_seed(cfg.seed)
     st = SequenceTensors(ds)
@@ -57,7 +58,9 @@ def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:
         "dataset": ds.name,
         "model": cfg.model,
         "protocol": cfg.protocol,
-        "packed": cfg.packed,
+        "packed": cfg.packed and model.packed_ok,
+        "trainable": model.trainable,
+        "model_params": cfg.resolved().model_params,
         "device": cfg.device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
 from .models.encoder import EncoderConfig
 
-LOSSES = ("bce", "ce")
+LOSSES = ("bce", "ce", "bpr")
+# Shared settings whose default depends on the model: choosing a model (``model=NAME`` in a config
+# made from another model's) resets them to TrainConfig's defaults overlaid with the model's own
+# ``defaults`` (its paper's values), before any other override applies.
+MODEL_SETTINGS = ("lr", "weight_decay", "hidden_dropout", "attn_dropout", "n_layers", "n_heads", "loss")
 
 
 @dataclass(frozen=True)
@@ -68,24 +72,54 @@ class EncoderSettings:
 class TrainConfig(EncoderSettings):
     """Fine-tuning (next-item prediction) settings; defaults are the paper's (SPEC section 4)."""
 
-    model: str = "sasrec"
+    model: str = "sasrec"  # see `s3rec models`; choosing one applies its paper's defaults (MODEL_SETTINGS)
     protocol: str = "sampled"  # sampled | full | full-unmasked | full-original
-    batch_size: int = 256
+    batch_size: int = 256  # users per batch
     epochs: int = 200
     patience: int = 10  # epochs without a better validation score before stopping
-    loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items
+    loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items; bpr: pairwise
     init: str = ""  # pre-trained checkpoint the encoder starts from ("" = random initialisation)
+    weight_decay: float = 0.0  # Adam's L2 penalty (0 for SASRec / S3-Rec)
+    # the model's own hyper-parameters (its Params dataclass; `--set NAME=VALUE` sets one), complete
+    # after validate(): config.json records every value the run used
+    model_params: dict = field(default_factory=dict)
+
+    def model_class(self):
+        from .models import model_class
+
+        return model_class(self.model)
+
+    def params(self):
+        """The model's own hyper-parameters: its ``Params`` with ``model_params`` applied."""
+        cls = self.model_class().Params
+        try:
+            return cls(**self.model_params)
+        except TypeError:
+            known = ", ".join(f.name for f in fields(cls)) or "none"
+            raise ConfigError(f"model_params {sorted(self.model_params)} do not fit model {self.model} (it has: {known})") from None
+
+    def resolved(self) -> "TrainConfig":
+        """This config with ``model_params`` completed with the model's defaults."""
+        return dataclasses.replace(self, model_params=dataclasses.asdict(self.params()))
 
     def _checks(self):
         from .evaluate import PROTOCOLS
 
+        cls = self.model_class()
         return super()._checks() + [
             (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.loss in cls.losses, f"model {self.model} supports loss {', '.join(cls.losses)}"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.patience >= 1, "patience must be >= 1"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (not self.init or self.model == "sasrec", "init (pre-trained weights) is supported for model sasrec only"),
+            *self.params().checks(),
         ]
+
+    def validate(self):
+        return super().validate().resolved()
 
 
 @dataclass(frozen=True)
@@ -154,15 +188,57 @@ def _coerce(name: str, typ, value):
     return value
 
 
+_PYTYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _types(dc) -> dict:
+    return {f.name: _PYTYPES.get(f.type, f.type) for f in fields(dc)}
+
+
+def for_model(cfg, name: str):
+    """``cfg`` switched to model ``name``: its MODEL_SETTINGS reset to the defaults overlaid with the
+    model's paper values, and its ``model_params`` to the model's defaults."""
+    from .models import model_class
+
+    cls = model_class(name)
+    shared = {k: getattr(type(cfg)(), k) for k in MODEL_SETTINGS}
+    shared.update(cls.defaults)
+    return dataclasses.replace(cfg, model=name.lower(), model_params=dataclasses.asdict(cls.Params()), **shared)
+
+
 def with_overrides(cfg, overrides: dict):
-    """A copy of the config with ``overrides`` (strings are parsed to the field's type)."""
-    types = {f.name: f.type for f in fields(cfg)}
-    pytypes = {"int": int, "float": float, "str": str, "bool": bool}
-    changes = {}
+    """A copy of the config with ``overrides`` (strings are parsed to the field's type).
+
+    For a TrainConfig, ``model`` is applied first: a different model brings its own defaults
+    (:func:`for_model`); keys that are not settings but hyper-parameters of the (new) model go to
+    ``model_params``; ``model_params`` itself (from a config.json) must name only those.
+    """
+    overrides = dict(overrides)
+    has_model = hasattr(cfg, "model_params")
+    if has_model and "model" in overrides:
+        name = str(_coerce("model", str, overrides.pop("model"))).lower()
+        if name != cfg.model:
+            cfg = for_model(cfg, name)
+    types = _types(cfg)
+    ptypes = _types(cfg.model_class().Params) if has_model else {}
+    changes, params = {}, {}
     for key, value in overrides.items():
-        if key not in types:
-            raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
-        changes[key] = _coerce(key, pytypes[types[key]], value)
+        if has_model and key == "model_params":
+            if not isinstance(value, dict):
+                raise ConfigError(f"setting model_params: expected an object, got {type(value).__name__}")
+            for k, v in value.items():
+                if k not in ptypes:
+                    raise ConfigError(f"model {cfg.model} has no hyper-parameter {k!r}; it has: {', '.join(ptypes) or 'none'}")
+                params[k] = _coerce(k, ptypes[k], v)
+        elif key in types and key != "model_params":
+            changes[key] = _coerce(key, types[key], value)
+        elif key in ptypes:
+            params[key] = _coerce(key, ptypes[key], value)
+        else:
+            extra = f"; model {cfg.model} also takes: {', '.join(ptypes)}" if ptypes else ""
+            raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(k for k in types if k != 'model_params'))}{extra}")
+    if params:
+        changes["model_params"] = {**cfg.model_params, **params}
     return dataclasses.replace(cfg, **changes)
 
 

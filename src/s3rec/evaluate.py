@@ -1,4 +1,9 @@
-"""One evaluation path: last hidden state -> candidate scores -> target ranks -> metrics.
+"""One evaluation path: user states -> candidate scores -> target ranks -> metrics.
+
+Any registered model is driven through its contract (:mod:`s3rec.models.base`):
+``model.user_states(batch)`` for each user's history, then ``model.score(states, items)``. A plain
+encoder with only ``encode`` and ``output_embeddings`` (as before the contract) is scored by the dot
+product of its last position's hidden state with the output table.
 
 Protocols differ only in the candidates:
 
@@ -9,6 +14,9 @@ Protocols differ only in the candidates:
 - ``full-unmasked``: every item 1..n_items, history kept (what RecBole calls full ranking).
 - ``full-original``: the released code's behaviour: history scores set to 0 (not removed) and the
   padding and mask rows ranked as if they were items.
+
+:func:`score_users` gives the raw scores of chosen users (for recommending), :func:`history_slots`
+their history items.
 """
 
 from __future__ import annotations
@@ -19,31 +27,78 @@ from .data.batches import SequenceTensors, eval_batch
 from .data.store import SPLIT_HOLDOUT, Dataset
 from .errors import DivergedError
 from .metrics import metrics_from_ranks, target_ranks
+from .models.base import dot_scores
 
 PROTOCOLS = ("sampled", "full", "full-unmasked", "full-original")
 SELECTION_METRIC = {"sampled": "MRR", "full": "NDCG@20", "full-unmasked": "NDCG@20", "full-original": "NDCG@20"}
 
 
+def _states(model, batch) -> torch.Tensor:
+    if hasattr(model, "user_states"):
+        return model.user_states(batch)
+    h = model.encode(batch)  # a plain encoder: the hidden state at each sequence's last slot
+    return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
+
+
+def _scores(model, states: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+    if hasattr(model, "score"):
+        return model.score(states, items)
+    return dot_scores(states, model.output_embeddings(), items)
+
+
 @torch.no_grad()
-def last_hidden(model, st: SequenceTensors, users: torch.Tensor, split: str, device, chunk: int = 4096):
-    """Hidden state at the last input position for each user: ``[U, D]``."""
+def user_states(model, st: SequenceTensors, users: torch.Tensor, split: str, device, chunk: int = 4096) -> torch.Tensor:
+    """The model's state of each user's history for the split (valid: s[:-2], test: s[:-1], cut to
+    the model's ``max_len``): ``[U, S]`` on ``device``. Batches are laid out as the model asks
+    (``causal``; packed rows unless ``packed_ok`` is False)."""
     outs = []
     max_len = model.cfg.max_len
+    packed = getattr(model, "packed_ok", True)
     for i in range(0, len(users), chunk):
-        batch = eval_batch(st, users[i : i + chunk], split, max_len, causal=model.causal).to(device)
-        h = model.encode(batch)  # [R, P, D]
-        outs.append(h.reshape(-1, h.shape[-1])[batch.layout.last_slot])
-    return torch.cat(outs) if outs else torch.zeros(0, model.cfg.hidden_size, device=device)
+        batch = eval_batch(st, users[i : i + chunk], split, max_len, packed=packed, causal=model.causal).to(device)
+        outs.append(_states(model, batch))
+    return torch.cat(outs)
 
 
-def _history_slots(st: SequenceTensors, users: torch.Tensor, split: str):
-    """(row in the chunk, item id) of every history item of the chunk's users."""
+def history_slots(st: SequenceTensors, users: torch.Tensor, split: str):
+    """(row in ``users``, item id) of every history item of the given users for the split
+    (valid: s[:-2], test: s[:-1], uncut): what the full protocol removes."""
     lo = st.offsets[users]
     hi = st.offsets[users + 1] - SPLIT_HOLDOUT[split]
     n = hi - lo
     row = torch.repeat_interleave(torch.arange(len(users)), n)
     idx = torch.arange(int(n.sum())) - (torch.cumsum(n, 0) - n)[row] + lo[row]
     return row, st.items[idx]
+
+
+_history_slots = history_slots  # the former private name
+
+
+@torch.no_grad()
+def score_users(model, st: SequenceTensors, users: torch.Tensor, split: str = "test", device="cpu",
+                items: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
+    """The model's raw scores for the given dataset users (rows, ``[U]`` long), after the history of
+    ``split`` ("valid": s[:-2]; "test": s[:-1], i.e. everything but the last item).
+
+    ``items [U, C]``: candidate item ids per user -> ``[U, C]``; ``items=None``: every row of the item
+    table -> ``[U, n_items + 2]``, where column i is item i, column 0 is padding and column
+    ``n_items + 1`` the mask id (both meaningless: exclude them). Nothing is removed: history items
+    keep their scores (:func:`history_slots` lists them). Returned on the CPU, float32; the model is
+    in eval mode meanwhile and its mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        if len(users) == 0:
+            width = items.shape[1] if items is not None else st.n_items + 2
+            return torch.zeros(0, width)
+        states = user_states(model, st, users, split, device)
+        out = []
+        for i in range(0, len(users), chunk):
+            cand = None if items is None else items[i : i + chunk].to(device)
+            out.append(_scores(model, states[i : i + chunk], cand).float().cpu())
+        return torch.cat(out)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -65,9 +120,8 @@ def evaluate(
     model.eval()
     st = st or SequenceTensors(ds)
     users = torch.arange(ds.n_users)
-    h = last_hidden(model, st, users, split, device)  # [U, D]
+    h = user_states(model, st, users, split, device)  # [U, S]
     targets = torch.from_numpy(ds.targets(split))
-    table = model.output_embeddings()  # [n_items + 2, D]
     ranks = []
     in_history = 0
     for i in range(0, ds.n_users, chunk):
@@ -76,18 +130,18 @@ def evaluate(
         t = targets[i : i + chunk]
         if protocol == "sampled":
             cands = torch.cat([t.view(-1, 1), torch.from_numpy(ds.negatives[i : i + chunk])], 1).to(device)
-            scores = torch.einsum("ucd,ud->uc", table[cands], hu)  # [u, 100]
+            scores = _scores(model, hu, cands)  # [u, 100]
             col = torch.zeros(len(u), dtype=torch.long)
         elif protocol == "full-original":
-            scores = hu @ table.T  # [u, n_items + 2], padding and mask ranked too
-            row, item = _history_slots(st, u, split)
+            scores = _scores(model, hu, None)  # [u, n_items + 2], padding and mask ranked too
+            row, item = history_slots(st, u, split)
             scores[row.to(device), item.to(device)] = 0.0
             col = t
         else:
-            scores = hu @ table[1 : ds.n_items + 1].T  # [u, n_items]
+            scores = _scores(model, hu, None)[:, 1 : ds.n_items + 1]  # [u, n_items]
             col = t - 1
             if protocol == "full":
-                row, item = _history_slots(st, u, split)
+                row, item = history_slots(st, u, split)
                 scores[row.to(device), (item - 1).to(device)] = float("-inf")
                 hist = torch.zeros(len(u), dtype=torch.bool)
                 hist[row[item == t[row]]] = True

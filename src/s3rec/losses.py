@@ -22,3 +22,19 @@ def ce_next_item(h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, n_
     """Softmax cross-entropy over all items 1..n_items (padding and mask excluded), mean over tokens."""
     logits = h @ table[1 : n_items + 1].T  # [T, n_items]
     return F.cross_entropy(logits, targets - 1)
+
+
+SAMPLED_LOSSES = ("bce", "bpr")
+
+
+def sampled_loss(kind: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """A loss over (positive, negative) score pairs ``pos, neg [N]``, averaged over the N pairs.
+
+    ``bce``: ``-log s(pos) - log(1 - s(neg))`` (SASRec, Caser, AutoInt). ``bpr``: ``-log s(pos - neg)``
+    (Rendle et al., UAI 2009; HGN's and GRU4Rec's pairwise loss with one sampled negative).
+    """
+    if kind == "bce":
+        return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
+    if kind == "bpr":
+        return -F.logsigmoid(pos - neg).mean()
+    raise ValueError(f"unknown sampled loss {kind!r}; choose from {SAMPLED_LOSSES}")

@@ -1,5 +1,10 @@
 """The fine-tuning loop: short and explicit. Resumable, deterministic on CPU, early-stopped on validation.
 
+It drives any registered model through the contract of :mod:`s3rec.models.base`: ``model.loss(batch)``
+on fine-tuning batches laid out as the model asks (``causal``, ``packed_ok``), and evaluation through
+``user_states``/``score``. A model that is not ``trainable`` (PopRec) is fitted when it is built: it is
+validated and tested once, with the same run files.
+
 A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt`` (the
 full state after the last finished epoch: weights, optimizer, RNG states, history), ``best.pt`` (the
 best weights by validation, with their config) and, when finished, ``results.json``.
@@ -21,8 +26,8 @@ from .data.store import Dataset
 from .errors import ConfigError
 from .evaluate import SELECTION_METRIC, evaluate
 from .fileio import atomic_write_text
-from .losses import bce_next_item, ce_next_item
-from .models import build_model
+from .models import ModelData, build_model
+from .models.sasrec import encoder_loss
 
 
 def _progress(iterable, total, desc, enabled):
@@ -35,19 +40,21 @@ def _progress(iterable, total, desc, enabled):
 
 
 def build(cfg: TrainConfig, ds: Dataset):
+    """The model (seeded) and its optimizer (None for a model that is not trainable)."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, ds.n_items, ds.n_attributes, cfg.encoder()).to(cfg.device)
-    return model, adam(model.parameters(), cfg.lr)
+    model = build_model(cfg.model, ModelData.from_dataset(ds), cfg).to(cfg.device)
+    optimizer = adam(model.parameters(), cfg.lr, cfg.weight_decay) if model.trainable else None
+    return model, optimizer
 
 
-def adam(params, lr: float) -> torch.optim.Optimizer:
-    """Adam (betas 0.9/0.999, no weight decay), fused where this torch supports it: the same update,
-    ~10x cheaper than the default per-tensor loop on CPU."""
+def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (betas 0.9/0.999; L2 ``weight_decay``, 0 for SASRec), fused where this torch supports it:
+    the same update, ~10x cheaper than the default per-tensor loop on CPU."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):  # older torch without fused CPU Adam
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, foreach=True)
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, foreach=True)
 
 
 def train_users(ds: Dataset) -> torch.Tensor:
@@ -56,16 +63,20 @@ def train_users(ds: Dataset) -> torch.Tensor:
 
 
 def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg: TrainConfig, gen, progress=False, desc=""):
-    """One pass over the users in a fresh random order; returns the mean batch loss."""
+    """One pass over the users in a fresh random order; returns the mean batch loss (0 for a model
+    that is not trainable: nothing happens)."""
+    if not model.trainable:
+        return 0.0
     model.train()
     order = users[torch.randperm(len(users), generator=gen)]
     n_batches = (len(order) + cfg.batch_size - 1) // cfg.batch_size
     total = 0.0
     for b in _progress(range(n_batches), n_batches, desc, progress):
         batch = finetune_batch(
-            st, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], gen, cfg.max_len, cfg.negative_sampler, cfg.packed
+            st, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], gen, cfg.max_len, cfg.negative_sampler,
+            cfg.packed and model.packed_ok, model.causal,
         ).to(cfg.device)
-        loss = batch_loss(model, batch, cfg.loss, st.n_items)
+        loss = model.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -74,12 +85,9 @@ def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg:
 
 
 def batch_loss(model, batch, loss: str, n_items: int) -> torch.Tensor:
-    h = model.encode(batch)  # [R, P, D]
-    h = h.reshape(-1, h.shape[-1])[batch.layout.token_slot]  # [T, D] real tokens only
-    table = model.output_embeddings()
-    if loss == "ce":
-        return ce_next_item(h, table, batch.targets, n_items)
-    return bce_next_item(h, table, batch.targets, batch.negatives)
+    """The fine-tuning loss of an encoder model (SASRec) with the given loss kind (see
+    :func:`s3rec.models.sasrec.encoder_loss`; models compute theirs with ``model.loss(batch)``)."""
+    return encoder_loss(model, batch, loss, n_items)
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -123,8 +131,11 @@ def finetune(
     log=lambda msg: print(msg, file=sys.stderr),
     init_state: dict | None = None,
 ) -> dict:
-    """Train, early-stop on validation, reload the best weights, evaluate test once; return results."""
+    """Train, early-stop on validation, reload the best weights, evaluate test once; return results.
+
+    A model that is not trainable (PopRec) is validated once (epoch 0) and tested."""
     t_start = time.time()
+    cfg = cfg.resolved()  # config.json records every hyper-parameter of the model
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     model, optimizer = build(cfg, ds)
@@ -153,7 +164,13 @@ def finetune(
     metric = SELECTION_METRIC[cfg.protocol]
     since_best = len(history) - best["epoch"]
     epoch = len(history)
-    while epoch < cfg.epochs and since_best < cfg.patience:
+    if not model.trainable and not history:
+        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st)
+        best = {"score": valid[metric], "epoch": 0, "valid": valid}
+        best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        log(f"{cfg.model} is not trained; valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))}")
+        checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, 0), "model": best_weights})
+    while model.trainable and epoch < cfg.epochs and since_best < cfg.patience:
         epoch += 1
         t0 = time.time()
         loss = train_epoch(model, optimizer, st, users, cfg, gen, progress, f"epoch {epoch}")
@@ -186,7 +203,7 @@ def finetune(
                                               "model": best_weights})
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-    if since_best >= cfg.patience:
+    if model.trainable and since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
     checkpoint.load_model_state(model, best_weights, str(ckpt_path))
     test, info = evaluate(model, ds, "test", cfg.protocol, cfg.device, st)
@@ -205,12 +222,17 @@ def finetune(
     return results
 
 
-def model_from_checkpoint(path: Path, device="cpu"):
-    """Rebuild a fine-tuned model from a checkpoint written by :func:`finetune`."""
+def model_from_checkpoint(path: Path, device="cpu", dataset: str | None = None, data_dir=None):
+    """Rebuild a fine-tuned model from a checkpoint written by :func:`finetune`: ``(model, cfg, state)``.
+
+    Checkpoints are self-contained (what a model took from its dataset, such as item attributes or
+    popularity, is among its weights), so ``dataset`` and ``data_dir`` are accepted for callers that
+    have them and are not needed here."""
     state = checkpoint.load(path)
     if state.get("kind") != "finetune":
         raise ConfigError(f"{path}: not a fine-tuned model checkpoint (kind {state.get('kind')!r})")
     cfg = config_from_json(state["config"])
-    model = build_model(cfg.model, int(state["n_items"]), int(state["n_attributes"]), cfg.encoder())
+    data = ModelData.from_state(int(state["n_items"]), int(state["n_attributes"]), state["model"])
+    model = build_model(cfg.model, data, cfg)
     checkpoint.load_model_state(model, state["model"], str(path))
     return model.to(device), cfg, state

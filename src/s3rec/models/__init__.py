@@ -1,19 +1,43 @@
-"""The model registry: name -> (class, one-line description). Later models join here.
+"""The model registry: name -> (class, one-line description), in the order of the paper's tables.
 
-A registered model is built as ``cls(n_items, n_attributes, EncoderConfig)`` and provides
-``encode(SequenceBatch) -> [R, P, D]`` hidden states and ``output_embeddings() -> [n_items + 2, D]``.
+Every registered model follows the contract of :mod:`s3rec.models.base` (``loss``, ``user_states``,
+``score`` and the class attributes ``causal``, ``packed_ok``, ``trainable``, ``uses_users``), is
+built by :func:`build_model` from a :class:`~s3rec.models.base.ModelData` and a ``TrainConfig``, and
+documents its hyper-parameters with their sources in its class's module.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .base import ModelData, Recommender
+
+__all__ = ["ModelData", "Recommender", "build_model", "describe_models", "model_class", "model_names"]
 
 
-def _registry():
+def _registry() -> dict:
+    from .autoint import AutoInt
+    from .bert4rec import BERT4Rec
+    from .caser import Caser
+    from .fdsa import FDSA
+    from .fm import FM
+    from .gru4rec import GRU4Rec, GRU4RecF
+    from .hgn import HGN
+    from .poprec import PopRec
     from .sasrec import SASRec
+    from .sasrec_f import SASRecF
 
     return {
-        "sasrec": (SASRec, "SASRec: causal self-attention over the item sequence, trained from scratch (S3-Rec's fine-tuning model)"),
+        "poprec": (PopRec, "PopRec: items ranked by their number of training interactions; nothing is trained"),
+        "fm": (FM, "FM: factorization machine over user, item and mean-pooled item attributes (non-sequential)"),
+        "autoint": (AutoInt, "AutoInt: multi-head self-attention over user, item and attribute fields (non-sequential)"),
+        "gru4rec": (GRU4Rec, "GRU4Rec: GRU over item embeddings, next-item loss at every position"),
+        "caser": (Caser, "Caser: horizontal and vertical convolutions over the last L items, plus a user embedding"),
+        "sasrec": (SASRec, "SASRec: causal self-attention over the items, from scratch (S3-Rec's fine-tuning model)"),
+        "bert4rec": (BERT4Rec, "BERT4Rec: bidirectional self-attention trained with the Cloze (masked item) objective"),
+        "hgn": (HGN, "HGN: hierarchical gating (feature and instance gates) over the last L items, item-item product"),
+        "gru4rec_f": (GRU4RecF, "GRU4Rec_F: parallel GRUs over items and their attributes (p-RNN), states concatenated"),
+        "sasrec_f": (SASRecF, "SASRec_F: SASRec over [item; attribute] representations concatenated as input"),
+        "fdsa": (FDSA, "FDSA: separate self-attention streams over items and attention-pooled attributes"),
     }
 
 
@@ -25,9 +49,17 @@ def describe_models() -> list[tuple[str, str]]:
     return [(name, desc) for name, (_, desc) in _registry().items()]
 
 
-def build_model(name: str, n_items: int, n_attributes: int, encoder_cfg):
+def model_class(name: str) -> type[Recommender]:
+    """The class registered under ``name`` (case-insensitive); an unknown name is a ConfigError."""
     reg = _registry()
     key = name.lower()
     if key not in reg:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(reg)} (see `s3rec models`)")
-    return reg[key][0](n_items, n_attributes, encoder_cfg)
+    return reg[key][0]
+
+
+def build_model(name: str, data: ModelData, cfg) -> Recommender:
+    """A freshly initialised model ``name`` for the dataset described by ``data`` under the settings
+    ``cfg`` (a ``TrainConfig``; its ``model`` field is not consulted). Seed torch first for
+    reproducible weights."""
+    return model_class(name).from_config(data, cfg)

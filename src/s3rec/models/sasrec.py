@@ -9,17 +9,43 @@ from __future__ import annotations
 import torch
 
 from ..data.batches import SequenceBatch
+from ..losses import bce_next_item, ce_next_item, sampled_loss
+from .base import ModelData, Recommender, check_loss, dot_scores
 from .encoder import EncoderConfig, SequenceEncoder
 
 
-class SASRec(SequenceEncoder):
+def encoder_loss(model, batch: SequenceBatch, loss: str, n_items: int) -> torch.Tensor:
+    """The fine-tuning loss of an encoder model (``encode`` + ``output_embeddings``) on a batch:
+    every real position predicts its next item (SPEC section 4)."""
+    h = model.encode(batch)  # [R, P, D]
+    h = h.reshape(-1, h.shape[-1])[batch.layout.token_slot]  # [T, D] real tokens only
+    table = model.output_embeddings()
+    if loss == "ce":
+        return ce_next_item(h, table, batch.targets, n_items)
+    if loss == "bpr":
+        return sampled_loss("bpr", (h * table[batch.targets]).sum(-1), (h * table[batch.negatives]).sum(-1))
+    return bce_next_item(h, table, batch.targets, batch.negatives)
+
+
+class SASRec(SequenceEncoder, Recommender):
     """Self-attentive sequential recommendation (Kang & McAuley, ICDM 2018), S3-Rec's variant:
-    post-LN blocks, GELU, learned absolute positions, shared input/output item embeddings."""
+    post-LN blocks, GELU, learned absolute positions, shared input/output item embeddings.
+
+    Hyper-parameters are the shared settings (SPEC section 2: 2 blocks, 2 heads, d = 64, dropout 0.5,
+    Adam lr 1e-3, the BCE loss with one negative per position), which are S3-Rec's released code's.
+    """
 
     causal = True
+    packed_ok = True
 
-    def __init__(self, n_items: int, n_attributes: int, cfg: EncoderConfig):
+    def __init__(self, n_items: int, n_attributes: int, cfg: EncoderConfig, loss: str = "bce"):
         super().__init__(n_items, cfg)
+        check_loss(type(self), loss)
+        self.loss_kind = loss
+
+    @classmethod
+    def from_config(cls, data: ModelData, cfg) -> "SASRec":
+        return cls(data.n_items, data.n_attributes, cfg.encoder(), cfg.loss)
 
     def encode(self, batch: SequenceBatch) -> torch.Tensor:
         """Hidden state of every slot of the packed batch: ``[R, P, D]``."""
@@ -28,3 +54,17 @@ class SASRec(SequenceEncoder):
     def output_embeddings(self) -> torch.Tensor:
         """``[n_items + 2, D]``: row i scores item i (0 = padding, n_items + 1 = mask)."""
         return self.item_embeddings.weight
+
+    def loss(self, batch: SequenceBatch) -> torch.Tensor:
+        return encoder_loss(self, batch, self.loss_kind, self.n_items)
+
+    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
+        h = self.encode(batch)
+        return h.reshape(-1, h.shape[-1])[batch.layout.token_slot]
+
+    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
+        h = self.encode(batch)
+        return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
+
+    def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        return dot_scores(states, self.output_embeddings(), items)
