@@ -20,6 +20,7 @@ examples:
   s3rec data fetch LastFM                      download + verify into the cache (needs the internet)
   export S3REC_DATA_DIR=/path/to/data          or use local files (NAME.txt, NAME_item2attributes.json)
   s3rec data stats Beauty
+  s3rec data import ratings.csv --out data/    your own data (see `s3rec data import --help`)
   s3rec train --dataset Beauty                 SASRec, sampled protocol (the paper's Table 2)
   s3rec train --dataset Beauty --protocol full --out runs/beauty-full
   s3rec train --out runs/beauty-full --resume  continue an interrupted run
@@ -58,7 +59,9 @@ def _add_train_args(p, defaults):
     )
     p.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
-    p.add_argument("--loss", choices=["bce", "ce"], help="bce: one negative per position (paper); ce: full softmax")
+    p.add_argument("--loss", choices=["bce", "ce", "bpr"],
+                   help="bce: one negative per position (paper); ce: full softmax; bpr: pairwise "
+                   "(default: the model's, see `s3rec models --params`)")
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument(
         "--set",
@@ -66,7 +69,8 @@ def _add_train_args(p, defaults):
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other setting, e.g. --set lr=0.0005 --set patience=20 (the README lists every setting)",
+        help="any other setting, e.g. --set lr=0.0005 --set patience=20 (the README lists every setting), "
+        "or a hyper-parameter of the model (see `s3rec models --params`), e.g. --model caser --set L=3",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -115,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--seed", type=int, default=12345, help="sampling seed (default 12345, the authors')")
     n.add_argument("--out", help="output path (default: beside the data, or the cache)")
     n.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _add_data_io_parsers(dsub)
 
     # train
     t = sub.add_parser(
@@ -224,7 +229,49 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="a pre-training setting")
     bp.add_argument("--json", action="store_true", help="print JSON")
 
-    sub.add_parser("models", help="list the available models")
+    m = sub.add_parser(
+        "models",
+        help="list the available models",
+        description="The registered models, one line each. With --params: each model's defaults for the shared "
+        "settings (its paper's values, applied when --model selects it) and its own hyper-parameters; all of them "
+        "can be changed with `s3rec train --model NAME --set KEY=VALUE` and are recorded in the run's config.json.",
+    )
+    m.add_argument("--params", action="store_true", help="also show each model's settings and hyper-parameters")
+
+    # recommend / serve
+    rc = sub.add_parser(
+        "recommend",
+        help="top-k items for users, from a fine-tuned checkpoint (CSV or JSON lines)",
+        description="Recommend the top-k items for every user of the checkpoint's dataset (or the users given), "
+        "from each user's whole sequence, with the history excluded, in the dataset's original ids (the id maps "
+        "that `s3rec data import` keeps). Scored in bounded chunks of users. Output: CSV rows user,rank,item,score "
+        "or one JSON object per user.",
+    )
+    rc.add_argument("checkpoint", help="best.pt or checkpoint.pt of an `s3rec train` run")
+    rc.add_argument("--dataset", help="dataset name (default: the one recorded in the checkpoint)")
+    _add_data_dir(rc)
+    rc.add_argument("-k", type=_positive_int, default=10, help="items per user (default 10)")
+    rc.add_argument("--users", nargs="+", metavar="USER", help="original user ids (default: every user)")
+    rc.add_argument("--users-file", help="a file with one original user id per line")
+    rc.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)")
+    rc.add_argument("--keep-history", action="store_true", help="allow items already in the history")
+    rc.add_argument("--out", help="output file, written atomically (default: standard output)")
+    rc.add_argument("--device", default="cpu")
+    sv = sub.add_parser(
+        "serve",
+        help="HTTP JSON service: GET /health, GET /info, POST /recommend",
+        description="Serve recommendations over HTTP (JSON). POST /recommend with "
+        '{"history": [item, ...], "k": 10} answers {"items": [...], "scores": [...]} in original ids; '
+        '{"user": ID} recommends from a dataset user\'s whole sequence. Invalid requests get a 4xx answer '
+        'with {"error": ...}. Binds to 127.0.0.1 unless --host says otherwise.',
+    )
+    sv.add_argument("checkpoint", help="best.pt or checkpoint.pt of an `s3rec train` run")
+    sv.add_argument("--dataset", help="dataset name (default: the one recorded in the checkpoint)")
+    _add_data_dir(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
 
@@ -242,6 +289,178 @@ def _train_config(args, base=None):
     return with_overrides(base or TrainConfig(), overrides).validate()
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_pipeline_args(p, dedup: bool, default_name: str) -> None:
+    p.add_argument("--name", help=f"dataset name: the files are NAME.txt, NAME_item2attributes.json, ... (default: {default_name})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (use it later as --data-dir)")
+    if dedup:
+        p.add_argument("--dedup", action=argparse.BooleanOptionalAction, default=True,
+                       help="drop repeated (user, item) pairs, keeping the earliest (default); --no-dedup keeps repeats")
+    p.add_argument("--k-core", dest="k_core", type=_non_negative_int, default=5, metavar="K",
+                   help="iterative K-core on users and items (default 5; 0 or 1: off). Users with fewer than "
+                   "3 interactions are always dropped (the split needs 3)")
+    p.add_argument("--min-attribute-count", type=_positive_int, default=1, metavar="N",
+                   help="drop attributes occurring fewer than N times over the kept items (default 1: keep all)")
+    p.add_argument("--force", "--overwrite", dest="force", action="store_true",
+                   help="replace an existing dataset of that name in --out")
+
+
+_DATA_IO_EPILOG = """
+Outputs in --out: NAME.txt and NAME_item2attributes.json (the benchmark format, ids from 1), and the id
+maps NAME_user_ids.tsv, NAME_item_ids.tsv, NAME_attribute_ids.tsv (header "id<TAB>original_id", then
+one "internal_id<TAB>original_id" line per id), written all or nothing. Pipeline: sort each user's
+interactions by time (ties keep file order), de-duplication (import only, default on), iterative k-core, re-index in
+order of first appearance (users: in the file; items: in the sorted sequences; attributes: in the
+attribute file). Counts at each step go to stderr.
+"""
+
+
+def _add_data_io_parsers(dsub) -> None:
+    """``s3rec data import``, ``data prepare SOURCE`` and ``data export``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    imp = dsub.add_parser(
+        "import",
+        help="import your own interactions (CSV, Parquet, RecBole) into the benchmark format",
+        description="Import interactions (CSV/TSV, Parquet, or a RecBole .inter file; by extension) and optional "
+        "item attributes (CSV/Parquet rows item,attribute; a JSON object {item: [attributes]}; or a RecBole .item "
+        "file) into a dataset that every s3rec command can use. Timestamps: unix seconds (or any number) or "
+        "ISO-8601 dates.",
+        epilog=_DATA_IO_EPILOG + "\nexamples:\n"
+        "  s3rec data import ratings.csv --attributes genres.csv --name Shop --out data/ --rating-threshold 4\n"
+        "  s3rec data import ml-1m.inter --attributes ml-1m.item --attr-col genre --out data/\n"
+        "  s3rec train --dataset Shop --data-dir data/",
+        formatter_class=fmt,
+    )
+    imp.add_argument("interactions", help="interactions file: .csv, .tsv, .parquet or .inter (may be .gz)")
+    imp.add_argument("--attributes", metavar="FILE", help="item attributes: .csv/.tsv/.parquet (item,attribute rows), "
+                     ".json ({item: [attributes]}) or a RecBole .item file")
+    imp.add_argument("--user-col", help="user column (default user; RecBole: user_id)")
+    imp.add_argument("--item-col", help="item column (default item; RecBole: item_id)")
+    imp.add_argument("--time-col", help="timestamp column (default timestamp)")
+    imp.add_argument("--rating-col", help="rating column (default rating; read only with --rating-threshold)")
+    imp.add_argument("--rating-threshold", type=float, metavar="X", help="keep rows with rating >= X")
+    imp.add_argument("--attr-item-col", help="item column of the attribute file (default item; RecBole: item_id)")
+    imp.add_argument("--attr-col", help="attribute column (default attribute; RecBole: the first token_seq column)")
+    imp.add_argument("--delimiter", help="CSV field delimiter (default: ',' for .csv, tab for .tsv)")
+    _add_pipeline_args(imp, dedup=True, default_name="the interactions file's name without extensions")
+
+    prep = dsub.add_parser(
+        "prepare",
+        help="the paper's preprocessing from the raw Amazon, Yelp or LastFM files",
+        description="Build a dataset from the raw public files the paper used (SPEC section 1): group by user, "
+        "stable sort by time, iterative 5-core, re-index from 1 in order of first appearance.",
+        epilog=_DATA_IO_EPILOG + "\nexamples:\n"
+        "  s3rec data prepare amazon --reviews reviews_Beauty_5.json.gz --meta meta_Beauty.json.gz --out data/\n"
+        "  s3rec data prepare yelp --reviews yelp_academic_dataset_review.json "
+        "--business yelp_academic_dataset_business.json --out data/\n"
+        "  s3rec data prepare lastfm --tags user_taggedartists-timestamps.dat --out data/",
+        formatter_class=fmt,
+    )
+    psub = prep.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    pa_ = psub.add_parser(
+        "amazon", help="Amazon 2014 5-core reviews + metadata",
+        description="Amazon 2014: reviews_<Category>_5.json.gz (reviewerID, asin, unixReviewTime) and "
+        "meta_<Category>.json.gz (asin, categories, brand; JSON or Python-literal lines). No rating filter, no "
+        "de-duplication. Attributes: the brand, then every category of every path except its first, top-level one.",
+    )
+    pa_.add_argument("--reviews", required=True, help="reviews_<Category>_5.json.gz")
+    pa_.add_argument("--meta", required=True, help="meta_<Category>.json.gz")
+    _add_pipeline_args(pa_, dedup=False, default_name="the category, e.g. Beauty")
+    py = psub.add_parser(
+        "yelp", help="Yelp academic dataset reviews + businesses",
+        description="Yelp: yelp_academic_dataset_review.json (user_id, business_id, date), reviews dated "
+        "--date-min to --date-max (default: the year 2019); attributes: the business's comma-separated categories "
+        "from yelp_academic_dataset_business.json. Repeated reviews of a business are kept.",
+    )
+    py.add_argument("--reviews", required=True, help="yelp_academic_dataset_review.json")
+    py.add_argument("--business", required=True, help="yelp_academic_dataset_business.json")
+    py.add_argument("--date-min", default="2019-01-01", help="first date kept (default 2019-01-01)")
+    py.add_argument("--date-max", default="2019-12-31",
+                    help="last date kept, the whole day (default 2019-12-31); with a time, e.g. '2019-12-31 00:00:00' "
+                    "(the authors' bound), reviews up to that instant")
+    _add_pipeline_args(py, dedup=False, default_name="Yelp")
+    pl = psub.add_parser(
+        "lastfm", help="LastFM hetrec-2011 tag assignments",
+        description="LastFM hetrec-2011: user_taggedartists-timestamps.dat (tab separated: userID artistID tagID "
+        "timestamp). Each (user, artist) pair at its first line; attributes: the artist's tags (every tagging).",
+    )
+    pl.add_argument("--tags", required=True, help="user_taggedartists-timestamps.dat")
+    _add_pipeline_args(pl, dedup=False, default_name="LastFM")
+
+    ex = dsub.add_parser(
+        "export",
+        help="export a dataset to RecBole atomic files (NAME.inter, NAME.item)",
+        description="Write NAME.inter (user_id, item_id, timestamp = position in the sequence) and NAME.item "
+        "(item_id, categories token_seq) so the same data and leave-one-out split can be checked in RecBole "
+        "(eval_args: split LS valid_and_test, order TO, group_by user; see `s3rec.data.export`).",
+    )
+    ex.add_argument("name", help="registered name or file stem")
+    _add_data_dir(ex)
+    ex.add_argument("--out", required=True, metavar="DIR", help="output folder (RecBole: <data_path>/NAME)")
+    ex.add_argument("--as", dest="as_name", metavar="NAME", help="file name stem (default: the dataset's name)")
+    ex.add_argument("--force", action="store_true", help="replace existing files")
+
+    sy = dsub.add_parser(
+        "synth",
+        help="write a synthetic interaction log (CSV) for scale and load tests",
+        description="Write a CSV of user,item,timestamp rows in global time order: Zipf-like item popularity, "
+        "a planted next-item pattern, scattered original ids, every user with at least 5 interactions. "
+        "Deterministic for --seed. Import it with `s3rec data import`.",
+    )
+    sy.add_argument("--out", required=True, metavar="FILE", help="CSV file to write (atomically)")
+    sy.add_argument("--users", type=_positive_int, default=10_000, help="users (default 10,000)")
+    sy.add_argument("--items", type=_positive_int, default=1_000, help="items (default 1,000)")
+    sy.add_argument("--interactions", type=_positive_int, default=100_000, help="rows (default 100,000)")
+    sy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _cmd_data_io(args) -> int:
+    if args.data_command == "synth":
+        from .data.synthetic import synthetic_log, write_csv
+
+        try:
+            log = synthetic_log(args.users, args.items, args.interactions, args.seed)
+        except ValueError as e:
+            raise S3RecError(f"data synth: {e}") from None
+        write_csv(log, args.out)
+        _log(f"{args.interactions:,} interactions of {args.users:,} users over {args.items:,} items")
+        print(args.out)
+        return 0
+    if args.data_command == "import":
+        from .data.importing import import_dataset
+
+        paths = import_dataset(
+            args.interactions, args.out, args.name, args.attributes, user_col=args.user_col, item_col=args.item_col,
+            time_col=args.time_col, rating_col=args.rating_col, rating_threshold=args.rating_threshold,
+            attr_item_col=args.attr_item_col, attr_col=args.attr_col, delimiter=args.delimiter, dedup=args.dedup,
+            k=args.k_core, min_attribute_count=args.min_attribute_count, force=args.force, log=_log,
+        )
+    elif args.data_command == "prepare":
+        from .data.prepare import prepare
+
+        paths = prepare(
+            args.source, args.out, args.name, reviews=getattr(args, "reviews", None), meta=getattr(args, "meta", None),
+            business=getattr(args, "business", None), tags=getattr(args, "tags", None),
+            date_min=getattr(args, "date_min", "2019-01-01"), date_max=getattr(args, "date_max", "2019-12-31"),
+            k=args.k_core, min_attribute_count=args.min_attribute_count, force=args.force, log=_log,
+        )
+    else:
+        from .data import registry
+        from .data.export import export_recbole
+
+        ds = registry.load(args.name, args.data_dir)
+        paths = export_recbole(ds, args.out, args.as_name, force=args.force)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
 def cmd_data(args) -> int:
     from .data import registry
 
@@ -249,6 +468,8 @@ def cmd_data(args) -> int:
         folder = registry.fetch(args.name, base_url=args.url, dest=args.dest, data_dir=args.data_dir)
         print(folder)
         return 0
+    if args.data_command in ("import", "prepare", "export", "synth"):
+        return _cmd_data_io(args)
     ds = registry.load(args.name, args.data_dir)
     if args.data_command == "stats":
         st = ds.stats()
@@ -465,6 +686,68 @@ def cmd_models(args) -> int:
 
     for name, desc in describe_models():
         print(f"{name:<12} " + textwrap.shorten(desc, 100))
+        if getattr(args, "params", False):
+            import dataclasses
+
+            from .config import MODEL_SETTINGS, TrainConfig, for_model
+
+            cfg = for_model(TrainConfig(), name)
+            shared = ", ".join(f"{k}={getattr(cfg, k)}" for k in MODEL_SETTINGS)
+            own = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg.params()).items()) or "none"
+            print(f"{'':<12}   settings: {shared}\n{'':<12}   own hyper-parameters: {own}")
+    return 0
+
+
+def _recommender(args):
+    from .config import device_ok
+    from .recommend import Recommender
+
+    if not device_ok(args.device):
+        raise S3RecError(f"device {args.device!r} is not available here")
+    return Recommender.load(args.checkpoint, args.dataset, args.data_dir, args.device)
+
+
+def cmd_recommend(args) -> int:
+    from .fileio import atomic_path
+
+    users = args.users
+    if args.users_file:
+        path = Path(args.users_file)
+        if not path.is_file():
+            raise S3RecError(f"{path}: file not found")
+        users = (users or []) + [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rec = _recommender(args)
+    rows = rec.iter_users(users, args.k, exclude_history=not args.keep_history)
+
+    def write(f):
+        if args.format == "csv":
+            f.write("user,rank,item,score\n")
+        for user, top in rows:
+            if args.format == "csv":
+                f.writelines(f"{_csv_field(user)},{r},{_csv_field(item)},{score:.6g}\n" for r, (item, score) in enumerate(top, 1))
+            else:
+                f.write(json.dumps({"user": user, "items": [i for i, _ in top], "scores": [round(s, 6) for _, s in top]}) + "\n")
+
+    if args.out:
+        with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+        _log(f"wrote {args.out}")
+    else:
+        write(sys.stdout)
+    return 0
+
+
+def _csv_field(value: str) -> str:
+    value = str(value)
+    if any(c in value for c in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve_forever
+
+    serve_forever(_recommender(args), args.host, args.port, quiet=args.quiet, log=_log)
     return 0
 
 
@@ -472,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"data": cmd_data, "train": cmd_train, "pretrain": cmd_pretrain, "run": cmd_run,
-                "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models}
+                "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models,
+                "recommend": cmd_recommend, "serve": cmd_serve}
     try:
         return handlers[args.command](args)
     except S3RecError as e:
