@@ -148,3 +148,13 @@ def test_service_answers_and_rejects(trained):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_full_evaluation_in_small_chunks_gives_the_same_metrics(trained, monkeypatch):
+    import s3rec.evaluate as ev
+
+    rec = Recommender.load(trained)
+    whole = ev.evaluate(rec.model, rec.ds, "test", "full")[0]
+    monkeypatch.setattr(ev, "FULL_CHUNK_CELLS", 3 * (rec.ds.n_items + 2))  # three users per chunk
+    chunked = ev.evaluate(rec.model, rec.ds, "test", "full")[0]
+    assert chunked == pytest.approx(whole, abs=1e-6)

@@ -29,6 +29,7 @@ from .errors import DivergedError
 from .metrics import metrics_from_ranks, target_ranks
 from .models.base import dot_scores
 
+FULL_CHUNK_CELLS = 1 << 24  # scores per chunk of users under the full protocols (64 MiB of float32)
 PROTOCOLS = ("sampled", "full", "full-unmasked", "full-original")
 SELECTION_METRIC = {"sampled": "MRR", "full": "NDCG@20", "full-unmasked": "NDCG@20", "full-original": "NDCG@20"}
 
@@ -109,9 +110,13 @@ def evaluate(
     protocol: str = "sampled",
     device="cpu",
     st: SequenceTensors | None = None,
-    chunk: int = 1024,
+    chunk: int | None = None,
 ) -> tuple[dict[str, float], dict]:
-    """Metrics of the model on ``split`` ("valid" or "test") for every user, and facts about the run."""
+    """Metrics of the model on ``split`` ("valid" or "test") for every user, and facts about the run.
+
+    Users are scored ``chunk`` at a time (default: up to 1024, fewer for large catalogues, so that a
+    chunk's score matrix stays near ``FULL_CHUNK_CELLS`` floats whatever the number of items)."""
+    chunk = chunk or max(1, min(1024, FULL_CHUNK_CELLS // (ds.n_items + 2)))
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
     if protocol == "sampled" and ds.negatives is None:
