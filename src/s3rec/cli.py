@@ -59,8 +59,9 @@ def _add_train_args(p, defaults):
     )
     p.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
-    p.add_argument("--loss", choices=["bce", "ce", "bpr"],
-                   help="bce: one negative per position (paper); ce: full softmax; bpr: pairwise "
+    p.add_argument("--loss", choices=["bce", "ce", "bpr", "sampled-softmax", "gbce"],
+                   help="bce: one negative per position (paper); ce: full softmax; bpr: pairwise; "
+                   "sampled-softmax / gbce: against n_negatives uniform negatives (sasrec; --set n_negatives=N, gbce_t=T) "
                    "(default: the model's, see `s3rec models --params`)")
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument(

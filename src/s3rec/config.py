@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from .errors import ConfigError
 from .models.encoder import EncoderConfig
 
-LOSSES = ("bce", "ce", "bpr")
+LOSSES = ("bce", "ce", "bpr", "sampled-softmax", "gbce")
 # Shared settings whose default depends on the model: choosing a model (``model=NAME`` in a config
 # made from another model's) resets them to TrainConfig's defaults overlaid with the model's own
 # ``defaults`` (its paper's values), before any other override applies.
@@ -30,15 +30,22 @@ class EncoderSettings:
     max_len: int = 50
     hidden_dropout: float = 0.5
     attn_dropout: float = 0.5
+    pre_ln: bool = False  # pre-LayerNorm blocks (a variant); False = the authors' post-LN encoder
     lr: float = 1e-3
     negative_sampler: str = "exclude-mask"  # or "original": the released sampler that can draw mask_id
     packed: bool = True  # pack sequences into rows (exact); False pads every sequence to max_len
     seed: int = 42
     device: str = "cpu"
+    # limited training data (the paper's Fig. 4): a random ``train_fraction`` of the users, drawn with
+    # ``fraction_seed`` (independent of ``seed``), keeps its training part for pre-training and
+    # fine-tuning; validation and test still use every user. 1.0: every user (the default).
+    train_fraction: float = 1.0
+    fraction_seed: int = 0
 
     def encoder(self) -> EncoderConfig:
         return EncoderConfig(
-            self.hidden_size, self.n_layers, self.n_heads, self.max_len, self.hidden_dropout, self.attn_dropout
+            self.hidden_size, self.n_layers, self.n_heads, self.max_len, self.hidden_dropout, self.attn_dropout,
+            self.pre_ln,
         )
 
     def _checks(self) -> list[tuple[bool, str]]:
@@ -52,6 +59,7 @@ class EncoderSettings:
             (self.max_len >= 1, "max_len must be >= 1"),
             (0 <= self.hidden_dropout < 1 and 0 <= self.attn_dropout < 1, "dropout must be in [0, 1)"),
             (self.lr > 0, "lr must be > 0"),
+            (0 < self.train_fraction <= 1, "train_fraction must be in (0, 1]"),
             (device_ok(self.device), f"device {self.device!r} is not available here (cpu{', cuda' if _cuda() else ''})"),
         ]
 
@@ -80,6 +88,8 @@ class TrainConfig(EncoderSettings):
     loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items; bpr: pairwise
     init: str = ""  # pre-trained checkpoint the encoder starts from ("" = random initialisation)
     weight_decay: float = 0.0  # Adam's L2 penalty (0 for SASRec / S3-Rec)
+    n_negatives: int = 256  # uniform negatives per batch for loss sampled-softmax / gbce
+    gbce_t: float = 0.75  # gBCE calibration: 0 = plain BCE with n_negatives, 1 = fully calibrated
     # the model's own hyper-parameters (its Params dataclass; `--set NAME=VALUE` sets one), complete
     # after validate(): config.json records every value the run used
     model_params: dict = field(default_factory=dict)
@@ -114,7 +124,11 @@ class TrainConfig(EncoderSettings):
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.patience >= 1, "patience must be >= 1"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.n_negatives >= 1, "n_negatives must be >= 1"),
+            (0.0 <= self.gbce_t <= 1.0, "gbce_t must be in [0, 1]"),
             (not self.init or self.model == "sasrec", "init (pre-trained weights) is supported for model sasrec only"),
+            (self.train_fraction == 1 or cls.trainable,
+             f"train_fraction < 1 needs a trained model; {self.model} is fitted from every user's data when built"),
             *self.params().checks(),
         ]
 

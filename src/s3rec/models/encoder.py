@@ -52,6 +52,7 @@ class EncoderConfig:
     max_len: int = 50
     hidden_dropout: float = 0.5
     attn_dropout: float = 0.5
+    pre_ln: bool = False  # LayerNorm before each sub-layer (+ a final one) instead of after (the authors')
 
 
 class SelfAttention(nn.Module):
@@ -65,9 +66,13 @@ class SelfAttention(nn.Module):
         self.attn_dropout = cfg.attn_dropout
         self.out_dropout = Dropout(cfg.hidden_dropout)
         self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.pre_ln = cfg.pre_ln
 
     def context(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Attention-weighted values, heads merged: ``[R, L, D]`` (before the output projection)."""
+        """Attention-weighted values, heads merged: ``[R, L, D]`` (before the output projection).
+        Pre-LN blocks attend over the normalised input."""
+        if self.pre_ln:
+            x = self.LayerNorm(x)
         R, L, D = x.shape
         H = self.n_heads
 
@@ -84,6 +89,8 @@ class SelfAttention(nn.Module):
         return ctx.transpose(1, 2).reshape(R, L, D)
 
     def output(self, ctx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_ln:
+            return x + self.out_dropout(self.dense(ctx))
         return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -106,8 +113,11 @@ class FeedForward(nn.Module):
         self.dense_2 = nn.Linear(4 * d, d)
         self.dropout = Dropout(cfg.hidden_dropout)
         self.LayerNorm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.pre_ln = cfg.pre_ln
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_ln:
+            return x + self.dropout(self.dense_2(F.gelu(self.dense_1(self.LayerNorm(x)))))
         return self.LayerNorm(self.dropout(self.dense_2(F.gelu(self.dense_1(x)))) + x)
 
 
@@ -128,6 +138,11 @@ class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.layer = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        # pre-LN blocks leave the residual stream unnormalised: one LayerNorm after the last block
+        self.final_LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=LAYER_NORM_EPS) if cfg.pre_ln else None
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.final_LayerNorm is None else self.final_LayerNorm(x)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, full_rows=None, query_slots=None):
         """``[R, L, D]`` hidden states; or, with ``query_slots``, the last block computed only for the
@@ -137,13 +152,13 @@ class Encoder(nn.Module):
         if query_slots is None:
             for block in self.layer:
                 x = block(x, mask)
-            return x
+            return self._final(x)
         for block in self.layer[:-1]:
             x = block(x, mask)
         last = self.layer[-1]
         # query_slots lie in the rows after the first full_rows (the caller packs them apart)
         rest = last.forward_queries(x[full_rows:], mask[full_rows:], query_slots - full_rows * x.shape[1])
-        return last(x[:full_rows], mask[:full_rows]), rest
+        return self._final(last(x[:full_rows], mask[:full_rows])), self._final(rest)
 
 
 def init_weights(module: nn.Module) -> None:

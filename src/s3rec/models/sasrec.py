@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from ..data.batches import SequenceBatch
-from ..losses import bce_next_item, ce_next_item, sampled_loss
+from ..losses import (bce_next_item, ce_next_item, gbce_next_item, sampled_loss, sampled_softmax_next_item,
+                      uniform_negatives)
 from .base import ModelData, Recommender, check_loss, dot_scores
 from .encoder import EncoderConfig, SequenceEncoder
 
@@ -24,6 +25,11 @@ def encoder_loss(model, batch: SequenceBatch, loss: str, n_items: int) -> torch.
         return ce_next_item(h, table, batch.targets, n_items)
     if loss == "bpr":
         return sampled_loss("bpr", (h * table[batch.targets]).sum(-1), (h * table[batch.negatives]).sum(-1))
+    if loss in ("sampled-softmax", "gbce"):
+        negatives = uniform_negatives(model.n_negatives, n_items, h.device)
+        if loss == "gbce":
+            return gbce_next_item(h, table, batch.targets, negatives, n_items, model.gbce_t)
+        return sampled_softmax_next_item(h, table, batch.targets, negatives, n_items)
     return bce_next_item(h, table, batch.targets, batch.negatives)
 
 
@@ -37,15 +43,19 @@ class SASRec(SequenceEncoder, Recommender):
 
     causal = True
     packed_ok = True
+    losses = ("bce", "bpr", "ce", "sampled-softmax", "gbce")
 
-    def __init__(self, n_items: int, n_attributes: int, cfg: EncoderConfig, loss: str = "bce"):
+    def __init__(self, n_items: int, n_attributes: int, cfg: EncoderConfig, loss: str = "bce",
+                 n_negatives: int = 256, gbce_t: float = 0.75):
         super().__init__(n_items, cfg)
         check_loss(type(self), loss)
         self.loss_kind = loss
+        self.n_negatives = n_negatives  # for the sampled-softmax and gbce losses
+        self.gbce_t = gbce_t
 
     @classmethod
     def from_config(cls, data: ModelData, cfg) -> "SASRec":
-        return cls(data.n_items, data.n_attributes, cfg.encoder(), cfg.loss)
+        return cls(data.n_items, data.n_attributes, cfg.encoder(), cfg.loss, cfg.n_negatives, cfg.gbce_t)
 
     def encode(self, batch: SequenceBatch) -> torch.Tensor:
         """Hidden state of every slot of the packed batch: ``[R, P, D]``."""
