@@ -273,7 +273,64 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--quiet", action="store_true", help="do not log each request")
+    _add_reproduce_parsers(sub)
     return parser
+
+
+def _add_reproduce_parsers(sub) -> None:
+    """``s3rec reproduce EXPERIMENT`` and ``s3rec report RUNS_DIR``."""
+    from .reproduce.experiment import experiment_names, load_experiment
+
+    listing = "\n".join(f"  {n:<16} {load_experiment(n).title}" for n in experiment_names())
+    rp = sub.add_parser(
+        "reproduce",
+        help="reproduce a table or figure of the paper (a resumable grid of runs)",
+        description="Run the grid of an experiment of the paper (datasets x methods x varied setting x seeds), each "
+        "run in its own folder under --out; pre-training runs are shared (one per dataset and pre-training settings, "
+        "in --pretrain-dir) and fine-tuning starts from their checkpoints. Finished runs (results.json) are skipped, so "
+        "running the same command again continues an interrupted reproduction; a failing run is recorded (error.txt) "
+        "and the others go on; the exit status is 1 when any failed. Then `s3rec report OUT`.",
+        epilog="experiments:\n" + listing + "\n\nexamples:\n"
+        "  s3rec reproduce table2 --dry-run                       the grid, each run's status and estimated time\n"
+        "  s3rec reproduce ablation --datasets LastFM --seeds 42  a small grid\n"
+        "  s3rec reproduce pretrain_epochs --values 0 10 20 --datasets LastFM\n"
+        "  s3rec reproduce table2 --retry-failed                  run the failed runs again\n"
+        "  s3rec reproduce my_grid.toml                           your own definition (see s3rec/reproduce/experiment.py)\n"
+        "  s3rec report runs/reproduce/table2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rp.add_argument("experiment", metavar="EXPERIMENT", help="a name listed below, or the path of a .toml definition")
+    rp.add_argument("--out", help="experiment folder (default runs/reproduce/EXPERIMENT)")
+    rp.add_argument("--pretrain-dir", help="folder of the shared pre-training runs (default: pretrain/ beside --out)")
+    _add_data_dir(rp)
+    rp.add_argument("--datasets", nargs="+", metavar="NAME", help="replace the experiment's datasets")
+    rp.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="replace the fine-tuning seeds (default 42 43 44)")
+    rp.add_argument("--pretrain-seed", type=int, help="the pre-training seed (default 42)")
+    rp.add_argument("--methods", nargs="+", metavar="ID", help="only these methods (ids as in --dry-run)")
+    rp.add_argument("--values", nargs="+", metavar="V", help="replace the values of the varied setting")
+    rp.add_argument("--pretrain-epochs", type=_positive_int, help="pre-training length (default: the dataset's)")
+    rp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a fine-tuning setting for every run, e.g. --set epochs=20 (hidden_size, n_layers, n_heads "
+                    "and max_len apply to pre-training too)")
+    rp.add_argument("--pretrain-set", dest="pretrain_sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a pre-training setting for every pre-training run")
+    rp.add_argument("--device", help="cpu (default) or cuda")
+    rp.add_argument("--dry-run", action="store_true", help="print the grid, statuses and estimated time; run nothing")
+    rp.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
+    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    rep = sub.add_parser(
+        "report",
+        help="tables (Markdown, CSV) and plots (PNG) from `s3rec reproduce` folders",
+        description="Write report.md, CSV tables (ours as mean and standard deviation over seeds, the paper's value, "
+        "the relative difference; a paired t-test over users' reciprocal ranks for the tables) and PNG plots for the "
+        "figures, from an experiment folder or a folder of them (then one report per experiment and an index). "
+        "Runs that did not finish are marked 'not run', never filled in.",
+        epilog="examples:\n  s3rec report runs/reproduce/ablation\n  s3rec report runs/reproduce --out docs/results/reproduce",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("runs_dir", metavar="RUNS_DIR", help="an experiment folder (with grid.json) or a folder of them")
+    rep.add_argument("--out", help="output folder (default RUNS_DIR/report)")
 
 
 _TRAIN_FLAGS = ("dataset", "model", "protocol", "epochs", "seed", "loss", "device", "init")
@@ -745,6 +802,37 @@ def _csv_field(value: str) -> str:
     return value
 
 
+def cmd_reproduce(args) -> int:
+    from .config import parse_sets
+    from .reproduce.experiment import load_experiment, narrowed
+    from .reproduce.plan import make_plan
+    from .reproduce.runner import Runner, dry_run_text
+
+    exp = load_experiment(args.experiment)
+    exp = narrowed(exp, args.datasets, args.seeds, args.methods, args.values, args.pretrain_seed)
+    out = Path(args.out) if args.out else Path("runs") / "reproduce" / exp.name
+    pre_dir = Path(args.pretrain_dir) if args.pretrain_dir else out.parent / "pretrain"
+    plan = make_plan(exp, out, pre_dir, parse_sets(args.sets), parse_sets(args.pretrain_sets), args.pretrain_epochs,
+                     args.device)
+    if args.dry_run:
+        print(dry_run_text(plan, args.data_dir))
+        return 0
+    summary = Runner(plan, args.data_dir, progress=not args.quiet, log=_log).run(retry_failed=args.retry_failed)
+    _log(f"{exp.name}: " + ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v)
+         + f"; grid.json and the runs in {out}; report: s3rec report {out}")
+    for run_id, line in summary.failed.items():
+        _log(f"  failed: {run_id}: {line}")
+    return 0 if summary.ok else 1
+
+
+def cmd_report(args) -> int:
+    from .reproduce.report import write_report
+
+    for path in write_report(Path(args.runs_dir), Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .serve import serve_forever
 
@@ -757,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"data": cmd_data, "train": cmd_train, "pretrain": cmd_pretrain, "run": cmd_run,
                 "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models,
-                "recommend": cmd_recommend, "serve": cmd_serve}
+                "recommend": cmd_recommend, "serve": cmd_serve, "reproduce": cmd_reproduce, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except S3RecError as e:

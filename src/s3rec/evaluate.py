@@ -116,6 +116,22 @@ def evaluate(
 
     Users are scored ``chunk`` at a time (default: up to 1024, fewer for large catalogues, so that a
     chunk's score matrix stays near ``FULL_CHUNK_CELLS`` floats whatever the number of items)."""
+    ranks, info = evaluate_ranks(model, ds, split, protocol, device, st, chunk)
+    return metrics_from_ranks(ranks), info
+
+
+@torch.no_grad()
+def evaluate_ranks(
+    model,
+    ds: Dataset,
+    split: str,
+    protocol: str = "sampled",
+    device="cpu",
+    st: SequenceTensors | None = None,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """The 1-based rank of every user's target (``[n_users]`` int64, dataset row order) on ``split``
+    under ``protocol``, and facts about the run: what :func:`evaluate` averages into metrics."""
     chunk = chunk or max(1, min(1024, FULL_CHUNK_CELLS // (ds.n_items + 2)))
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
@@ -159,4 +175,4 @@ def evaluate(
     info = {"users": ds.n_users, "protocol": protocol, "split": split}
     if protocol == "full":
         info["targets_in_history"] = in_history
-    return metrics_from_ranks(torch.cat(ranks)), info
+    return torch.cat(ranks), info

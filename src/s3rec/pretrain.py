@@ -27,7 +27,7 @@ from .data.store import Dataset
 from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
 from .models.s3rec import OBJECTIVES, LossWeights, S3RecPretrain, encoder_state, weighted_total
-from .train import _progress, _rng_state, adam, restore_training_state
+from .train import _progress, _rng_state, adam, kept_users, restore_training_state
 
 DEFAULT_EPOCHS = 100
 
@@ -58,8 +58,10 @@ class Pretrainer:
         self.ds = ds
         self.weights = loss_weights(cfg)
         self.st = SequenceTensors(ds)
-        self.instances: Instances = make_instances(self.st, cfg.max_len)
-        self.pool = segment_pool(self.st, cfg.segment_pool)
+        # limited training data: only the kept users' training parts (every user when train_fraction = 1)
+        kept = None if cfg.train_fraction == 1 else torch.from_numpy(kept_users(ds.n_users, cfg.train_fraction, cfg.fraction_seed))
+        self.instances: Instances = make_instances(self.st, cfg.max_len, kept)
+        self.pool = segment_pool(self.st, cfg.segment_pool, kept)
         # the multi-hot targets only AAP and MAP read (their matrix can be large: Sports ~170 MB)
         needs_attrs = self.weights.active("aap") or self.weights.active("map")
         self.attrs = attribute_targets(ds, cfg.device) if needs_attrs else None

@@ -7,7 +7,9 @@ validated and tested once, with the same run files.
 
 A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt`` (the
 full state after the last finished epoch: weights, optimizer, RNG states, history), ``best.pt`` (the
-best weights by validation, with their config) and, when finished, ``results.json``.
+best weights by validation, with their config) and, when finished, ``test_ranks.npy`` (the 1-based
+test rank of every user's target, dataset row order, int32: for paired significance tests) and then
+``results.json`` (written last: its presence means the run finished).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import checkpoint
@@ -24,8 +27,9 @@ from .config import TrainConfig, config_from_json
 from .data.batches import SequenceTensors, finetune_batch
 from .data.store import Dataset
 from .errors import ConfigError
-from .evaluate import SELECTION_METRIC, evaluate
-from .fileio import atomic_write_text
+from .evaluate import SELECTION_METRIC, evaluate, evaluate_ranks
+from .fileio import atomic_path, atomic_write_text
+from .metrics import metrics_from_ranks
 from .models import ModelData, build_model
 from .models.sasrec import encoder_loss
 
@@ -57,9 +61,21 @@ def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, foreach=True)
 
 
-def train_users(ds: Dataset) -> torch.Tensor:
-    """Users with a non-empty fine-tuning input (at least 4 items)."""
-    return torch.from_numpy((ds.lengths > 3).nonzero()[0])
+def kept_users(n_users: int, fraction: float = 1.0, seed: int = 0) -> np.ndarray:
+    """The user rows that keep their training parts under limited training data, sorted: the first
+    ``round(fraction * n_users)`` (at least 1) of a random permutation of all rows drawn with numpy's
+    PCG64 ``seed``. Deterministic, and nested: a smaller fraction keeps a subset of a larger one's
+    users (same seed). ``fraction = 1``: every row."""
+    if fraction >= 1:
+        return np.arange(n_users)
+    n_keep = max(1, round(fraction * n_users))
+    return np.sort(np.random.default_rng(seed).permutation(n_users)[:n_keep])
+
+
+def train_users(ds: Dataset, fraction: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """Users with a non-empty fine-tuning input (at least 4 items), among the :func:`kept_users`."""
+    rows = kept_users(ds.n_users, fraction, seed)
+    return torch.from_numpy(rows[ds.lengths[rows] > 3])
 
 
 def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg: TrainConfig, gen, progress=False, desc=""):
@@ -160,7 +176,7 @@ def finetune(
     atomic_write_text(out / "config.json", cfg.to_json() + "\n")
 
     st = SequenceTensors(ds)
-    users = train_users(ds)
+    users = train_users(ds, cfg.train_fraction, cfg.fraction_seed)
     metric = SELECTION_METRIC[cfg.protocol]
     since_best = len(history) - best["epoch"]
     epoch = len(history)
@@ -206,7 +222,9 @@ def finetune(
     if model.trainable and since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
     checkpoint.load_model_state(model, best_weights, str(ckpt_path))
-    test, info = evaluate(model, ds, "test", cfg.protocol, cfg.device, st)
+    ranks, info = evaluate_ranks(model, ds, "test", cfg.protocol, cfg.device, st)
+    test = metrics_from_ranks(ranks)
+    save_ranks(out / "test_ranks.npy", ranks)  # per-user test ranks, for paired significance tests
     results = {
         "valid": best["valid"],
         "test": test,
@@ -220,6 +238,12 @@ def finetune(
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def save_ranks(path: Path, ranks: torch.Tensor) -> None:
+    """Write the 1-based target ranks (one per user, dataset row order) as an int32 ``.npy``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, ranks.cpu().numpy().astype(np.int32))
 
 
 def model_from_checkpoint(path: Path, device="cpu", dataset: str | None = None, data_dir=None):

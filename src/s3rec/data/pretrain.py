@@ -41,19 +41,21 @@ class Instances:
         return len(self.start)
 
 
-def make_instances(st: SequenceTensors, max_len: int = 50) -> Instances:
-    start, end = st.split_bounds("valid", max_len)  # the valid input is s[:-2]
+def make_instances(st: SequenceTensors, max_len: int = 50, users: torch.Tensor | None = None) -> Instances:
+    """The instances of every user, or of the given user rows only (limited training data)."""
+    start, end = st.split_bounds("valid", max_len, users)  # the valid input is s[:-2]
     n = end - start
     owner = torch.repeat_interleave(torch.arange(len(n)), n)
     length = torch.arange(int(n.sum())) - (torch.cumsum(n, 0) - n)[owner] + 1
     return Instances(start[owner], length)
 
 
-def segment_pool(st: SequenceTensors, which: str = "train") -> torch.Tensor:
-    """All users' training parts s[:-2] (uncut), concatenated; ``"full"``: the whole sequences."""
+def segment_pool(st: SequenceTensors, which: str = "train", users: torch.Tensor | None = None) -> torch.Tensor:
+    """All users' training parts s[:-2] (uncut), concatenated; ``"full"``: the whole sequences.
+    ``users``: only these user rows' (limited training data)."""
     if which not in SEGMENT_POOLS:
         raise ValueError(f"unknown segment pool {which!r}; choose from {SEGMENT_POOLS}")
-    lo, hi = st.offsets[:-1], st.offsets[1:]
+    lo, hi = (st.offsets[:-1], st.offsets[1:]) if users is None else (st.offsets[users], st.offsets[users + 1])
     if which == "train":
         hi = hi - 2
     n = hi - lo

@@ -1,0 +1,134 @@
+"""A simple, stated cost model for ``s3rec reproduce --dry-run``: seconds per epoch x epochs.
+
+Base figures, from this project's 2-core CPU machine (README, "Speed"):
+
+- fine-tuning SASRec on Beauty: 2.29 s per epoch including the sampled validation (measured); other
+  datasets scale with their number of interactions (assumed); other models by an assumed factor;
+- pre-training on Beauty: 64 s per epoch (measured, 150,258 instances); LastFM 1,252 instances/s
+  (measured); other datasets at 2,400 instances/s (assumed);
+- an early-stopped fine-tuning run is assumed to last 50 epochs (patience 10; Beauty stops at 30-70).
+
+Where the experiment's folder already holds runs of the same dataset and model (or the same
+pre-training), their measured median seconds per epoch replace the assumption.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from .plan import FinetuneRun, PretrainRun
+
+INTERACTIONS = {"Beauty": 198_502, "Sports": 296_337, "Toys": 167_597, "Yelp": 316_354, "LastFM": 52_551}
+PRETRAIN_INSTANCES = {"Beauty": 150_258, "Sports": 223_464, "Toys": 125_896, "Yelp": 247_854, "LastFM": 25_726}
+USERS_ITEMS = {"Beauty": (22_363, 12_101), "Sports": (35_598, 18_357), "Toys": (19_412, 11_924),
+               "Yelp": (30_431, 20_033), "LastFM": (1_090, 3_646)}
+FINETUNE_BEAUTY_S = 2.29  # SASRec, seconds per epoch incl. sampled validation (measured)
+PRETRAIN_S = {"Beauty": 64.0, "LastFM": 25_726 / 1_252}  # seconds per epoch (measured)
+PRETRAIN_RATE = 2_400.0  # instances per second elsewhere (assumed)
+EARLY_STOP_EPOCHS = 50  # assumed length of an early-stopped fine-tuning run
+# seconds per epoch relative to SASRec (assumed)
+MODEL_FACTOR = {"poprec": 0.0, "fm": 1.0, "autoint": 3.0, "gru4rec": 1.0, "caser": 1.5, "sasrec": 1.0,
+                "bert4rec": 2.0, "hgn": 1.0, "gru4rec_f": 1.5, "sasrec_f": 1.5, "fdsa": 2.0}
+FULL_FACTOR = 1.5  # a full-ranking validation instead of the sampled one (assumed)
+AUTOINT_FULL_BEAUTY_S = 1800.0  # one AutoInt full-ranking pass over Beauty (README)
+
+
+def dataset_size(dataset: str, data_dir=None) -> int | None:
+    """Interactions of a registered dataset, or counted from its file when it can be found."""
+    if dataset in INTERACTIONS:
+        return INTERACTIONS[dataset]
+    from ..data.registry import locate
+    from ..errors import S3RecError
+
+    try:
+        path = locate(dataset, data_dir).sequences
+        with open(path, encoding="utf-8") as f:
+            return sum(max(len(line.split()) - 1, 0) for line in f)
+    except (S3RecError, OSError):
+        return None
+
+
+def _epoch_seconds(path: Path) -> list[float]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(float(json.loads(line)["seconds"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def epochs_done(run_dir: Path) -> int:
+    return len(_epoch_seconds(run_dir / "metrics.jsonl"))
+
+
+def finetune_epochs(run: FinetuneRun) -> int:
+    cfg = run.cfg
+    if cfg.model == "poprec":
+        return 0
+    return cfg.epochs if cfg.patience >= cfg.epochs else min(cfg.epochs, EARLY_STOP_EPOCHS)
+
+
+def finetune_epoch_seconds(run: FinetuneRun, interactions: int | None) -> float | None:
+    cfg = run.cfg
+    if interactions is None:
+        return None
+    base = FINETUNE_BEAUTY_S * interactions / INTERACTIONS["Beauty"] * MODEL_FACTOR.get(cfg.model, 1.5)
+    if cfg.protocol != "sampled":
+        base *= FULL_FACTOR
+        if cfg.model in ("autoint", "fm") and run.dataset in USERS_ITEMS:
+            u, i = USERS_ITEMS[run.dataset]
+            factor = 1.0 if cfg.model == "autoint" else 0.05
+            base += factor * AUTOINT_FULL_BEAUTY_S * (u * i) / (22_363 * 12_101)
+    return base
+
+
+def pretrain_epoch_seconds(run: PretrainRun, interactions: int | None) -> float | None:
+    ds = run.cfg.dataset
+    if ds in PRETRAIN_S:
+        base = PRETRAIN_S[ds]
+    elif ds in PRETRAIN_INSTANCES:
+        base = PRETRAIN_INSTANCES[ds] / PRETRAIN_RATE
+    elif interactions is not None:
+        base = 0.76 * interactions / PRETRAIN_RATE  # instances ~ 0.76 x interactions (Beauty's ratio)
+    else:
+        return None
+    return base * run.cfg.train_fraction
+
+
+def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict) -> tuple[float | None, str]:
+    """Seconds left for a fine-tuning run, and whether that rests on measured or assumed speed."""
+    if run.cfg is None:
+        return 0.0, "-"
+    key = (run.dataset, run.cfg.model, run.cfg.protocol)
+    left = max(finetune_epochs(run) - epochs_done(run.dir), 0)
+    if key in measured:
+        return measured[key] * left, "measured"
+    eval_s = finetune_epoch_seconds(run, interactions)
+    if eval_s is None:
+        return None, "unknown"
+    if run.cfg.model == "poprec":
+        return eval_s + 1.0, "assumed"
+    return eval_s * left, "assumed"
+
+
+def estimate_pretrain(run: PretrainRun, interactions: int | None, measured: dict) -> tuple[float | None, str]:
+    left = max(run.cfg.epochs - epochs_done(run.dir), 0)
+    secs = _epoch_seconds(run.dir / "metrics.jsonl")
+    if secs:
+        return statistics.median(secs) * left, "measured"
+    per = pretrain_epoch_seconds(run, interactions)
+    return (None, "unknown") if per is None else (per * left, "assumed")
+
+
+def measured_finetune_speeds(runs: list[FinetuneRun]) -> dict:
+    """Median seconds per epoch of the runs already under way, by (dataset, model, protocol)."""
+    by: dict[tuple, list[float]] = {}
+    for r in runs:
+        if r.cfg is not None:
+            by.setdefault((r.dataset, r.cfg.model, r.cfg.protocol), []).extend(_epoch_seconds(r.dir / "metrics.jsonl"))
+    return {k: statistics.median(v) for k, v in by.items() if v}

@@ -1,0 +1,218 @@
+"""Experiment definitions: one small TOML file per table or figure of the paper.
+
+The shipped definitions live in ``s3rec/reproduce/experiments/NAME.toml``; any other TOML file of the
+same form can be given by path. Keys:
+
+- ``title``, ``figure`` (what it reproduces), ``notes`` (optional, shown in the report);
+- ``kind``: how the report shows it: ``table`` (methods x metrics per dataset, with a paired t-test),
+  ``bars`` (grouped bars per dataset), ``lines`` (a metric against the varied setting),
+  ``convergence`` (validation metric per fine-tuning epoch);
+- ``protocol`` (``sampled`` or ``full``...), ``datasets``, ``seeds`` (fine-tuning seeds),
+  ``pretrain_seed`` (one pre-training run serves every fine-tuning seed), ``metrics``,
+  ``primary_metric`` (plotted; picks the best baseline for the t-test);
+- ``[finetune]`` / ``[pretrain]``: settings (as ``--set``) for every fine-tuning / pre-training run;
+- ``[vary]`` (optional): ``setting``, ``values``, ``label``: one run per value. ``pretrain_epoch`` is
+  the pre-training checkpoint fine-tuned from (0: none); any other setting is a fine-tuning setting,
+  applied to pre-training too when pre-training has it (``train_fraction``);
+- ``[[methods]]``: ``id`` (used in run directory names), ``label`` (default: the id; the paper's
+  tables are looked up by it), ``model``, ``finetune`` (settings), ``pretrain`` (present: fine-tune
+  from an S3-Rec pre-training with these settings; ``{}`` = the defaults), ``ours`` (the method tested
+  against the best baseline), ``unsupported`` (a reason: its runs are listed, never run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+
+KINDS = ("table", "bars", "lines", "convergence")
+PRETRAIN_EPOCH = "pretrain_epoch"
+_ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_TOP_KEYS = {"title", "figure", "kind", "protocol", "datasets", "seeds", "pretrain_seed", "metrics", "primary_metric",
+             "notes", "finetune", "pretrain", "vary", "methods"}
+_METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported"}
+
+
+@dataclass(frozen=True)
+class Method:
+    id: str
+    label: str
+    model: str
+    finetune: dict = field(default_factory=dict)
+    pretrain: dict | None = None  # None: no pre-training
+    ours: bool = False
+    unsupported: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    figure: str
+    kind: str
+    protocol: str
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    pretrain_seed: int
+    metrics: tuple[str, ...]
+    primary_metric: str
+    methods: tuple[Method, ...]
+    finetune: dict = field(default_factory=dict)
+    pretrain: dict = field(default_factory=dict)
+    vary_setting: str = ""
+    vary_values: tuple = ()
+    vary_label: str = ""
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Experiment":
+        data = dict(data)
+        data["methods"] = tuple(Method(**m) for m in data["methods"])
+        for k in ("datasets", "seeds", "metrics", "vary_values"):
+            data[k] = tuple(data[k])
+        return cls(**data)
+
+
+def _experiments_dir():
+    return resources.files("s3rec.reproduce") / "experiments"
+
+
+def experiment_names() -> list[str]:
+    """The shipped experiments, in the paper's order."""
+    order = ["table2", "full_ranking", "ablation", "pretrain_others", "limited_data", "pretrain_epochs", "convergence"]
+    names = sorted(p.name[:-5] for p in _experiments_dir().iterdir() if p.name.endswith(".toml"))
+    return [n for n in order if n in names] + [n for n in names if n not in order]
+
+
+def _need(data: dict, key: str, typ, where: str):
+    if key not in data:
+        raise ConfigError(f"{where}: missing key {key!r}")
+    value = data[key]
+    if not isinstance(value, typ):
+        raise ConfigError(f"{where}: {key} must be {getattr(typ, '__name__', typ)}, got {value!r}")
+    return value
+
+
+def parse_experiment(data: dict, name: str, where: str) -> Experiment:
+    """Check a parsed TOML definition and turn it into an :class:`Experiment` (errors name ``where``)."""
+    from ..metrics import METRIC_NAMES
+
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_TOP_KEYS)}")
+    kind = _need(data, "kind", str, where)
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    metrics = tuple(_need(data, "metrics", list, where))
+    primary = data.get("primary_metric", metrics[0] if metrics else "")
+    for m in (*metrics, primary):
+        if m not in METRIC_NAMES:
+            raise ConfigError(f"{where}: unknown metric {m!r}; known: {', '.join(METRIC_NAMES)}")
+    methods = []
+    for i, m in enumerate(_need(data, "methods", list, where)):
+        mwhere = f"{where}: methods[{i}]"
+        if not isinstance(m, dict):
+            raise ConfigError(f"{mwhere}: expected a table")
+        if set(m) - _METHOD_KEYS:
+            raise ConfigError(f"{mwhere}: unknown keys {sorted(set(m) - _METHOD_KEYS)}; known: {sorted(_METHOD_KEYS)}")
+        mid = _need(m, "id", str, mwhere)
+        if not _ID.match(mid):
+            raise ConfigError(f"{mwhere}: id {mid!r} may hold only letters, digits and _ . + -")
+        pre = m.get("pretrain")
+        if pre is not None and not isinstance(pre, dict):
+            raise ConfigError(f"{mwhere}: pretrain must be a table of settings")
+        methods.append(Method(mid, str(m.get("label", mid)), _need(m, "model", str, mwhere).lower(),
+                              dict(m.get("finetune", {})), None if pre is None else dict(pre),
+                              bool(m.get("ours", False)), str(m.get("unsupported", ""))))
+    ids = [m.id for m in methods]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}: method ids must be distinct: {ids}")
+    vary = data.get("vary", {})
+    setting = str(vary.get("setting", ""))
+    values = tuple(vary.get("values", ()))
+    if vary and (not setting or not values):
+        raise ConfigError(f"{where}: [vary] needs a setting and a non-empty list of values")
+    if setting == PRETRAIN_EPOCH and not all(isinstance(v, int) and v >= 0 for v in values):
+        raise ConfigError(f"{where}: pretrain_epoch values must be integers >= 0")
+    seeds = tuple(_need(data, "seeds", list, where))
+    if not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
+    return Experiment(
+        name=name,
+        title=str(data.get("title", name)),
+        figure=str(data.get("figure", "")),
+        kind=kind,
+        protocol=str(data.get("protocol", "sampled")),
+        datasets=tuple(_need(data, "datasets", list, where)),
+        seeds=seeds,
+        pretrain_seed=int(data.get("pretrain_seed", 42)),
+        metrics=metrics,
+        primary_metric=primary,
+        methods=tuple(methods),
+        finetune=dict(data.get("finetune", {})),
+        pretrain=dict(data.get("pretrain", {})),
+        vary_setting=setting,
+        vary_values=values,
+        vary_label=str(vary.get("label", setting)),
+        notes=str(data.get("notes", "")).strip(),
+    )
+
+
+def load_experiment(name_or_path: str) -> Experiment:
+    """A shipped experiment by name (``table2``) or a TOML file by path."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"{path}: experiment file not found")
+        text, name, where = path.read_text(encoding="utf-8"), path.stem, str(path)
+    else:
+        res = _experiments_dir() / f"{name_or_path}.toml"
+        if not res.is_file():
+            raise ConfigError(f"unknown experiment {name_or_path!r}; available: {', '.join(experiment_names())} "
+                              "(or the path of a .toml file)")
+        text, name, where = res.read_text(encoding="utf-8"), name_or_path, f"experiment {name_or_path}"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    return parse_experiment(data, name, where)
+
+
+def narrowed(exp: Experiment, datasets=None, seeds=None, methods=None, values=None, pretrain_seed=None) -> Experiment:
+    """The experiment with its grid replaced where given (a small grid for a small machine)."""
+    changes: dict = {}
+    if datasets:
+        changes["datasets"] = tuple(datasets)
+    if seeds:
+        changes["seeds"] = tuple(int(s) for s in seeds)
+    if pretrain_seed is not None:
+        changes["pretrain_seed"] = int(pretrain_seed)
+    if methods:
+        known = {m.id.lower(): m for m in exp.methods}
+        missing = [m for m in methods if m.lower() not in known]
+        if missing:
+            raise ConfigError(f"{exp.name} has no method {', '.join(missing)}; it has: {', '.join(m.id for m in exp.methods)}")
+        changes["methods"] = tuple(known[m.lower()] for m in dict.fromkeys(methods))
+    if values:
+        if not exp.vary_setting:
+            raise ConfigError(f"{exp.name} varies no setting: --values does not apply")
+        parsed = []
+        for v in values:
+            try:
+                parsed.append(int(v))
+            except ValueError:
+                try:
+                    parsed.append(float(v))
+                except ValueError:
+                    raise ConfigError(f"--values: {v!r} is not a number") from None
+        changes["vary_values"] = tuple(parsed)
+    return dataclasses.replace(exp, **changes)

@@ -1,0 +1,566 @@
+"""``s3rec report RUNS_DIR``: Markdown and CSV tables and PNG plots from a reproduction's folder.
+
+RUNS_DIR is an experiment folder (it holds ``grid.json``, written by ``s3rec reproduce``) or a folder
+of them (``runs/reproduce``: one report per experiment plus an index). Run statuses are read from the
+run folders themselves, so a report can be made while a reproduction is still going:
+
+- a cell (dataset x method [x varied value] x metric) holds the mean and the sample standard deviation
+  over the finished fine-tuning seeds, ``[k/n]`` when only k of the n planned seeds finished;
+- a cell with no finished run says ``not run`` (``not run (unsupported)`` for a method the grid lists
+  but s3rec cannot run yet, ``failed`` when its runs failed): never a number;
+- the paper's value and the relative difference ``(ours - paper) / paper`` where the paper published
+  one (Table 2 and the full-ranking table; the 100 % point of the limited-data figure is Table 2);
+- tables: a paired t-test over users' test reciprocal ranks (each user's 1/rank averaged over the
+  seeds) between the method marked ``ours`` and the best baseline by the primary metric;
+- plots (matplotlib, headless): grouped bars (Figs. 2, 3), lines against the varied setting
+  (Figs. 4, 5), validation curves per fine-tuning epoch (Fig. 6).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import S3RecError
+from ..fileio import atomic_path, atomic_write_text
+from .experiment import Experiment, Method
+from .paper import paper_value
+from .stats import paired_ttest
+
+
+@dataclass
+class RunResult:
+    """One fine-tuning run of the grid, as found on disk."""
+
+    id: str
+    dir: Path
+    dataset: str
+    method: Method
+    seed: int
+    value: object
+    status: str  # done | failed | unsupported | conflict | not run
+    error: str = ""
+    test: dict | None = None
+    best_epoch: int | None = None
+    epochs: int | None = None
+    seconds: float | None = None
+
+    def ranks(self) -> np.ndarray | None:
+        path = self.dir / "test_ranks.npy"
+        return np.load(path) if self.status == "done" and path.is_file() else None
+
+    def curve(self, metric: str) -> list[float]:
+        """The validation metric after each fine-tuning epoch (``metrics.jsonl``)."""
+        path = self.dir / "metrics.jsonl"
+        if self.status != "done" or not path.is_file():
+            return []
+        return [float(json.loads(line)["valid"][metric]) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@dataclass
+class Cell:
+    dataset: str
+    method: Method
+    value: object
+    metric: str
+    values: list[float] = field(default_factory=list)
+    planned: int = 0
+    statuses: list[str] = field(default_factory=list)
+    paper: float | None = None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def rel_diff(self) -> float | None:
+        if self.mean is None or not self.paper:
+            return None
+        return (self.mean - self.paper) / self.paper
+
+    @property
+    def status(self) -> str:
+        if self.values:
+            return "done" if len(self.values) == self.planned else f"partial ({len(self.values)}/{self.planned} seeds)"
+        if "unsupported" in self.statuses:
+            return "not run (unsupported)"
+        if "failed" in self.statuses or "conflict" in self.statuses:
+            return "failed"
+        return "not run"
+
+
+def load_grid(exp_dir: Path) -> tuple[Experiment, dict]:
+    path = exp_dir / "grid.json"
+    if not path.is_file():
+        raise S3RecError(f"{exp_dir}: no grid.json (not a folder written by `s3rec reproduce`)")
+    try:
+        grid = json.loads(path.read_text(encoding="utf-8"))
+        return Experiment.from_dict(grid["experiment"]), grid
+    except (ValueError, KeyError, TypeError) as e:
+        raise S3RecError(f"{path}: not a valid grid record ({e})") from None
+
+
+def collect(exp_dir: Path, exp: Experiment, grid: dict) -> list[RunResult]:
+    """Every run of the grid with its status and results, read from its folder."""
+    methods = {m.id: m for m in exp.methods}
+    out = []
+    for rec in grid["runs"]:
+        run_dir = exp_dir / rec["dir"]
+        method = methods[rec["method"]]
+        r = RunResult(rec["id"], run_dir, rec["dataset"], method, rec["seed"], rec["value"], "not run")
+        results = run_dir / "results.json"
+        if method.unsupported:
+            r.status, r.error = "unsupported", method.unsupported
+        elif rec.get("status") == "conflict":
+            r.status, r.error = "conflict", rec.get("error", "")
+        elif results.is_file():
+            data = json.loads(results.read_text(encoding="utf-8"))
+            r.status, r.test = "done", data["test"]
+            r.best_epoch, r.epochs, r.seconds = data.get("best_epoch"), data.get("epochs"), data.get("seconds")
+        elif (run_dir / "error.txt").is_file():
+            r.status = "failed"
+            r.error = (run_dir / "error.txt").read_text(encoding="utf-8").splitlines()[0]
+        out.append(r)
+    return out
+
+
+def _values(exp: Experiment) -> tuple:
+    return exp.vary_values if exp.vary_setting else (None,)
+
+
+def _paper(exp: Experiment, dataset: str, method: Method, value, metric: str) -> float | None:
+    """The paper's number for this cell: its tables only (the full-data point of a figure included)."""
+    if exp.vary_setting == "train_fraction" and value != 1:
+        return None
+    if exp.vary_setting and exp.vary_setting != "train_fraction":
+        return None
+    return paper_value(exp.protocol, dataset, method.label, metric)
+
+
+def make_cells(exp: Experiment, runs: list[RunResult]) -> list[Cell]:
+    cells = []
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    for d in datasets:
+        for m in exp.methods:
+            for v in _values(exp):
+                mine = [r for r in runs if r.dataset == d and r.method.id == m.id and r.value == v]
+                for metric in exp.metrics:
+                    cells.append(Cell(d, m, v, metric, [r.test[metric] for r in mine if r.status == "done"],
+                                      len(mine), [r.status for r in mine], _paper(exp, d, m, v, metric)))
+    return cells
+
+
+def fmt_cell(c: Cell, with_paper: bool = True) -> str:
+    if c.mean is None:
+        text = c.status
+    else:
+        text = f"{c.mean:.4f}" + (f" ± {c.std:.4f}" if c.std is not None else "")
+        if len(c.values) < c.planned:
+            text += f" [{len(c.values)}/{c.planned}]"
+    if with_paper and c.paper is not None:
+        diff = f", {c.rel_diff * 100:+.1f}%" if c.rel_diff is not None else ""
+        text += f" (paper {c.paper:.4f}{diff})"
+    return text
+
+
+def _fmt_value(exp: Experiment, v) -> str:
+    if exp.vary_setting == "train_fraction":
+        return f"{float(v) * 100:g}%"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _csv_text(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _num(x, digits: int = 6) -> str:
+    return "" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
+    """Per dataset: the paired t-test over users' reciprocal ranks (averaged over seeds) between the
+    ``ours`` method and the baseline with the best mean primary metric."""
+    ours = next((m for m in exp.methods if m.ours), None)
+    if ours is None:
+        return []
+    out = []
+    for d in dict.fromkeys(r.dataset for r in runs):
+        done = [r for r in runs if r.dataset == d and r.status == "done"]
+        row = {"dataset": d, "ours": ours.label, "baseline": "", "metric": exp.primary_metric}
+        mine = [r for r in done if r.method.id == ours.id]
+        means = {}
+        for m in exp.methods:
+            vals = [r.test[exp.primary_metric] for r in done if r.method.id == m.id]
+            if vals and m.id != ours.id:
+                means[m.id] = statistics.fmean(vals)
+        if not mine or not means:
+            out.append({**row, "note": "not run" if not mine else "no baseline finished"})
+            continue
+        best = max(means, key=means.get)
+        row["baseline"] = next(m.label for m in exp.methods if m.id == best)
+
+        def rr(method_id):
+            ranks = [r.ranks() for r in done if r.method.id == method_id]
+            if not ranks or any(x is None for x in ranks) or len({x.shape for x in ranks}) != 1:
+                return None
+            return np.mean([1.0 / x.astype(np.float64) for x in ranks], axis=0)
+
+        a, b = rr(ours.id), rr(best)
+        if a is None or b is None or a.shape != b.shape:
+            out.append({**row, "note": "per-user ranks missing (test_ranks.npy)"})
+            continue
+        t = paired_ttest(a, b)
+        out.append({**row, "mrr_ours": t.mean_a, "mrr_baseline": t.mean_b, "t": t.t, "p": t.p, "users": t.n,
+                    "seeds_ours": len([r for r in done if r.method.id == ours.id]),
+                    "seeds_baseline": len([r for r in done if r.method.id == best]), "note": ""})
+    return out
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
+
+
+# ---- plots -------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+
+
+def _empty(ax) -> None:
+    """A panel without a finished run says so instead of showing meaningless axes."""
+    ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
+    ax.set_yticks([])
+
+
+def plot_bars(exp: Experiment, cells: list[Cell], path: Path) -> None:
+    """Grouped bars: one group per dataset, one bar per method, the primary metric; error bars are
+    the standard deviation over seeds; a method without a finished run is written as 'not run'."""
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    metric = exp.primary_metric
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    methods = list(exp.methods)
+    n = len(methods)
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + len(datasets) * (0.45 * n + 0.6)), 4.2))
+    colors = plt.get_cmap("tab20" if n > 10 else "tab10").colors
+    top = max([c.mean + (c.std or 0.0) for c in cells if c.metric == metric and c.mean is not None] or [1.0])
+    handles = []
+    for j, m in enumerate(methods):
+        xs, ys, es = [], [], []
+        for i, d in enumerate(datasets):
+            c = next(c for c in cells if c.dataset == d and c.method.id == m.id and c.metric == metric)
+            x = i + (j - (n - 1) / 2) * width
+            if c.mean is None:
+                ax.text(x, top * 0.02, c.status.replace(" (", "\n("), rotation=90, ha="center", va="bottom",
+                        fontsize=7, color="0.35")
+            else:
+                xs.append(x), ys.append(c.mean), es.append(c.std or 0.0)
+        color = colors[j % len(colors)]
+        if xs:
+            ax.bar(xs, ys, width * 0.92, yerr=es, capsize=2, color=color, error_kw={"elinewidth": 0.8})
+            handles.append(Patch(facecolor=color, label=m.label))
+        else:  # a legend entry that says so
+            handles.append(Patch(facecolor="white", edgecolor="0.6", hatch="///", label=f"{m.label} (not run)"))
+    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_ylabel(f"test {metric}")
+    ax.set_ylim(0, top * 1.08)
+    ax.set_title(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=10)
+    ax.legend(handles=handles, fontsize=8, ncol=1 if n <= 6 else 2, bbox_to_anchor=(1.01, 1), loc="upper left",
+              frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
+    """One panel per (metric, dataset): the metric against the varied setting, one line per method."""
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    metrics = list(exp.metrics)
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(4.6 * len(datasets), 3.4 * len(metrics)),
+                             squeeze=False)
+    values = list(exp.vary_values)
+    xs_all = [float(v) * (100 if exp.vary_setting == "train_fraction" else 1) for v in values]
+    markers = "osD^v<>p*h"
+    for r, metric in enumerate(metrics):
+        for k, d in enumerate(datasets):
+            ax = axes[r][k]
+            for j, m in enumerate(exp.methods):
+                pts = [(x, c.mean, c.std or 0.0) for x, v in zip(xs_all, values)
+                       for c in cells if c.dataset == d and c.method.id == m.id and c.metric == metric and c.value == v
+                       and c.mean is not None]
+                label = m.label if pts else f"{m.label} (not run)"
+                if pts:
+                    x, y, e = zip(*pts)
+                    ax.errorbar(x, y, yerr=e, marker=markers[j % len(markers)], ms=4, capsize=2, label=label, lw=1.3)
+                else:
+                    ax.plot([], [], marker=markers[j % len(markers)], ls="none", label=label, color="0.6")
+            ax.set_xticks(xs_all, [_fmt_value(exp, v) for v in values],
+                          rotation=45 if len(values) > 8 else 0, fontsize=8)
+            if not any(len(line.get_xdata()) for line in ax.lines):
+                _empty(ax)
+            ax.set_xlabel(exp.vary_label)
+            ax.set_ylabel(f"test {metric}")
+            ax.set_title(d, fontsize=10)
+            ax.grid(alpha=0.3)
+            if r == 0 and k == len(datasets) - 1:
+                ax.legend(fontsize=8, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def curves(exp: Experiment, runs: list[RunResult]) -> dict[tuple[str, str], list[tuple[int, float, float, int]]]:
+    """(dataset, method id) -> [(epoch, mean, std, seeds)] of the validation primary metric, over the
+    seeds that reached the epoch."""
+    out = {}
+    for d in dict.fromkeys(r.dataset for r in runs):
+        for m in exp.methods:
+            series = [r.curve(exp.primary_metric) for r in runs if r.dataset == d and r.method.id == m.id]
+            series = [s for s in series if s]
+            rows = []
+            for e in range(max((len(s) for s in series), default=0)):
+                vals = [s[e] for s in series if len(s) > e]
+                rows.append((e + 1, statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)))
+            out[(d, m.id)] = rows
+    return out
+
+
+def plot_convergence(exp: Experiment, curve: dict, path: Path) -> None:
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(d for d, _ in curve))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.8 * len(datasets), 3.6), squeeze=False)
+    for k, d in enumerate(datasets):
+        ax = axes[0][k]
+        for m in exp.methods:
+            rows = curve[(d, m.id)]
+            if not rows:
+                ax.plot([], [], label=f"{m.label} (not run)", color="0.6")
+                continue
+            e, mean, std, _ = map(np.array, zip(*rows))
+            (line,) = ax.plot(e, mean, label=m.label, lw=1.4)
+            ax.fill_between(e, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+        if not any(curve[(d, m.id)] for m in exp.methods):
+            _empty(ax)
+            ax.set_xticks([])
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel(f"validation {exp.primary_metric}")
+        ax.set_title(d, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
+    fig.suptitle(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---- the report --------------------------------------------------------------------------------
+
+
+def _override_text(o: dict) -> str:
+    parts = [f"--set {k}={v}" for k, v in (o.get("set") or {}).items()]
+    parts += [f"--pretrain-set {k}={v}" for k, v in (o.get("pretrain_set") or {}).items()]
+    if o.get("pretrain_epochs") is not None:
+        parts.append(f"--pretrain-epochs {o['pretrain_epochs']}")
+    return " ".join(parts)
+
+
+def _settings_lines(grid: dict) -> list[str]:
+    seen = [_override_text(o) for o in grid.get("overrides_seen", [grid.get("overrides") or {}])]
+    changed = [t for t in dict.fromkeys(seen) if t]
+    if not changed:
+        return ["Settings: the experiment's definition, unchanged (each model's paper settings)."]
+    if len(set(seen)) > 1:
+        listing = "; ".join(f"`{t}`" if t else "none" for t in dict.fromkeys(seen))
+        return [f"**The runs in this folder were made by several reproductions with different changes to the "
+                f"definition: {listing}** (each run's config.json has its settings). Numbers made with other "
+                "settings than the paper's are not comparable with its numbers."]
+    return [f"**Settings changed from the definition for these runs: `{changed[0]}`.** Numbers made with "
+            "other settings than the paper's are not comparable with its numbers."]
+
+
+def _table_sections(exp: Experiment, cells: list[Cell]) -> list[str]:
+    out = []
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    if exp.kind == "table" or (exp.kind in ("bars", "convergence") and not exp.vary_setting):
+        for d in datasets:
+            rows = []
+            for m in exp.methods:
+                rows.append([m.label] + [fmt_cell(next(c for c in cells if c.dataset == d and c.method.id == m.id
+                                                        and c.metric == k)) for k in exp.metrics])
+            out += [f"### {d}", "", _md_table(["method", *exp.metrics], rows), ""]
+    else:
+        for metric in exp.metrics:
+            for d in datasets:
+                rows = []
+                for m in exp.methods:
+                    rows.append([m.label] + [fmt_cell(next(c for c in cells if c.dataset == d and c.method.id == m.id
+                                                            and c.metric == metric and c.value == v))
+                                             for v in exp.vary_values])
+                header = [f"method \\ {exp.vary_label}", *[_fmt_value(exp, v) for v in exp.vary_values]]
+                out += [f"### {d}, test {metric}", "", _md_table(header, rows), ""]
+    return out
+
+
+def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
+    """The report of one experiment folder into ``out_dir``: ``report.md``, ``NAME.csv`` (cells),
+    ``NAME_runs.csv``, and where they apply ``NAME_significance.csv``, ``NAME_curves.csv``, ``NAME.png``."""
+    exp_dir, out_dir = Path(exp_dir), Path(out_dir)
+    exp, grid = load_grid(exp_dir)
+    runs = collect(exp_dir, exp, grid)
+    cells = make_cells(exp, runs)
+    name = exp.name
+    counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "conflict", "unsupported", "not run")}
+
+    atomic_write_text(out_dir / f"{name}.csv", _csv_text(
+        ["experiment", "dataset", "method", "label", "setting", "value", "metric", "seeds_done", "seeds_planned",
+         "mean", "std", "paper", "rel_diff", "status"],
+        [[name, c.dataset, c.method.id, c.method.label, exp.vary_setting, "" if c.value is None else c.value, c.metric,
+          len(c.values), c.planned, _num(c.mean), _num(c.std), _num(c.paper), _num(c.rel_diff), c.status]
+         for c in cells]))
+    atomic_write_text(out_dir / f"{name}_runs.csv", _csv_text(
+        ["run", "dataset", "method", "seed", "value", "status", *exp.metrics, "best_epoch", "epochs", "seconds", "error"],
+        [[r.id, r.dataset, r.method.id, r.seed, "" if r.value is None else r.value, r.status,
+          *[_num(r.test[k]) if r.test else "" for k in exp.metrics], _num(r.best_epoch), _num(r.epochs),
+          _num(r.seconds), r.error] for r in runs]))
+
+    lines = [f"# {exp.figure}: {exp.title.split(': ', 1)[-1]}" if exp.figure else f"# {exp.title}", "",
+             f"Experiment `{name}`, {exp.protocol} protocol. Generated by `s3rec report` on "
+             f"{datetime.date.today().isoformat()} from `{exp_dir}` (grid updated {grid.get('updated', '?')}).",
+             f"Runs: {len(runs)} planned; " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ".",
+             f"Fine-tuning seeds {', '.join(map(str, exp.seeds))}; pre-training seed {exp.pretrain_seed}. "
+             "Cells: mean ± sample standard deviation over the finished seeds ([k/n]: only k of n seeds finished); "
+             "\"not run\" where no run finished (never filled in); the paper's value and our relative difference "
+             "in brackets where the paper published one.", "", *_settings_lines(grid), ""]
+    if exp.notes:
+        lines += [exp.notes, ""]
+    lines += ["## Test results", "", *_table_sections(exp, cells)]
+
+    if exp.kind == "table":
+        sig = significance(exp, runs)
+        atomic_write_text(out_dir / f"{name}_significance.csv", _csv_text(
+            ["dataset", "ours", "baseline", "metric", "mrr_ours", "mrr_baseline", "t", "p", "users", "note"],
+            [[s["dataset"], s["ours"], s["baseline"], s["metric"], _num(s.get("mrr_ours")), _num(s.get("mrr_baseline")),
+              _num(s.get("t")), _num(s.get("p")), _num(s.get("users")), s.get("note", "")] for s in sig]))
+        rows = [[s["dataset"], s["baseline"] or "-",
+                 *([f"{s['mrr_ours']:.4f}", f"{s['mrr_baseline']:.4f}", f"{s['t']:.2f}", _fmt_p(s["p"]), str(s["users"])]
+                   if "t" in s else [s["note"], "", "", "", ""])] for s in sig]
+        lines += ["## Significance", "",
+                  f"Paired t-test (two-sided, Student's t) over the users' test reciprocal ranks, each user's 1/rank "
+                  f"averaged over the finished seeds: {next((m.label for m in exp.methods if m.ours), '-')} against "
+                  f"the baseline with the best mean {exp.primary_metric}.", "",
+                  _md_table(["dataset", "best baseline", "MRR ours", "MRR baseline", "t", "p", "users"], rows), ""]
+    png = out_dir / f"{name}.png"
+    if exp.kind == "bars":
+        plot_bars(exp, cells, png)
+    elif exp.kind == "lines":
+        plot_lines(exp, cells, png)
+    elif exp.kind == "convergence":
+        curve = curves(exp, runs)
+        atomic_write_text(out_dir / f"{name}_curves.csv", _csv_text(
+            ["dataset", "method", "epoch", f"valid_{exp.primary_metric}_mean", "std", "seeds"],
+            [[d, m, *row[:1], _num(row[1]), _num(row[2]), row[3]] for (d, m), rows in curve.items() for row in rows]))
+        plot_convergence(exp, curve, png)
+        rows = []
+        for (d, mid), rs in curve.items():
+            label = next(m.label for m in exp.methods if m.id == mid)
+            if not rs:
+                rows.append([d, label, "not run", "", ""])
+                continue
+            best = max(rs, key=lambda x: x[1])
+            at = lambda e: f"{rs[e - 1][1]:.4f}" if len(rs) >= e else "-"  # noqa: E731
+            rows.append([d, label, f"{best[1]:.4f} @ {best[0]}", " / ".join(at(e) for e in (1, 5, 10, 20, 50)), str(len(rs))])
+        lines += ["## Validation curves", "",
+                  f"Mean validation {exp.primary_metric} over the seeds at each fine-tuning epoch "
+                  f"(`{name}_curves.csv` has every epoch).", "",
+                  _md_table(["dataset", "method", "best (epoch)", "epoch 1 / 5 / 10 / 20 / 50", "epochs"], rows), ""]
+    if png.is_file() and exp.kind != "table":
+        lines += ["## Plot", "", f"![{exp.figure}]({png.name})", ""]
+    problems = [r for r in runs if r.status in ("failed", "conflict")]
+    unsupported = {r.method.label: r.error for r in runs if r.status == "unsupported"}
+    if problems or unsupported:
+        lines += ["## Not run", ""]
+        lines += [f"- {label}: not run (unsupported): {why}" for label, why in unsupported.items()]
+        lines += [f"- `{r.id}`: {r.status}: {r.error}" for r in problems]
+        lines.append("")
+    lines += ["Files: " + ", ".join(f"`{p.name}`" for p in sorted(out_dir.glob(f"{name}*")) if p.is_file()), ""]
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def experiment_dirs(runs_dir: Path) -> list[Path]:
+    """``runs_dir`` itself when it holds ``grid.json``, else its sub-folders that do."""
+    runs_dir = Path(runs_dir)
+    if (runs_dir / "grid.json").is_file():
+        return [runs_dir]
+    if not runs_dir.is_dir():
+        raise S3RecError(f"{runs_dir}: no such folder")
+    found = sorted(p.parent for p in runs_dir.glob("*/grid.json"))
+    if not found:
+        raise S3RecError(f"{runs_dir}: no grid.json here or in its sub-folders (run `s3rec reproduce` first)")
+    return found
+
+
+def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
+    """Reports for one experiment folder (into ``out_dir``, default ``RUNS_DIR/report``) or for every
+    experiment folder under ``runs_dir`` (into ``out_dir/NAME``, with an index ``out_dir/report.md``)."""
+    runs_dir = Path(runs_dir)
+    dirs = experiment_dirs(runs_dir)
+    out_dir = Path(out_dir) if out_dir else runs_dir / "report"
+    if dirs == [runs_dir]:
+        return [write_experiment_report(runs_dir, out_dir)]
+    paths = []
+    index = ["# Reproduction of Zhou et al. (CIKM 2020): every experiment", "",
+             f"Generated by `s3rec report` on {datetime.date.today().isoformat()} from `{runs_dir}`.", ""]
+    rows = []
+    for d in dirs:
+        exp, grid = load_grid(d)
+        path = write_experiment_report(d, out_dir / exp.name)
+        paths.append(path)
+        statuses = [r.status for r in collect(d, exp, grid)]
+        done = statuses.count("done")
+        rows.append([f"[{exp.figure or exp.name}]({exp.name}/report.md)", exp.title.split(": ", 1)[-1],
+                     f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
+    index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
+    atomic_write_text(out_dir / "report.md", "\n".join(index))
+    return [out_dir / "report.md", *paths]

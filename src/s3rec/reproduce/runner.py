@@ -1,0 +1,348 @@
+"""Run an experiment's grid: resumable, one run at a time, failures recorded and the rest carried on.
+
+State lives in the run directories, so an interrupted reproduction continues where it stopped:
+
+- a fine-tuning run is **done** when its ``results.json`` exists (``s3rec train`` writes it last);
+  a pre-training run when every checkpoint its users start from exists;
+- a run that raised has ``error.txt`` (the error, then the traceback) and is **failed**: skipped on a
+  restart and reported, retried with ``retry_failed`` (it resumes from its last checkpoint);
+- a fine-tuning run whose pre-training failed fails too ("blocked");
+- anything else is run with resume semantics: from its ``checkpoint.pt`` when there is one;
+- a finished run whose ``config.json`` differs from what the grid asks now is a **conflict** (an
+  earlier reproduction with other settings in the same folder): reported, never overwritten.
+
+``grid.json`` in the experiment folder records the definition, the command-line overrides and every
+run's status; it is rewritten after each run. The report (:mod:`s3rec.reproduce.report`) reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import config_from_json
+from ..errors import S3RecError
+from ..fileio import atomic_write_text
+from . import cost
+from .plan import FinetuneRun, Plan, PretrainRun
+
+ERROR_FILE = "error.txt"
+
+
+def pretrain_status(run: PretrainRun) -> str:
+    if all(run.checkpoint(k).is_file() for k in run.checkpoints):
+        return "done"
+    if (run.dir / ERROR_FILE).is_file():
+        return "failed"
+    return "partial" if (run.dir / "checkpoint.pt").is_file() else "pending"
+
+
+def _comparable(cfg: dict) -> dict:
+    out = {k: v for k, v in cfg.items() if k not in ("device", "dataset")}
+    if out.get("init"):  # the same checkpoint, wherever the folders were when it ran
+        out["init"] = "/".join(Path(out["init"]).parts[-2:])
+    return out
+
+
+def conflicts(run: FinetuneRun) -> list[str]:
+    """Settings in which a finished run's ``config.json`` differs from the grid's."""
+    path = run.dir / "config.json"
+    if run.cfg is None or not path.is_file():
+        return []
+    try:  # read as a config, so settings added to s3rec since the run compare as their defaults
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.pop("device", None)  # a run made on another machine's device compares the same
+        saved = _comparable(config_from_json(json.dumps(data)).to_dict())
+    except (OSError, ValueError, AttributeError, S3RecError):
+        return ["config.json (unreadable or with settings s3rec no longer has)"]
+    planned = _comparable(run.cfg.resolved().to_dict())
+    return sorted(k for k in set(saved) | set(planned) if saved.get(k) != planned.get(k))
+
+
+def finetune_status(run: FinetuneRun) -> str:
+    if run.unsupported:
+        return "unsupported"
+    if (run.dir / "results.json").is_file():
+        return "conflict" if conflicts(run) else "done"
+    if (run.dir / ERROR_FILE).is_file():
+        return "failed"
+    return "partial" if (run.dir / "checkpoint.pt").is_file() else "pending"
+
+
+def error_line(run_dir: Path) -> str:
+    path = run_dir / ERROR_FILE
+    return path.read_text(encoding="utf-8").splitlines()[0] if path.is_file() else ""
+
+
+def _seconds(run_dir: Path) -> float | None:
+    try:
+        return float(json.loads((run_dir / "results.json").read_text(encoding="utf-8"))["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _rel(path: Path, start: Path) -> str:
+    return os.path.relpath(path, start)
+
+
+def grid_record(plan: Plan) -> dict:
+    """The JSON record of the plan and every run's status now (what ``grid.json`` holds)."""
+    out = plan.out
+    pres = [{"id": p.id, "dir": _rel(p.dir, out), "epochs": p.cfg.epochs, "checkpoints": list(p.checkpoints),
+             "status": pretrain_status(p), "error": error_line(p.dir), "settings": p.cfg.to_dict()}
+            for p in plan.pretrains]
+    runs = []
+    for r in plan.runs:
+        status = finetune_status(r)
+        error = error_line(r.dir) if status == "failed" else ""
+        if status == "conflict":
+            error = "finished with other settings: " + ", ".join(conflicts(r))
+        runs.append({"id": r.id, "dir": _rel(r.dir, out), "dataset": r.dataset, "method": r.method.id,
+                     "label": r.method.label, "model": r.method.model, "seed": r.seed, "value": r.value,
+                     "pretrain": r.pretrain.id if r.pretrain else None, "pretrain_epoch": r.pretrain_epoch,
+                     "status": status, "error": error, "unsupported": r.unsupported,
+                     "seconds": _seconds(r.dir) if status == "done" else None})
+    return {"experiment": plan.experiment.to_dict(), "pretrain_dir": _rel(plan.pretrain_dir, out),
+            "overrides": plan.overrides, "updated": datetime.datetime.now().isoformat(timespec="seconds"),
+            "pretrains": pres, "runs": runs}
+
+
+def _union(a: list, b: list, key=lambda x: json.dumps(x, sort_keys=True)) -> list:
+    seen = {key(x) for x in a}
+    return list(a) + [x for x in b if key(x) not in seen]
+
+
+def merge_records(old: dict, new: dict) -> dict:
+    """``new`` plus what an earlier, differently narrowed reproduction into the same folder recorded:
+    its runs and pre-training runs not in ``new`` (their statuses as then; the report reads the run
+    folders), the union of datasets, seeds, methods and values, and every distinct set of overrides."""
+    if old.get("experiment", {}).get("name") != new["experiment"]["name"]:
+        return new
+    exp, oexp = dict(new["experiment"]), old["experiment"]
+    for k in ("datasets", "seeds"):
+        exp[k] = _union(oexp.get(k, []), exp[k])
+    exp["vary_values"] = sorted(_union(oexp.get("vary_values", []), exp["vary_values"]))
+    exp["methods"] = _union(oexp.get("methods", []), exp["methods"], key=lambda m: m["id"])
+    order = [m["id"] for m in new["experiment"]["methods"]]
+    exp["methods"].sort(key=lambda m: order.index(m["id"]) if m["id"] in order else len(order))
+    ids = {r["id"] for r in new["runs"]}
+    pre_ids = {p["id"] for p in new["pretrains"]}
+    return {**new, "experiment": exp,
+            "runs": [r for r in old.get("runs", []) if r["id"] not in ids] + new["runs"],
+            "pretrains": [p for p in old.get("pretrains", []) if p["id"] not in pre_ids] + new["pretrains"],
+            "overrides_seen": _union(old.get("overrides_seen", [old.get("overrides", {})]), [new["overrides"]])}
+
+
+def write_grid(plan: Plan) -> Path:
+    """Write ``grid.json``, merged with the record of earlier reproductions into the same folder."""
+    path = plan.out / "grid.json"
+    record = grid_record(plan)
+    record["overrides_seen"] = [record["overrides"]]
+    if path.is_file():
+        try:
+            record = merge_records(json.loads(path.read_text(encoding="utf-8")), record)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable record is replaced
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def dry_run_text(plan: Plan, data_dir=None) -> str:
+    """The grid, each run's status and estimated time left, and the total: what a run would do."""
+    exp = plan.experiment
+    sizes = {d: cost.dataset_size(d, data_dir) for d in {r.dataset for r in plan.runs}}
+    measured = cost.measured_finetune_speeds(plan.runs)
+    lines = [f"{exp.name}: {exp.title}",
+             f"grid: {len(exp.datasets)} datasets x {len(exp.methods)} methods"
+             + (f" x {len(exp.vary_values)} values of {exp.vary_setting}" if exp.vary_setting else "")
+             + f" x {len(exp.seeds)} seeds = {len(plan.runs)} fine-tuning runs; {len(plan.pretrains)} pre-training runs",
+             f"folders: {plan.out} (runs), {plan.pretrain_dir} (pre-training, shared)", ""]
+    total, unknown = 0.0, 0
+    width = max([len(r.id) for r in plan.runs] + [len(p.id) + 9 for p in plan.pretrains] + [10])
+    lines.append(f"{'run':<{width}}  {'status':<11}  {'estimate':>9}  basis")
+    for p in plan.pretrains:
+        status = pretrain_status(p)
+        est, basis = (0.0, "-") if status == "done" else cost.estimate_pretrain(p, sizes.get(p.cfg.dataset), measured)
+        ks = ",".join(map(str, p.checkpoints)) if len(p.checkpoints) <= 6 else f"{p.checkpoints[0]},...,{p.checkpoints[-1]}"
+        shown = "-" if status == "done" else _duration(est)
+        lines.append(f"{'pretrain/' + p.id:<{width}}  {status:<11}  {shown:>9}  {basis}; {p.cfg.epochs} epochs, "
+                     f"checkpoints {ks}")
+        total, unknown = total + (est or 0.0), unknown + (est is None)
+    for r in plan.runs:
+        status = finetune_status(r)
+        if status in ("done", "unsupported", "conflict", "failed"):
+            est, basis = 0.0, "-" if status != "unsupported" else "not run: " + r.unsupported
+            if status != "done":
+                est = None
+        else:
+            est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured)
+            if r.cfg is not None and r.cfg.model != "poprec":
+                basis += f"; <= {r.cfg.epochs} epochs"
+            if r.pretrain:
+                basis += f"; from pretrain/{r.pretrain.id} epoch {r.pretrain_epoch}"
+        shown = _duration(est) if status in ("pending", "partial") else "-"
+        lines.append(f"{r.id:<{width}}  {status:<11}  {shown:>9}  {basis}")
+        total, unknown = total + (est or 0.0), unknown + (est is None and status in ("pending", "partial"))
+    counts = _counts(plan)
+    lines += ["", "status: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+              f"estimated time to finish: {_duration(total)}" + (f" (+ {unknown} runs of unknown cost)" if unknown else "")
+              + " on one 2-core CPU machine like this project's; an estimate (seconds per epoch measured where runs "
+              "exist, else assumed from the README's measurements; early-stopped fine-tuning assumed 50 epochs)"]
+    return "\n".join(lines)
+
+
+def _counts(plan: Plan) -> dict[str, int]:
+    counts = dict.fromkeys(("done", "partial", "pending", "failed", "conflict", "unsupported"), 0)
+    for r in plan.runs:
+        counts[finetune_status(r)] += 1
+    return counts
+
+
+@dataclass
+class Summary:
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # run id -> first line of its error
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _record_error(run_dir: Path, exc: BaseException | str) -> str:
+    if isinstance(exc, str):
+        text = exc + "\n"
+    else:
+        text = f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc))
+    atomic_write_text(run_dir / ERROR_FILE, text)
+    return text.splitlines()[0]
+
+
+class Runner:
+    """Runs a plan in this process with the library's ``pretrain`` and ``finetune`` (what
+    ``s3rec pretrain`` and ``s3rec train`` call), datasets loaded once."""
+
+    def __init__(self, plan: Plan, data_dir=None, progress: bool = True, log=lambda m: print(m, file=sys.stderr, flush=True)):
+        self.plan = plan
+        self.data_dir = data_dir
+        self.progress = progress
+        self.log = log
+        self._data: dict[tuple[str, bool], object] = {}
+
+    def _dataset(self, name: str, negatives: bool):
+        from ..data import registry
+
+        key = (name, negatives)
+        if key not in self._data:
+            self._data[key] = registry.load(name, self.data_dir, negatives=negatives, quiet=not self.progress)
+        return self._data[key]
+
+    def _prefixed(self, run_id: str):
+        return lambda msg: self.log(f"  {run_id}: {msg}")
+
+    def run_pretrain(self, run: PretrainRun) -> None:
+        from ..pretrain import pretrain
+
+        ds = self._dataset(run.cfg.dataset, False)
+        cfg = dataclasses.replace(run.cfg, dataset=ds.name)
+        pretrain(cfg, ds, run.dir, resume=True, progress=self.progress, log=self._prefixed("pretrain/" + run.id))
+
+    def run_finetune(self, run: FinetuneRun) -> dict:
+        from ..pretrain import init_for_finetuning
+        from ..train import finetune
+
+        ds = self._dataset(run.dataset, run.cfg.protocol == "sampled")
+        cfg = dataclasses.replace(run.cfg, dataset=ds.name)
+        init_state = None
+        if cfg.init and not (run.dir / "checkpoint.pt").is_file():
+            init_state = init_for_finetuning(cfg.init, ds)
+        return finetune(cfg, ds, run.dir, resume=True, progress=self.progress, log=self._prefixed(run.id),
+                        init_state=init_state)
+
+    def _ensure_pretrain(self, p: PretrainRun, retry_failed: bool, summary: Summary) -> str:
+        """'' when its checkpoints are there (running it if needed), else why not."""
+        status = pretrain_status(p)
+        if status == "done":
+            return ""
+        if status == "failed" and not retry_failed:
+            return f"pre-training {p.id} failed earlier: {error_line(p.dir)}"
+        (p.dir / ERROR_FILE).unlink(missing_ok=True)
+        self.log(f"pre-training {p.id}: {p.cfg.epochs} epochs ({p.dir})")
+        t0 = time.time()
+        try:
+            self.run_pretrain(p)
+            missing = [k for k in p.checkpoints if not p.checkpoint(k).is_file()]
+            if missing:
+                raise RuntimeError(f"pre-training finished without the checkpoints of epochs {missing} "
+                                   f"(kept every {p.cfg.save_every} epochs)")
+        except Exception as e:  # recorded; the grid goes on
+            line = _record_error(p.dir, e)
+            summary.failed["pretrain/" + p.id] = line
+            self.log(f"pre-training {p.id} FAILED: {line}")
+            return f"pre-training {p.id} failed: {line}"
+        summary.ran.append("pretrain/" + p.id)
+        self.log(f"pre-training {p.id} done in {_duration(time.time() - t0)}")
+        return ""
+
+    def run(self, retry_failed: bool = False) -> Summary:
+        plan, summary = self.plan, Summary()
+        plan.out.mkdir(parents=True, exist_ok=True)
+        write_grid(plan)
+        todo = [r for r in plan.runs if finetune_status(r) not in ("done", "unsupported")]
+        n = len(todo)
+        self.log(f"{plan.experiment.name}: {len(plan.runs)} runs, {len(plan.runs) - n} finished or unsupported, {n} to go "
+                 f"({plan.out})")
+        for i, run in enumerate(todo, 1):
+            status = finetune_status(run)
+            tag = f"[{i}/{n}] {run.id}"
+            if status == "conflict":
+                summary.failed[run.id] = f"finished with other settings ({', '.join(conflicts(run))}); use another --out"
+                self.log(f"{tag}: CONFLICT: {summary.failed[run.id]}")
+                continue
+            if status == "failed" and not retry_failed:
+                summary.failed[run.id] = error_line(run.dir)
+                self.log(f"{tag}: failed earlier (--retry-failed retries it): {summary.failed[run.id]}")
+                continue
+            (run.dir / ERROR_FILE).unlink(missing_ok=True)
+            if run.pretrain is not None and run.pretrain_epoch:
+                why = self._ensure_pretrain(run.pretrain, retry_failed, summary)
+                if why:
+                    run.dir.mkdir(parents=True, exist_ok=True)
+                    summary.failed[run.id] = _record_error(run.dir, f"blocked: {why}")
+                    self.log(f"{tag}: not run: {why}")
+                    write_grid(plan)
+                    continue
+            start = f"from pretrain/{run.pretrain.id} epoch {run.pretrain_epoch}" if run.cfg.init else "from scratch"
+            self.log(f"{tag}: {run.method.label} ({run.cfg.model}, {start}, seed {run.seed})"
+                     + (" resuming" if status == "partial" else ""))
+            t0 = time.time()
+            try:
+                res = self.run_finetune(run)
+            except Exception as e:  # recorded; the grid goes on
+                summary.failed[run.id] = _record_error(run.dir, e)
+                self.log(f"{tag}: FAILED: {summary.failed[run.id]}")
+            else:
+                summary.ran.append(run.id)
+                m = plan.experiment.primary_metric
+                self.log(f"{tag}: done in {_duration(time.time() - t0)}; test {m} {res['test'][m]:.4f}")
+            write_grid(plan)
+        write_grid(plan)
+        summary.counts = _counts(plan)
+        return summary

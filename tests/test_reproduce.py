@@ -1,0 +1,348 @@
+"""`s3rec reproduce` and `s3rec report`: grids, dry runs, resumption after a kill, failures, reports,
+the paired t-test, and the limited-training-data setting."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s3rec.cli import main
+from s3rec.config import PretrainConfig, TrainConfig, with_overrides
+from s3rec.errors import ConfigError
+from s3rec.reproduce import runner as runner_mod
+from s3rec.reproduce.experiment import experiment_names, load_experiment, narrowed
+from s3rec.reproduce.plan import make_plan
+from s3rec.reproduce.report import write_report
+from s3rec.reproduce.runner import write_grid
+from s3rec.reproduce.stats import paired_ttest, t_two_sided_p
+from s3rec.train import kept_users, train_users
+
+SMALL = ["--datasets", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "batch_size=8",
+         "--pretrain-set", "batch_size=50"]
+PAPER_EXPERIMENTS = ["table2", "full_ranking", "ablation", "pretrain_others", "limited_data", "pretrain_epochs",
+                     "convergence"]
+
+
+def _reproduce(tmp_path, name, *extra) -> int:
+    return main(["reproduce", name, *SMALL, "--out", str(tmp_path / "runs" / name), *extra])
+
+
+def _grid(tmp_path, name) -> dict:
+    return json.loads((tmp_path / "runs" / name / "grid.json").read_text())
+
+
+# ---- definitions, plans, dry runs --------------------------------------------------------------
+
+
+def test_help_lists_every_experiment(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in PAPER_EXPERIMENTS)
+    assert experiment_names() == PAPER_EXPERIMENTS
+
+
+@pytest.mark.parametrize("name", PAPER_EXPERIMENTS)
+def test_dry_run_shows_grid_and_cost_and_writes_nothing(name, tmp_path, capsys):
+    out = tmp_path / "runs" / name
+    assert main(["reproduce", name, "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    exp = load_experiment(name)
+    n = len(exp.datasets) * len(exp.methods) * len(exp.seeds) * max(len(exp.vary_values), 1)
+    assert f"= {n} fine-tuning runs" in text
+    assert "estimated time to finish: " in text and ("h on one" in text or "min on one" in text)
+    assert sum(line.startswith(exp.datasets[0] + "-") for line in text.splitlines()) == n // len(exp.datasets)
+    assert not out.exists() and not (tmp_path / "runs" / "pretrain").exists()
+
+
+def test_plans_share_pretraining_between_experiments(tmp_path):
+    out = tmp_path / "runs"
+
+    def plan(name, **kw):
+        return make_plan(narrowed(load_experiment(name), **kw), out / name, out / "pretrain")
+
+    t2, fig5, abl = plan("table2"), plan("pretrain_epochs", datasets=["Beauty"]), plan("ablation", datasets=["Beauty"])
+    beauty = {p.id: p for p in t2.pretrains}["Beauty-default-seed42"]
+    assert beauty.checkpoints == (150,) and beauty.cfg.epochs == 150
+    # Fig. 5 uses the same pre-training run, with checkpoints every 10 epochs; epoch 0 is SASRec from scratch
+    [shared] = fig5.pretrains
+    assert shared.dir == beauty.dir and shared.checkpoints == tuple(range(10, 151, 10)) and shared.cfg.save_every == 10
+    zero = [r for r in fig5.runs if r.pretrain_epoch == 0]
+    assert len(zero) == 3 and all(r.cfg.init == "" and r.pretrain is None for r in zero)
+    assert {r.cfg.init for r in fig5.runs if r.pretrain_epoch == 10} == {str((beauty.dir / "pretrain-epoch-10.pt").resolve())}
+    # every fine-tuning seed of a method starts from the one pre-training run; ablations get their own
+    assert len(abl.pretrains) == 5 and "Beauty-default-seed42" in {p.id for p in abl.pretrains}
+    assert "Beauty-seed42" not in {p.id for p in abl.pretrains}
+    assert {p.id for p in abl.pretrains} >= {"Beauty-sp_weight=0-seed42", "Beauty-aap_weight=0-seed42"}
+    # unsupported methods are listed but have neither settings nor pre-training
+    others = plan("pretrain_others")
+    assert not others.pretrains and sum(r.unsupported != "" for r in others.runs) == 36
+    # limited data: one pre-training per (dataset, fraction); 100% is the default one
+    ld = plan("limited_data")
+    assert len(ld.pretrains) == 10 and "Sports-default-seed42" in {p.id for p in ld.pretrains}
+    run = next(r for r in ld.runs if r.id == "Yelp-S3-Rec-train_fraction=0.2-seed43")
+    assert run.cfg.train_fraction == 0.2 and run.pretrain.cfg.train_fraction == 0.2 and run.cfg.seed == 43
+
+
+def test_bad_overrides_are_one_line_errors(tmp_path, capsys):
+    assert main(["reproduce", "nope", "--dry-run"]) == 2
+    assert "table2" in capsys.readouterr().err
+    assert main(["reproduce", "table2", "--dry-run", "--set", "seed=3"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert main(["reproduce", "table2", "--dry-run", "--set", "hiden_size=3"]) == 2
+    assert "hiden_size" in capsys.readouterr().err
+    assert main(["reproduce", "pretrain_epochs", "--dry-run", "--pretrain-epochs", "5"]) == 2
+    assert "--values" in capsys.readouterr().err
+    assert main(["reproduce", "ablation", "--dry-run", "--methods", "w/o"]) == 2
+
+
+# ---- running -----------------------------------------------------------------------------------
+
+
+def test_tiny_grid_runs_end_to_end_and_reports(tiny_data, tmp_path, capsys):
+    assert _reproduce(tmp_path, "ablation", "--methods", "S3-Rec", "no-SP", "SASRec", "--seeds", "1", "2",
+                      "--pretrain-epochs", "1", "--set", "epochs=1") == 0
+    grid = _grid(tmp_path, "ablation")
+    assert [r["status"] for r in grid["runs"]] == ["done"] * 6
+    assert {p["id"] for p in grid["pretrains"]} == {"Tiny-batch_size=50,hidden_size=16-seed42",
+                                                    "Tiny-batch_size=50,hidden_size=16,sp_weight=0-seed42"}
+    run = tmp_path / "runs" / "ablation" / "Tiny-S3-Rec-seed2"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["seed"] == 2 and cfg["hidden_size"] == 16 and cfg["init"].endswith("pretrain-epoch-1.pt")
+    ranks = np.load(run / "test_ranks.npy")
+    assert ranks.shape == (40,) and ranks.min() >= 1 and ranks.max() <= 100
+    res = json.loads((run / "results.json").read_text())
+    assert res["test"]["MRR"] == pytest.approx(float(np.mean(1.0 / ranks)), abs=1e-12)
+    # the dry run now says everything is done
+    capsys.readouterr()
+    assert _reproduce(tmp_path, "ablation", "--methods", "S3-Rec", "no-SP", "SASRec", "--seeds", "1", "2",
+                      "--pretrain-epochs", "1", "--set", "epochs=1", "--dry-run") == 0
+    assert "status: 6 done" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "runs" / "ablation"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "w/o SP" in text and "--set epochs=1" in text and "| not run" not in text
+    assert (tmp_path / "report" / "ablation.png").stat().st_size > 10_000
+    assert (tmp_path / "report" / "ablation.csv").is_file()
+    # asking for other settings in the same folder is a conflict, never a silent reuse; the record keeps
+    # the earlier, wider grid
+    assert _reproduce(tmp_path, "ablation", "--methods", "SASRec", "--seeds", "1", "--set", "epochs=2") == 1
+    assert "finished with other settings (epochs)" in capsys.readouterr().err
+    statuses = {r["id"]: r["status"] for r in _grid(tmp_path, "ablation")["runs"]}
+    assert len(statuses) == 6 and statuses["Tiny-SASRec-seed1"] == "conflict"
+
+
+def test_killed_reproduction_finishes_without_redoing_finished_runs(tiny_data, tmp_path, capsys):
+    args = ["reproduce", "table2", *SMALL, "--methods", "SASRec", "--seeds", "1", "2", "3", "4",
+            "--set", "epochs=20", "--set", "patience=20", "--out", str(tmp_path / "runs" / "table2")]
+    proc = subprocess.Popen([sys.executable, "-m", "s3rec.cli", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "runs" / "table2"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(out.glob("*/results.json")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the reproduction finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/results.json")}
+    assert 1 <= len(finished) < 4
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"{len(finished)} finished or unsupported, {4 - len(finished)} to go" in err
+    assert all((out / run / "results.json").stat().st_mtime_ns == m for run, m in finished.items())
+    assert [r["status"] for r in json.loads((out / "grid.json").read_text())["runs"]] == ["done"] * 4
+    # the run killed mid-way resumed and ended as an uninterrupted one would
+    reference = tmp_path / "reference"
+    assert main(["train", "--dataset", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "batch_size=8",
+                 "--set", "epochs=20", "--set", "patience=20", "--seed", "4", "--out", str(reference)]) == 0
+    assert json.loads((out / "Tiny-SASRec-seed4" / "results.json").read_text())["test"] == \
+        json.loads((reference / "results.json").read_text())["test"]
+
+
+def test_failures_are_recorded_and_retried_on_request(tiny_data, tmp_path, monkeypatch, capsys):
+    real_finetune, real_pretrain = runner_mod.Runner.run_finetune, runner_mod.Runner.run_pretrain
+    calls = []
+
+    def flaky_finetune(self, run):
+        calls.append(run.id)
+        if run.seed == 2:
+            raise RuntimeError("boom")
+        return real_finetune(self, run)
+
+    def broken_pretrain(self, run):
+        raise ValueError("no pre-training today")
+
+    monkeypatch.setattr(runner_mod.Runner, "run_finetune", flaky_finetune)
+    monkeypatch.setattr(runner_mod.Runner, "run_pretrain", broken_pretrain)
+    grid = ["--methods", "SASRec", "S3-Rec", "--seeds", "1", "2", "--pretrain-epochs", "1", "--set", "epochs=1"]
+    assert _reproduce(tmp_path, "table2", *grid) == 1
+    err = capsys.readouterr().err
+    out = tmp_path / "runs" / "table2"
+    assert "Tiny-SASRec-seed2: RuntimeError: boom" in err
+    assert (out / "Tiny-SASRec-seed1" / "results.json").is_file()
+    assert (out / "Tiny-SASRec-seed2" / "error.txt").read_text().startswith("RuntimeError: boom")
+    assert "blocked: pre-training" in (out / "Tiny-S3-Rec-seed1" / "error.txt").read_text()
+    statuses = {r["id"]: r["status"] for r in _grid(tmp_path, "table2")["runs"]}
+    assert statuses == {"Tiny-SASRec-seed1": "done", "Tiny-SASRec-seed2": "failed",
+                        "Tiny-S3-Rec-seed1": "failed", "Tiny-S3-Rec-seed2": "failed"}
+    # a restart reports the failures and does not run them again
+    calls.clear()
+    assert _reproduce(tmp_path, "table2", *grid) == 1
+    assert calls == []
+    # --retry-failed runs them again (and the pre-training they need)
+    monkeypatch.setattr(runner_mod.Runner, "run_finetune", real_finetune)
+    monkeypatch.setattr(runner_mod.Runner, "run_pretrain", real_pretrain)
+    assert _reproduce(tmp_path, "table2", *grid, "--retry-failed") == 0
+    assert {r["status"] for r in _grid(tmp_path, "table2")["runs"]} == {"done"}
+    assert not list(out.glob("*/error.txt"))
+
+
+# ---- reports on fabricated results --------------------------------------------------------------
+
+
+def _fabricate(run_dir: Path, metrics: dict, ranks=None, curve=None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    full = {k: metrics.get(k, 0.1) for k in ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")}
+    (run_dir / "results.json").write_text(json.dumps({"test": full, "valid": full, "best_epoch": 3, "epochs": 5,
+                                                      "seconds": 1.0}))
+    if ranks is not None:
+        np.save(run_dir / "test_ranks.npy", np.asarray(ranks, dtype=np.int32))
+    if curve is not None:
+        (run_dir / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e + 1, "loss": 1.0, "valid": {"NDCG@10": v, "MRR": v}, "seconds": 0.1}) + "\n"
+            for e, v in enumerate(curve)))
+
+
+def _fabricated_plan(tmp_path, name, **kw):
+    plan = make_plan(narrowed(load_experiment(name), **kw), tmp_path / "runs" / name, tmp_path / "runs" / "pretrain")
+    write_grid(plan)
+    return plan
+
+
+@pytest.fixture
+def reference(monkeypatch):
+    """The paper's tables are read from the shared reference folder (never copied into the repo)."""
+    from conftest import shared_reference_dir
+
+    folder = shared_reference_dir()
+    if not (folder / "paper_sampled99.csv").is_file():
+        pytest.skip(f"no reference files in {folder}")
+    monkeypatch.setenv("S3REC_REFERENCE_DIR", str(folder))
+    return folder
+
+
+def test_report_without_reference_files_has_no_paper_values(tmp_path, monkeypatch):
+    from s3rec.reproduce.paper import paper_value
+
+    monkeypatch.setenv("S3REC_REFERENCE_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("S3REC_DATA_DIR", str(tmp_path / "no-data"))
+    assert paper_value("sampled", "Beauty", "S3-Rec", "MRR") is None
+
+
+def test_report_tables_mark_what_did_not_run(tmp_path, reference):
+    plan = _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1, 2])
+    runs = {r.id: r for r in plan.runs}
+    rng = np.random.default_rng(0)
+    ours_ranks = [rng.integers(1, 20, 50), rng.integers(1, 20, 50)]
+    base_ranks = [rng.integers(1, 40, 50), rng.integers(1, 40, 50)]
+    for seed, mrr in ((1, 0.33), (2, 0.35)):
+        _fabricate(runs[f"Beauty-S3-Rec-seed{seed}"].dir, {"MRR": mrr, "NDCG@10": 0.37}, ours_ranks[seed - 1])
+        _fabricate(runs[f"Beauty-SASRec-seed{seed}"].dir, {"MRR": 0.28}, base_ranks[seed - 1])
+    _fabricate(runs["Beauty-FDSA-seed1"].dir, {"MRR": 0.25}, base_ranks[0])
+    runs["Beauty-HGN-seed1"].dir.mkdir(parents=True)
+    (runs["Beauty-HGN-seed1"].dir / "error.txt").write_text("RuntimeError: out of memory\n")
+    [path] = write_report(tmp_path / "runs" / "table2", tmp_path / "report")
+    text = path.read_text()
+    s3 = next(line for line in text.splitlines() if line.startswith("| S3-Rec |"))
+    assert "0.3400 ± 0.0141 (paper 0.3340, +1.8%)" in s3  # MRR: mean, std over seeds, paper, relative difference
+    assert "| FDSA | " in text and "[1/2]" in next(line for line in text.splitlines() if line.startswith("| FDSA |"))
+    assert "| PopRec | not run (paper 0.0678) |" in text
+    assert "| HGN | failed" in text and "out of memory" in text
+    # the paired t-test against the best baseline by MRR (SASRec), reciprocal ranks averaged over seeds
+    expected = paired_ttest(np.mean([1 / r for r in ours_ranks], 0), np.mean([1 / r for r in base_ranks], 0))
+    sig = (tmp_path / "report" / "table2_significance.csv").read_text().splitlines()
+    assert sig[1].startswith("Beauty,S3-Rec,SASRec,MRR,") and f"{expected.p:.6g}" in sig[1]
+    cells = (tmp_path / "report" / "table2.csv").read_text().splitlines()
+    assert any(",PopRec,PopRec,,,MRR,0,2,,,0.1558,,not run" in c for c in cells)
+
+
+def test_report_plots_for_the_figures(tmp_path, reference):
+    abl = _fabricated_plan(tmp_path, "ablation", seeds=[1])
+    for r in abl.runs[::2]:
+        _fabricate(r.dir, {"NDCG@10": 0.3 + 0.01 * len(r.id) % 7 / 100})
+    ld = _fabricated_plan(tmp_path, "limited_data", seeds=[1, 2])
+    for r in ld.runs:
+        if r.method.id != "FDSA":
+            _fabricate(r.dir, {"NDCG@10": 0.2 * float(r.value) + 0.01 * r.seed, "HR@10": 0.4 * float(r.value)})
+    conv = _fabricated_plan(tmp_path, "convergence", seeds=[1, 2])
+    for r in conv.runs:
+        if r.dataset == "Beauty":
+            _fabricate(r.dir, {"NDCG@10": 0.3}, curve=[0.3 * (1 - math.exp(-e / 5)) + 0.01 * r.seed for e in range(30)])
+    paths = write_report(tmp_path / "runs", tmp_path / "report")
+    assert paths[0] == tmp_path / "report" / "report.md"
+    for name in ("ablation", "limited_data", "convergence"):
+        png = tmp_path / "report" / name / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    ld_text = (tmp_path / "report" / "limited_data" / "report.md").read_text()
+    assert "| FDSA | not run | not run |" in ld_text and "(paper 0.3538" in ld_text  # Table 2 is Fig. 4's 100% point
+    conv_text = (tmp_path / "report" / "convergence" / "report.md").read_text()
+    assert "| Toys | S3-Rec | not run |" in conv_text
+    curves = (tmp_path / "report" / "convergence" / "convergence_curves.csv").read_text().splitlines()
+    assert len(curves) == 1 + 2 * 30  # Beauty x 2 methods x 30 epochs
+    index = (tmp_path / "report" / "report.md").read_text()
+    assert "[Figure 2](ablation/report.md)" in index
+
+
+# ---- statistics and the limited-data setting -----------------------------------------------------
+
+
+def test_t_distribution_p_values_are_exact():
+    assert t_two_sided_p(2.228138852, 10) == pytest.approx(0.05, abs=1e-8)  # the table's 97.5% point
+    for t in (0.3, 1.5, 7.0):
+        assert t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), rel=1e-10)  # Cauchy
+        assert t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-10)
+    res = paired_ttest([1, 2, 3, 4, 5], [1.5, 1.5, 2, 2, 3.5])
+    # d = (-0.5, 0.5, 1, 2, 1.5): mean 0.9, sd sqrt(0.925), t = 0.9 / sqrt(0.925 / 5); df 4 has a closed form
+    t = 0.9 / math.sqrt(0.925 / 5)
+    cdf4 = 0.5 + 0.375 * (t / math.sqrt(1 + t * t / 4)) * (1 - t * t / (12 * (1 + t * t / 4)))
+    assert res.t == pytest.approx(t, rel=1e-12) and res.df == 4
+    assert res.p == pytest.approx(2 * (1 - cdf4), rel=1e-9)
+    assert paired_ttest([1, 2], [1, 2]).p == 1.0 and paired_ttest([2, 3], [1, 2]).p == 0.0
+
+
+def test_train_fraction_keeps_a_seeded_nested_subset_of_users(tiny_data):
+    from s3rec.data import registry
+    from s3rec.pretrain import Pretrainer
+
+    a = kept_users(1000, 0.2, 0)
+    assert len(a) == 200 and np.array_equal(a, np.sort(a)) and np.array_equal(a, kept_users(1000, 0.2, 0))
+    assert set(a) <= set(kept_users(1000, 0.4, 0))  # nested
+    assert not np.array_equal(a, kept_users(1000, 0.2, 1))
+    assert np.array_equal(kept_users(7, 1.0, 3), np.arange(7)) and len(kept_users(7, 0.01, 0)) == 1
+
+    ds = registry.load("Tiny")
+    kept = kept_users(ds.n_users, 0.5, 3)
+    users = train_users(ds, 0.5, 3).numpy()
+    assert set(users) == {u for u in kept if ds.lengths[u] > 3}
+    assert np.array_equal(train_users(ds).numpy(), np.nonzero(ds.lengths > 3)[0])  # the default: every user
+    cfg = with_overrides(PretrainConfig(), {"dataset": "Tiny", "hidden_size": 16, "train_fraction": 0.5,
+                                            "fraction_seed": 3}).validate()
+    trainer = Pretrainer(cfg, ds)
+    assert len(trainer.instances) == int(sum(min(ds.lengths[u] - 2, 50) for u in kept))
+    owners = np.searchsorted(ds.offsets, trainer.instances.start.numpy(), side="right") - 1
+    assert set(owners) == set(kept)
+    assert len(trainer.pool) == int(sum(ds.lengths[u] - 2 for u in kept))
+    with pytest.raises(ConfigError, match="train_fraction"):
+        with_overrides(TrainConfig(), {"train_fraction": 0.0}).validate()
+    with pytest.raises(ConfigError, match="poprec"):
+        with_overrides(TrainConfig(), {"model": "poprec", "train_fraction": 0.5}).validate()
