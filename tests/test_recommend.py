@@ -158,3 +158,28 @@ def test_full_evaluation_in_small_chunks_gives_the_same_metrics(trained, monkeyp
     monkeypatch.setattr(ev, "FULL_CHUNK_CELLS", 3 * (rec.ds.n_items + 2))  # three users per chunk
     chunked = ev.evaluate(rec.model, rec.ds, "test", "full")[0]
     assert chunked == pytest.approx(whole, abs=1e-6)
+
+
+def test_evaluation_on_a_user_subset_equals_those_users_ranks(trained):
+    from s3rec.evaluate import evaluate_ranks
+    from s3rec.train import validation_users
+
+    rec = Recommender.load(trained)
+    ds = registry.load("Tiny", negatives=True, quiet=True)
+    every, _ = evaluate_ranks(rec.model, ds, "valid", "sampled")
+    rows = validation_users(ds.n_users, 11)
+    assert len(rows) == 11 and torch.equal(rows, validation_users(ds.n_users, 11))  # fixed subset
+    assert validation_users(ds.n_users, 0) is None and validation_users(ds.n_users, ds.n_users) is None
+    for protocol in ("sampled", "full"):
+        all_ranks, _ = evaluate_ranks(rec.model, ds, "valid", protocol)
+        part, info = evaluate_ranks(rec.model, ds, "valid", protocol, users=rows)
+        assert info["users"] == 11 and torch.equal(part, all_ranks[rows])
+    assert torch.equal(every, evaluate_ranks(rec.model, ds, "valid", "sampled")[0])
+
+
+def test_valid_users_setting_trains_and_tests_on_everyone(tiny_data, tmp_path):
+    out = tmp_path / "sub"
+    assert main(["train", "--dataset", "Tiny", "--epochs", "2", "--quiet", "--set", "valid_users=10",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["valid_users"] == 10
+    assert len(np.load(out / "test_ranks.npy")) == 40  # test: every user

@@ -89,6 +89,9 @@ class TrainConfig(EncoderSettings):
     init: str = ""  # pre-trained checkpoint the encoder starts from ("" = random initialisation)
     weight_decay: float = 0.0  # Adam's L2 penalty (0 for SASRec / S3-Rec)
     n_negatives: int = 256  # uniform negatives per batch for loss sampled-softmax / gbce
+    # validate on a fixed random subset of this many users (0: every user); for models whose
+    # full-ranking pass is expensive (AutoInt) or very large datasets. Test always uses every user.
+    valid_users: int = 0
     gbce_t: float = 0.75  # gBCE calibration: 0 = plain BCE with n_negatives, 1 = fully calibrated
     # the model's own hyper-parameters (its Params dataclass; `--set NAME=VALUE` sets one), complete
     # after validate(): config.json records every value the run used
@@ -125,6 +128,7 @@ class TrainConfig(EncoderSettings):
             (self.patience >= 1, "patience must be >= 1"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.n_negatives >= 1, "n_negatives must be >= 1"),
+            (self.valid_users >= 0, "valid_users must be >= 0 (0: every user)"),
             (0.0 <= self.gbce_t <= 1.0, "gbce_t must be in [0, 1]"),
             (not self.init or self.model == "sasrec", "init (pre-trained weights) is supported for model sasrec only"),
             (self.train_fraction == 1 or cls.trainable,

@@ -111,12 +111,13 @@ def evaluate(
     device="cpu",
     st: SequenceTensors | None = None,
     chunk: int | None = None,
+    users: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Metrics of the model on ``split`` ("valid" or "test") for every user, and facts about the run.
 
     Users are scored ``chunk`` at a time (default: up to 1024, fewer for large catalogues, so that a
     chunk's score matrix stays near ``FULL_CHUNK_CELLS`` floats whatever the number of items)."""
-    ranks, info = evaluate_ranks(model, ds, split, protocol, device, st, chunk)
+    ranks, info = evaluate_ranks(model, ds, split, protocol, device, st, chunk, users)
     return metrics_from_ranks(ranks), info
 
 
@@ -129,9 +130,11 @@ def evaluate_ranks(
     device="cpu",
     st: SequenceTensors | None = None,
     chunk: int | None = None,
+    users: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """The 1-based rank of every user's target (``[n_users]`` int64, dataset row order) on ``split``
-    under ``protocol``, and facts about the run: what :func:`evaluate` averages into metrics."""
+    under ``protocol``, and facts about the run: what :func:`evaluate` averages into metrics.
+    ``users``: only these dataset rows (in their order), e.g. a validation subsample."""
     chunk = chunk or max(1, min(1024, FULL_CHUNK_CELLS // (ds.n_items + 2)))
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
@@ -140,17 +143,17 @@ def evaluate_ranks(
     was_training = model.training
     model.eval()
     st = st or SequenceTensors(ds)
-    users = torch.arange(ds.n_users)
+    users = torch.arange(ds.n_users) if users is None else users.to(torch.long)
     h = user_states(model, st, users, split, device)  # [U, S]
-    targets = torch.from_numpy(ds.targets(split))
+    targets = torch.from_numpy(ds.targets(split))[users]
     ranks = []
     in_history = 0
-    for i in range(0, ds.n_users, chunk):
+    for i in range(0, len(users), chunk):
         u = users[i : i + chunk]
         hu = h[i : i + chunk]
         t = targets[i : i + chunk]
         if protocol == "sampled":
-            cands = torch.cat([t.view(-1, 1), torch.from_numpy(ds.negatives[i : i + chunk])], 1).to(device)
+            cands = torch.cat([t.view(-1, 1), torch.from_numpy(ds.negatives[u.numpy()])], 1).to(device)
             scores = _scores(model, hu, cands)  # [u, 100]
             col = torch.zeros(len(u), dtype=torch.long)
         elif protocol == "full-original":
@@ -172,7 +175,7 @@ def evaluate_ranks(
             raise DivergedError("the model produced NaN scores (training diverged?); try a smaller lr")
         ranks.append(target_ranks(scores, col.to(device)).cpu())
     model.train(was_training)
-    info = {"users": ds.n_users, "protocol": protocol, "split": split}
+    info = {"users": len(users), "protocol": protocol, "split": split}
     if protocol == "full":
         info["targets_in_history"] = in_history
     return torch.cat(ranks), info

@@ -72,6 +72,17 @@ def kept_users(n_users: int, fraction: float = 1.0, seed: int = 0) -> np.ndarray
     return np.sort(np.random.default_rng(seed).permutation(n_users)[:n_keep])
 
 
+VALID_SAMPLE_SEED = 0
+
+
+def validation_users(n_users: int, n: int) -> torch.Tensor | None:
+    """The fixed validation subsample of ``n`` users (sorted rows; numpy PCG64 seed 0, the same for
+    every run and seed, so runs stay comparable), or None for every user (``n`` 0 or >= n_users)."""
+    if n <= 0 or n >= n_users:
+        return None
+    return torch.from_numpy(np.sort(np.random.default_rng(VALID_SAMPLE_SEED).permutation(n_users)[:n]))
+
+
 def train_users(ds: Dataset, fraction: float = 1.0, seed: int = 0) -> torch.Tensor:
     """Users with a non-empty fine-tuning input (at least 4 items), among the :func:`kept_users`."""
     rows = kept_users(ds.n_users, fraction, seed)
@@ -177,11 +188,12 @@ def finetune(
 
     st = SequenceTensors(ds)
     users = train_users(ds, cfg.train_fraction, cfg.fraction_seed)
+    valid_rows = validation_users(ds.n_users, cfg.valid_users)
     metric = SELECTION_METRIC[cfg.protocol]
     since_best = len(history) - best["epoch"]
     epoch = len(history)
     if not model.trainable and not history:
-        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st)
+        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st, users=valid_rows)
         best = {"score": valid[metric], "epoch": 0, "valid": valid}
         best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         log(f"{cfg.model} is not trained; valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))}")
@@ -190,7 +202,7 @@ def finetune(
         epoch += 1
         t0 = time.time()
         loss = train_epoch(model, optimizer, st, users, cfg, gen, progress, f"epoch {epoch}")
-        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st)
+        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st, users=valid_rows)
         seconds = time.time() - t0
         history.append({"epoch": epoch, "loss": loss, "valid": valid, "seconds": round(seconds, 3)})
         improved = valid[metric] > best["score"]
