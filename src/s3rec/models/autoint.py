@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, Recommender, check_loss
+from .base import AttributeMixin, ModelData, Recommender
 from .encoder import EncoderConfig, init_weights
 
 PAIR_CHUNK = 1024  # (user, item) pairs per step when scoring many pairs (small: the steps stay in cache)
@@ -61,11 +61,7 @@ class AutoInt(AttributeMixin, Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: AutoIntParams = AutoIntParams(), loss: str = "bce"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.params = params
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, params, loss)
         d = cfg.hidden_size
         self.user_embeddings = nn.Embedding(data.n_users, d)
         self.item_embeddings = nn.Embedding(data.n_items + 2, d, padding_idx=0)

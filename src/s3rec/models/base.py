@@ -103,6 +103,15 @@ class Recommender(nn.Module):
     def from_config(cls, data: ModelData, cfg) -> "Recommender":
         return cls(data, cfg.encoder(), cfg.params(), cfg.loss)
 
+    def setup(self, data: ModelData, cfg, params, loss: str) -> None:
+        """The common start of a model's ``__init__`` (after ``nn.Module.__init__``): check that the
+        model supports ``loss`` and keep the settings (``cfg``, ``params``, ``loss_kind``, ``n_items``)."""
+        check_loss(type(self), loss)
+        self.cfg = cfg
+        self.params = params
+        self.loss_kind = loss
+        self.n_items = data.n_items
+
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         raise NotImplementedError
 
@@ -134,6 +143,19 @@ class Recommender(nn.Module):
             return F.cross_entropy(logits[rows], targets[valid] - 1)
         s = self.score(states, torch.cat([targets, negatives], 1))  # [N, 2T]
         return sampled_loss(kind, s[:, :T][valid], s[:, T:][valid])
+
+
+class SlotStates:
+    """``position_states`` and ``user_states`` for a model whose ``encode(batch)`` gives a hidden
+    state for every slot of the batch's grid, ``[R, P, D]`` (list it before :class:`Recommender`)."""
+
+    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
+        h = self.encode(batch)
+        return h.reshape(-1, h.shape[-1])[batch.layout.token_slot]
+
+    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
+        h = self.encode(batch)
+        return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
 
 
 def check_loss(cls, loss: str) -> None:

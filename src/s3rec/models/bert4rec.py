@@ -32,7 +32,7 @@ from torch import nn
 
 from ..data.batches import SequenceBatch
 from ..data.packing import FINETUNE_MASK_VALUE
-from .base import ModelData, Recommender, check_loss, dot_scores, to_grid, token_items
+from .base import ModelData, Recommender, dot_scores, to_grid, token_items
 from .encoder import LAYER_NORM_EPS, EncoderConfig, SequenceEncoder, init_weights
 
 
@@ -54,11 +54,7 @@ class BERT4Rec(Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: BERT4RecParams = BERT4RecParams(), loss: str = "ce"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.params = params
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, params, loss)
         self.mask_id = data.n_items + 1
         d = cfg.hidden_size
         self.encoder = SequenceEncoder(data.n_items, cfg)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import ModelData, Recommender, check_loss, dot_scores, last_tokens, windows
+from .base import ModelData, Recommender, dot_scores, last_tokens, windows
 from .encoder import Dropout, EncoderConfig
 
 
@@ -55,11 +55,7 @@ class Caser(Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: CaserParams = CaserParams(), loss: str = "bce"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.params = params
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, params, loss)
         d, L = cfg.hidden_size, params.L
         self.user_embeddings = nn.Embedding(data.n_users, d)
         self.item_embeddings = nn.Embedding(data.n_items + 2, d, padding_idx=0)

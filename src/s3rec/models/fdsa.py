@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, check_loss, dot_scores
+from .base import AttributeMixin, ModelData, NoParams, Recommender, SlotStates, dot_scores
 from .encoder import INIT_STD, LAYER_NORM_EPS, Dropout, Encoder, EncoderConfig, init_weights
 
 
-class FDSA(AttributeMixin, Recommender):
+class FDSA(AttributeMixin, SlotStates, Recommender):
     """Separate causal self-attention streams over items and attention-pooled attributes (Zhang et al., IJCAI 2019)."""
 
     causal = True
@@ -36,10 +36,7 @@ class FDSA(AttributeMixin, Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: NoParams | None = None, loss: str = "bce"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, None, loss)
         d = cfg.hidden_size
         self.item_embeddings = nn.Embedding(data.n_items + 2, d, padding_idx=0)
         self.attribute_embeddings = nn.Embedding(data.n_attributes + 1, d, padding_idx=0)
@@ -63,14 +60,6 @@ class FDSA(AttributeMixin, Recommender):
         feats = self.attention_attributes(self.attribute_embeddings.weight, self.feature_attention)[batch.items]
         xf = self.dropout(self.feature_norm(feats + pos))
         return self.merge(torch.cat([self.item_encoder(xi, mask), self.feature_encoder(xf, mask)], -1))
-
-    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
-        h = self.encode(batch)
-        return h.reshape(-1, h.shape[-1])[batch.layout.token_slot]
-
-    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
-        h = self.encode(batch)
-        return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
 
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.item_embeddings.weight, items)

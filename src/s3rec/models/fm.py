@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, check_loss, dot_scores
+from .base import AttributeMixin, ModelData, NoParams, Recommender, dot_scores
 from .encoder import EncoderConfig, init_weights
 
 
@@ -37,10 +37,7 @@ class FM(AttributeMixin, Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: NoParams | None = None, loss: str = "bce"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, None, loss)
         d = cfg.hidden_size
         self.user_embeddings = nn.Embedding(data.n_users, d)
         self.user_bias = nn.Embedding(data.n_users, 1)

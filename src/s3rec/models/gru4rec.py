@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, check_loss, dot_scores, last_tokens, token_items
+from .base import AttributeMixin, ModelData, NoParams, Recommender, dot_scores, last_tokens, token_items
 from .encoder import Dropout, EncoderConfig, init_weights
 
 GRU_DEFAULTS = {"n_layers": 1, "hidden_dropout": 0.5, "attn_dropout": 0.0, "loss": "bpr"}
@@ -54,10 +54,7 @@ class GRU4Rec(Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: NoParams | None = None, loss: str = "bpr"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, None, loss)
         d = cfg.hidden_size
         self.item_embeddings = nn.Embedding(data.n_items + 2, d, padding_idx=0)
         self.gru = nn.GRU(d, d, num_layers=cfg.n_layers, batch_first=True)

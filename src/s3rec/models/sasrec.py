@@ -11,7 +11,7 @@ import torch
 from ..data.batches import SequenceBatch
 from ..losses import (bce_next_item, ce_next_item, gbce_next_item, sampled_loss, sampled_softmax_next_item,
                       uniform_negatives)
-from .base import ModelData, Recommender, check_loss, dot_scores
+from .base import ModelData, Recommender, SlotStates, check_loss, dot_scores
 from .encoder import EncoderConfig, SequenceEncoder
 
 
@@ -33,7 +33,7 @@ def encoder_loss(model, batch: SequenceBatch, loss: str, n_items: int) -> torch.
     return bce_next_item(h, table, batch.targets, batch.negatives)
 
 
-class SASRec(SequenceEncoder, Recommender):
+class SASRec(SequenceEncoder, SlotStates, Recommender):
     """Self-attentive sequential recommendation (Kang & McAuley, ICDM 2018), S3-Rec's variant:
     post-LN blocks, GELU, learned absolute positions, shared input/output item embeddings.
 
@@ -67,14 +67,6 @@ class SASRec(SequenceEncoder, Recommender):
 
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         return encoder_loss(self, batch, self.loss_kind, self.n_items)
-
-    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
-        h = self.encode(batch)
-        return h.reshape(-1, h.shape[-1])[batch.layout.token_slot]
-
-    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
-        h = self.encode(batch)
-        return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
 
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.output_embeddings(), items)

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, check_loss, dot_scores
+from .base import AttributeMixin, ModelData, NoParams, Recommender, SlotStates, dot_scores
 from .encoder import LAYER_NORM_EPS, Dropout, Encoder, EncoderConfig, init_weights
 
 
-class SASRecF(AttributeMixin, Recommender):
+class SASRecF(AttributeMixin, SlotStates, Recommender):
     """Causal self-attention over [item embedding; mean attribute embedding] inputs (S3-Rec's SASRec_F)."""
 
     causal = True
@@ -31,10 +31,7 @@ class SASRecF(AttributeMixin, Recommender):
 
     def __init__(self, data: ModelData, cfg: EncoderConfig, params: NoParams | None = None, loss: str = "bce"):
         super().__init__()
-        check_loss(type(self), loss)
-        self.cfg = cfg
-        self.loss_kind = loss
-        self.n_items = data.n_items
+        self.setup(data, cfg, None, loss)
         d = cfg.hidden_size
         self.item_embeddings = nn.Embedding(data.n_items + 2, d, padding_idx=0)
         self.attribute_embeddings = nn.Embedding(data.n_attributes + 1, d, padding_idx=0)
@@ -52,14 +49,6 @@ class SASRecF(AttributeMixin, Recommender):
         x = self.fuse(torch.cat([self.item_embeddings(batch.items), attrs], -1))
         x = self.dropout(self.LayerNorm(x + self.position_embeddings(batch.layout.positions)))
         return self.item_encoder(x, batch.layout.mask)
-
-    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
-        h = self.encode(batch)
-        return h.reshape(-1, h.shape[-1])[batch.layout.token_slot]
-
-    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
-        h = self.encode(batch)
-        return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
 
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.item_embeddings.weight, items)
