@@ -334,8 +334,10 @@ def test_model_settings_follow_the_paper_and_stay_strict(tiny_data, tmp_path, ca
     capsys.readouterr()
     assert main([*TRAIN, "--model", "caser", "--set", "L=4", "--out", str(out), "--resume"]) == 2
     assert "model_params" in capsys.readouterr().err
-    assert main([*TRAIN, "--model", "gru4rec", "--init", "x.pt", "--out", str(tmp_path / "g")]) == 2
-    assert "sasrec" in capsys.readouterr().err
+    assert main([*TRAIN, "--model", "poprec", "--init", "x.pt", "--out", str(tmp_path / "p")]) == 2
+    assert "needs a trained model" in capsys.readouterr().err
+    assert main([*TRAIN, "--model", "gru4rec", "--init", str(tmp_path / "x.pt"), "--out", str(tmp_path / "g")]) == 2
+    assert "x.pt" in capsys.readouterr().err  # a missing checkpoint is an error, never a silent start
 
 
 def test_build_model_needs_no_dataset_to_rebuild(syn):

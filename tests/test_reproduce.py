@@ -84,9 +84,13 @@ def test_plans_share_pretraining_between_experiments(tmp_path):
     assert len(abl.pretrains) == 5 and "Beauty-default-seed42" in {p.id for p in abl.pretrains}
     assert "Beauty-seed42" not in {p.id for p in abl.pretrains}
     assert {p.id for p in abl.pretrains} >= {"Beauty-sp_weight=0-seed42", "Beauty-aap_weight=0-seed42"}
+    # Fig. 3: SASRec pre-trains causally (its own run); Caser and AutoInt share the default one;
     # unsupported methods are listed but have neither settings nor pre-training
     others = plan("pretrain_others")
-    assert not others.pretrains and sum(r.unsupported != "" for r in others.runs) == 36
+    assert {p.id for p in others.pretrains} == {f"{d}-{k}-seed42" for d in ("Beauty", "Toys") for k in ("default", "causal=True")}
+    assert all(p.cfg.causal == ("causal" in p.id) for p in others.pretrains)
+    assert sum(r.unsupported != "" for r in others.runs) == 18  # GRU4Rec, GRU4Rec_F, SASRec_F x 2 datasets x 3 seeds
+    assert all(r.pretrain is None for r in others.runs if r.unsupported)
     # limited data: one pre-training per (dataset, fraction); 100% is the default one
     ld = plan("limited_data")
     assert len(ld.pretrains) == 10 and "Sports-default-seed42" in {p.id for p in ld.pretrains}

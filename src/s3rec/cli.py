@@ -74,6 +74,8 @@ def _add_train_args(p, defaults):
         "or a hyper-parameter of the model (see `s3rec models --params`), e.g. --model caser --set L=3",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--preset", metavar="NAME|FILE", help="start from a named configuration (see `s3rec presets`) or a "
+                   "preset .toml file; flags and --set win over it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
-    t.add_argument("--init", help="start the encoder from a pre-training checkpoint (ours or the authors' state_dict)")
+    t.add_argument("--init", help="start from a pre-training checkpoint (ours or the authors' state_dict): SASRec "
+                   "takes the embeddings, LayerNorm and encoder (S3-Rec); other models their item embeddings only")
 
     # pretrain
     pt = sub.add_parser(
@@ -191,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--preset", metavar="NAME|FILE", help="fine-tuning and pre-training settings from a preset (see "
+                   "`s3rec presets`); flags, --set and --pretrain-set win over it")
 
     # evaluate
     e = sub.add_parser("evaluate", help="evaluate a saved model")
@@ -274,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--quiet", action="store_true", help="do not log each request")
     _add_reproduce_parsers(sub)
+    _add_tune_parsers(sub)
     return parser
 
 
@@ -333,6 +339,62 @@ def _add_reproduce_parsers(sub) -> None:
     rep.add_argument("--out", help="output folder (default RUNS_DIR/report)")
 
 
+def _add_tune_parsers(sub) -> None:
+    """``s3rec tune`` (a hyper-parameter search on validation) and ``s3rec presets``."""
+    from .tune.space import describe_spaces
+
+    spaces = "\n".join(f"  {n:<12} {desc}" for n, desc in describe_spaces())
+    tu = sub.add_parser(
+        "tune",
+        help="hyper-parameter search (optuna) on the validation split; resumable",
+        description="Search fine-tuning settings (and optionally pre-training settings) with optuna's TPE sampler: each "
+        "trial fine-tunes with sampled settings and scores the best epoch's validation metric (MRR sampled, NDCG@20 "
+        "full); test is never evaluated. The study lives in --study-dir (a journal file, no database): running the "
+        "same command again continues it, --trials being the total; a trial cut short is retried from its checkpoint. "
+        "best.json holds the best trial; --save-preset writes it as a preset for `s3rec train/run --preset FILE`.",
+        epilog="search spaces (--space NAME, or a .toml file of the same form: see s3rec/tune/space.py):\n" + spaces
+        + "\n\nexamples:\n"
+        "  s3rec tune --dataset LastFM --init runs/LastFM-pretrain-seed42/pretrain-epoch-150.pt --trials 30\n"
+        "  s3rec tune --dataset LastFM --trials 30 --set epochs=50      SASRec from scratch, shorter trials\n"
+        "  s3rec tune --dataset LastFM --space pretrain --pretrain-epochs 50 --trials 40\n"
+        "  s3rec tune --dataset LastFM --init CKPT --trials 30 --save-preset lastfm-tuned --preset-dir presets/\n"
+        "  s3rec train --dataset LastFM --init CKPT --preset presets/lastfm-tuned.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tu.add_argument("--dataset", required=True, help="registered name or file stem")
+    _add_data_dir(tu)
+    tu.add_argument("--trials", type=_non_negative_int, required=True,
+                    help="total number of finished trials wanted in the study (earlier runs count)")
+    tu.add_argument("--study-dir", help="study folder (default runs/tune/DATASET-MODEL-PROTOCOL-SPACE)")
+    tu.add_argument("--space", default="finetune", metavar="NAME|FILE", help="search space (default finetune)")
+    tu.add_argument("--init", help="a fixed pre-trained checkpoint every trial fine-tunes from")
+    tu.add_argument("--pretrain", action="store_true",
+                    help="pre-train S3-Rec first (once per distinct pre-training setting, cached in the study folder)")
+    tu.add_argument("--pretrain-epochs", type=_positive_int, help="pre-training epochs (implies --pretrain)")
+    tu.add_argument("--pretrain-set", dest="pretrain_sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a fixed pre-training setting (implies --pretrain)")
+    tu.add_argument("--model", help="model name (default sasrec)")
+    tu.add_argument("--protocol", choices=["sampled", "full", "full-unmasked", "full-original"], help="default sampled")
+    tu.add_argument("--seed", type=int, help="training seed of every trial (default 42)")
+    tu.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    tu.add_argument("--device", help="cpu (default) or cuda")
+    tu.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a fixed fine-tuning setting, e.g. --set epochs=50 (not one the space searches)")
+    tu.add_argument("--preset", metavar="NAME|FILE", help="base settings from a preset; --set wins over it")
+    tu.add_argument("--save-preset", metavar="NAME", help="write the best trial as the preset file PRESET_DIR/NAME.toml")
+    tu.add_argument("--preset-dir", metavar="DIR", help="folder for --save-preset (default: the study folder)")
+    tu.add_argument("--verbose", action="store_true", help="log every epoch of every trial")
+
+    ps = sub.add_parser(
+        "presets",
+        help="list the shipped presets, or show one",
+        description="Presets are named configurations (TOML files in s3rec/presets/) that `s3rec train --preset NAME` "
+        "and `s3rec run --preset NAME` start from; flags and --set win over them. `--preset FILE.toml` takes any "
+        "preset file, such as one written by `s3rec tune --save-preset`.",
+    )
+    ps.add_argument("name", nargs="?", metavar="NAME|FILE", help="show this preset's settings")
+
+
 _TRAIN_FLAGS = ("dataset", "model", "protocol", "epochs", "seed", "loss", "device", "init")
 
 
@@ -344,7 +406,12 @@ def _train_config(args, base=None):
     if "model" in overrides:
         overrides["model"] = overrides["model"].lower()
     overrides.update(parse_sets(args.sets))
-    return with_overrides(base or TrainConfig(), overrides).validate()
+    base = base or TrainConfig()
+    if getattr(args, "preset", None):
+        from .presets import apply_finetune, load_preset
+
+        base = apply_finetune(base, load_preset(args.preset))
+    return with_overrides(base, overrides).validate()
 
 
 def _non_negative_int(text: str) -> int:
@@ -607,7 +674,7 @@ def cmd_train(args) -> int:
         _log(f"{out} already finished; results:")
         print((out / "results.json").read_text().strip())
         return 0
-    paper_model = "s3rec" if cfg.init else cfg.model
+    paper_model = "s3rec" if cfg.init and cfg.model == "sasrec" else cfg.model
     results = _finetune(cfg, args.data_dir, out, args.resume, args.overwrite, args.quiet, paper_model)
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"], "out": str(out)}, indent=2))
     return 0
@@ -651,6 +718,8 @@ def cmd_pretrain(args) -> int:
 
 def cmd_run(args) -> int:
     """Pre-train, fine-tune from the last pre-training checkpoint, evaluate test: one command."""
+    import dataclasses
+
     from .config import PretrainConfig, TrainConfig, config_from_json, parse_sets, with_overrides
     from .data.registry import registered
 
@@ -661,12 +730,16 @@ def cmd_run(args) -> int:
     pre_given = given({"dataset": info.name if info else args.dataset, "seed": args.seed, "device": args.device,
                        "epochs": args.pretrain_epochs}, args.pretrain_sets)
     ft_given = given({"seed": args.seed, "device": args.device, "protocol": args.protocol}, args.sets)
-    pre = with_overrides(PretrainConfig(), pre_given).validate()
+    from .presets import apply_finetune, apply_pretrain, load_preset
+
+    preset = load_preset(args.preset) if args.preset else None
+    pre = with_overrides(apply_pretrain(PretrainConfig(), preset), pre_given).validate()
     protocol = ft_given.get("protocol", "sampled")
     out = Path(args.out) if args.out else Path("runs") / f"{pre.dataset}-s3rec-{protocol}-seed{pre.seed}"
     pre_json, ft_json = out / "pretrain" / "config.json", out / "finetune" / "config.json"
     if args.resume and pre_json.is_file():  # settings not given now come from the run being resumed
-        pre = with_overrides(config_from_json(pre_json.read_text(), PretrainConfig), pre_given).validate()
+        pre = with_overrides(apply_pretrain(config_from_json(pre_json.read_text(), PretrainConfig), preset),
+                             pre_given).validate()
     if _prepare_out(out / "finetune", args.resume, args.overwrite):
         _log(f"{out} already finished; results:")
         print((out / "finetune" / "results.json").read_text().strip())
@@ -675,9 +748,10 @@ def cmd_run(args) -> int:
         raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
     summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, args.quiet)
     shared = ("dataset", "seed", "device", "hidden_size", "n_layers", "n_heads", "max_len")
-    ft_base = TrainConfig(**{k: getattr(pre, k) for k in shared}, init=summary["checkpoint"])
+    ft_base = dataclasses.replace(apply_finetune(TrainConfig(), preset), **{k: getattr(pre, k) for k in shared},
+                                  init=summary["checkpoint"])
     if args.resume and ft_json.is_file():
-        ft_base = config_from_json(ft_json.read_text())
+        ft_base = apply_finetune(config_from_json(ft_json.read_text()), preset)
     ft = with_overrides(ft_base, ft_given).validate()
     results = _finetune(ft, args.data_dir, out / "finetune", args.resume, args.overwrite, args.quiet, "s3rec")
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "pretrain_epochs": summary["epochs"],
@@ -840,12 +914,59 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .config import parse_sets
+    from .presets import load_preset
+    from .tune.space import load_space
+    from .tune.study import Tuner, make_setup, save_best_preset
+
+    ft_sets = {k: getattr(args, k) for k in ("model", "protocol", "seed", "device", "init") if getattr(args, k) is not None}
+    ft_sets.update(parse_sets(args.sets))
+    pre_sets = parse_sets(args.pretrain_sets)
+    if args.pretrain_epochs is not None:
+        pre_sets["epochs"] = args.pretrain_epochs
+    preset = load_preset(args.preset) if args.preset else None
+    setup = make_setup(args.dataset, load_space(args.space), ft_sets, pre_sets, preset, args.pretrain, args.study_dir,
+                       args.data_dir, args.sampler_seed)
+    best = Tuner(setup, log=_log, verbose=args.verbose).run(args.trials)
+    if best is None:
+        raise S3RecError(f"no trial of the study in {setup.study_dir} completed (see the lines above)")
+    params = ", ".join(f"{k}={v}" for section in best["params"].values() for k, v in section.items())
+    _log(f"best: trial {best['trial']}, valid {best['metric']} {best['value']:.4f}: {params}\n"
+         f"  {setup.study_dir / 'best.json'}; its test score, once chosen: s3rec evaluate {best['checkpoint']} "
+         f"--protocol {best['protocol']}")
+    if args.save_preset:
+        path = save_best_preset(best, args.save_preset, args.preset_dir or setup.study_dir)
+        _log(f"preset written: {path} (use it with --preset {path})")
+    print(json.dumps(best, indent=2))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .presets import describe_presets, load_preset
+
+    if args.name:
+        preset = load_preset(args.name)
+        print(f"{preset.name}: {preset.description}")
+        for section in ("finetune", "pretrain"):
+            table = getattr(preset, section)
+            if table:
+                print(f"  [{section}] " + ", ".join(f"{k}={v}" for k, v in table.items()))
+        return 0
+    rows = describe_presets()
+    width = max([len(n) for n, _ in rows] + [6])
+    for name, desc in rows:
+        print(f"{name:<{width}}  {textwrap.shorten(desc, 100)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"data": cmd_data, "train": cmd_train, "pretrain": cmd_pretrain, "run": cmd_run,
                 "evaluate": cmd_evaluate, "bench": cmd_bench, "models": cmd_models,
-                "recommend": cmd_recommend, "serve": cmd_serve, "reproduce": cmd_reproduce, "report": cmd_report}
+                "recommend": cmd_recommend, "serve": cmd_serve, "reproduce": cmd_reproduce, "report": cmd_report,
+                "tune": cmd_tune, "presets": cmd_presets}
     try:
         return handlers[args.command](args)
     except S3RecError as e:

@@ -130,7 +130,7 @@ class TrainConfig(EncoderSettings):
             (self.n_negatives >= 1, "n_negatives must be >= 1"),
             (self.valid_users >= 0, "valid_users must be >= 0 (0: every user)"),
             (0.0 <= self.gbce_t <= 1.0, "gbce_t must be in [0, 1]"),
-            (not self.init or self.model == "sasrec", "init (pre-trained weights) is supported for model sasrec only"),
+            (not self.init or cls.trainable, f"init (pre-trained weights) needs a trained model, not {self.model}"),
             (self.train_fraction == 1 or cls.trainable,
              f"train_fraction < 1 needs a trained model; {self.model} is fitted from every user's data when built"),
             *self.params().checks(),
@@ -154,6 +154,7 @@ class PretrainConfig(EncoderSettings):
     segment_pool: str = "train"  # or "full": the released code's pool, which leaks valid/test items
     save_every: int = 10  # keep a checkpoint every N epochs (plus the latest)
     amp: str = "none"  # or "bf16": autocast (CUDA or CPU)
+    causal: bool = False  # True: left-to-right attention while pre-training (Fig. 3's unidirectional SASRec)
     init: str = ""  # continue from a pre-training checkpoint (ours or the authors' layout)
 
     def _checks(self):

@@ -82,7 +82,7 @@ class Pretrainer:
         cfg = self.cfg
         batch = pretrain_batch(
             self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
-            self.with_items, self.with_segments, cfg.max_len, cfg.packed,
+            self.with_items, self.with_segments, cfg.max_len, cfg.packed, cfg.causal,
         ).to(cfg.device)
         attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
         amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)

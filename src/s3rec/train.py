@@ -157,17 +157,20 @@ def finetune(
     progress: bool = True,
     log=lambda msg: print(msg, file=sys.stderr),
     init_state: dict | None = None,
+    evaluate_test: bool = True,
 ) -> dict:
     """Train, early-stop on validation, reload the best weights, evaluate test once; return results.
 
-    A model that is not trainable (PopRec) is validated once (epoch 0) and tested."""
+    A model that is not trainable (PopRec) is validated once (epoch 0) and tested. With
+    ``evaluate_test=False`` (hyper-parameter search) test is never looked at: ``results["test"]`` is
+    None and no ``test_ranks.npy`` is written."""
     t_start = time.time()
     cfg = cfg.resolved()  # config.json records every hyper-parameter of the model
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     model, optimizer = build(cfg, ds)
     if init_state is not None:
-        checkpoint.load_model_state(model, init_state, "--init")
+        model.load_pretrained(init_state, "--init")
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     best = {"score": float("-inf"), "epoch": 0, "valid": {}}
@@ -233,10 +236,12 @@ def finetune(
 
     if model.trainable and since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
-    checkpoint.load_model_state(model, best_weights, str(ckpt_path))
-    ranks, info = evaluate_ranks(model, ds, "test", cfg.protocol, cfg.device, st)
-    test = metrics_from_ranks(ranks)
-    save_ranks(out / "test_ranks.npy", ranks)  # per-user test ranks, for paired significance tests
+    test, info = None, None
+    if evaluate_test:
+        checkpoint.load_model_state(model, best_weights, str(ckpt_path))
+        ranks, info = evaluate_ranks(model, ds, "test", cfg.protocol, cfg.device, st)
+        test = metrics_from_ranks(ranks)
+        save_ranks(out / "test_ranks.npy", ranks)  # per-user test ranks, for paired significance tests
     results = {
         "valid": best["valid"],
         "test": test,

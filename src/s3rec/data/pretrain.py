@@ -110,8 +110,12 @@ def pretrain_batch(
     with_segments: bool = True,
     max_len: int = 50,
     packed: bool = True,
+    causal: bool = False,
 ) -> PretrainBatch:
-    """Corrupt the instances ``idx`` and pack everything the requested objectives need."""
+    """Corrupt the instances ``idx`` and pack everything the requested objectives need.
+
+    ``causal=True`` gives every sequence a causal (left-to-right) mask instead of S3-Rec's
+    bidirectional one: the objectives applied to a unidirectional encoder (the paper's Fig. 3)."""
     mask_id = st.n_items + 1
     start, m = inst.start[idx], inst.length[idx]
     B = len(idx)
@@ -146,7 +150,7 @@ def pretrain_batch(
     # the masked prefixes and the SP sequences are packed in separate rows (see S3RecPretrain.losses)
     sizes = [B] * len(lengths)
     groups = [sizes[0], sum(sizes[1:])] if with_items and with_segments else [sum(sizes)]
-    layout = make_layout(torch.cat(lengths), max_len, causal=False, mask_value=PRETRAIN_MASK_VALUE, packed=packed,
+    layout = make_layout(torch.cat(lengths), max_len, causal=causal, mask_value=PRETRAIN_MASK_VALUE, packed=packed,
                          group_sizes=groups)
     packed_items = scatter_tokens(layout, torch.cat(values))
     T = len(seq) if with_items else 0

@@ -103,6 +103,21 @@ class Recommender(nn.Module):
     def from_config(cls, data: ModelData, cfg) -> "Recommender":
         return cls(data, cfg.encoder(), cfg.params(), cfg.loss)
 
+    def load_pretrained(self, state: dict, source: str) -> None:
+        """Start from a pre-trained S3-Rec encoder state (``--init``). By default only the item
+        embedding table is taken: the paper's treatment of the models whose architecture is not the
+        encoder's (Caser, AutoInt in Fig. 3). :class:`~s3rec.models.sasrec.SASRec` takes everything."""
+        from ..errors import CheckpointError
+
+        own = self.state_dict().get("item_embeddings.weight")
+        given = state.get("item_embeddings.weight")
+        if own is None:
+            raise CheckpointError(f"{source}: model {type(self).__name__} has no item embedding table to initialise")
+        if given is None or given.shape != own.shape:
+            shape = None if given is None else tuple(given.shape)
+            raise CheckpointError(f"{source}: item embeddings {shape} do not fit {type(self).__name__}'s {tuple(own.shape)}")
+        self.load_state_dict({"item_embeddings.weight": given}, strict=False)
+
     def setup(self, data: ModelData, cfg, params, loss: str) -> None:
         """The common start of a model's ``__init__`` (after ``nn.Module.__init__``): check that the
         model supports ``loss`` and keep the settings (``cfg``, ``params``, ``loss_kind``, ``n_items``)."""

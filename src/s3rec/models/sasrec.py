@@ -68,5 +68,11 @@ class SASRec(SequenceEncoder, SlotStates, Recommender):
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         return encoder_loss(self, batch, self.loss_kind, self.n_items)
 
+    def load_pretrained(self, state: dict, source: str) -> None:
+        """S3-Rec fine-tuning: the embeddings, LayerNorm and encoder, every tensor checked."""
+        from ..checkpoint import load_model_state
+
+        load_model_state(self, state, source)
+
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.output_embeddings(), items)

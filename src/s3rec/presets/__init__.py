@@ -1,0 +1,157 @@
+"""Presets: named configurations shipped as TOML files, applied under the command line's settings.
+
+A preset is a TOML file with a one-line ``description``, a ``[finetune]`` table (settings of
+:class:`~s3rec.config.TrainConfig`, as ``--set`` takes them) and an optional ``[pretrain]`` table
+(settings of :class:`~s3rec.config.PretrainConfig`, used by ``s3rec run``), and optionally a
+``[source]`` table recording where it came from (a search's study, score and trial; never read).
+The shipped presets are ``s3rec/presets/NAME.toml``: adding one is dropping a file there. ``--preset``
+takes such a NAME or the path of any preset file (what ``s3rec tune --save-preset`` writes).
+
+Order of application: the defaults, then the preset, then explicit flags and ``--set`` (they win).
+The dataset, the checkpoint to start from and the device are the command line's business: a preset
+that sets them is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..fileio import atomic_write_text
+
+_TOP_KEYS = {"description", "finetune", "pretrain", "source"}
+# chosen by the command line, never by a preset
+NOT_PRESET = ("dataset", "init", "device")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    finetune: dict = field(default_factory=dict)
+    pretrain: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def _shipped_dir():
+    return resources.files("s3rec.presets")
+
+
+def preset_names() -> list[str]:
+    """The shipped presets, sorted."""
+    return sorted(p.name[:-5] for p in _shipped_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def _is_path(ref: str) -> bool:
+    return ref.endswith(".toml") or "/" in ref or "\\" in ref
+
+
+def load_preset(ref: str) -> Preset:
+    """A shipped preset by name, or a preset file by path (ending in .toml or containing a slash)."""
+    if _is_path(ref):
+        path = Path(ref)
+        if not path.is_file():
+            raise ConfigError(f"preset file {ref} not found")
+        text, name = path.read_text(encoding="utf-8"), path.stem
+    else:
+        res = _shipped_dir() / f"{ref}.toml"
+        if not res.is_file():
+            raise ConfigError(f"unknown preset {ref!r}; shipped: {', '.join(preset_names()) or 'none'} "
+                              "(or give the path of a .toml preset file)")
+        text, name = res.read_text(encoding="utf-8"), ref
+    return parse_preset(text, name, ref)
+
+
+def parse_preset(text: str, name: str, where: str) -> Preset:
+    """Parse and check a preset: known top-level keys and settings, values of the right types."""
+    from ..config import PretrainConfig, TrainConfig, with_overrides
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"preset {where}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"preset {where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(_TOP_KEYS))}")
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        raise ConfigError(f"preset {where}: description must be a string")
+    tables = {}
+    for key, cls in (("finetune", TrainConfig), ("pretrain", PretrainConfig)):
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"preset {where}: [{key}] must be a table")
+        bad = [k for k in table if k in NOT_PRESET]
+        if bad:
+            raise ConfigError(f"preset {where}: [{key}] {bad[0]} is chosen on the command line, not by a preset")
+        try:
+            with_overrides(cls(), table).validate()
+        except ConfigError as e:
+            raise ConfigError(f"preset {where}: [{key}] {e}") from None
+        tables[key] = table
+    source = data.get("source", {})
+    if not isinstance(source, dict):
+        raise ConfigError(f"preset {where}: [source] must be a table")
+    return Preset(name, desc, tables["finetune"], tables["pretrain"], source, where)
+
+
+def describe_presets() -> list[tuple[str, str]]:
+    """``(name, description)`` of every shipped preset."""
+    return [(n, load_preset(n).description) for n in preset_names()]
+
+
+def apply_finetune(cfg, preset: Preset | None):
+    """``cfg`` (a TrainConfig) with the preset's fine-tuning settings; unchanged without a preset."""
+    from ..config import with_overrides
+
+    return with_overrides(cfg, preset.finetune) if preset else cfg
+
+
+def apply_pretrain(cfg, preset: Preset | None):
+    """``cfg`` (a PretrainConfig) with the preset's pre-training settings; unchanged without a preset."""
+    from ..config import with_overrides
+
+    return with_overrides(cfg, preset.pretrain) if preset else cfg
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def preset_toml(description: str, finetune: dict, pretrain: dict | None = None, source: dict | None = None) -> str:
+    """A preset file's text (the form :func:`parse_preset` reads)."""
+    lines = [f"description = {_toml_value(description)}", "", "[finetune]"]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in finetune.items()]
+    if pretrain:
+        lines += ["", "[pretrain]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in pretrain.items()]
+    if source:
+        lines += ["", "[source]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in source.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_preset(path: Path, description: str, finetune: dict, pretrain: dict | None = None,
+                source: dict | None = None) -> Path:
+    """Write a preset file atomically, after checking that it reads back."""
+    text = preset_toml(description, finetune, pretrain, source)
+    parse_preset(text, Path(path).stem, str(path))
+    atomic_write_text(path, text)
+    return Path(path)
