@@ -272,6 +272,24 @@ def parse_sets(pairs: list[str]) -> dict:
     return out
 
 
+def parse_toml_head(text: str, kind: str, where: str, top_keys) -> tuple[dict, str]:
+    """Parse a settings TOML file (a preset, a search space): ``(data, description)``, with one-line
+    errors for invalid TOML, an unknown top-level key or a non-string ``description``."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{kind} {where}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - set(top_keys))
+    if unknown:
+        raise ConfigError(f"{kind} {where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(top_keys))}")
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        raise ConfigError(f"{kind} {where}: description must be a string")
+    return data, desc
+
+
 def config_from_json(text: str, cls=TrainConfig):
     try:
         data = json.loads(text)

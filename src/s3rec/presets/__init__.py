@@ -15,7 +15,6 @@ that sets them is rejected.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -69,18 +68,9 @@ def load_preset(ref: str) -> Preset:
 
 def parse_preset(text: str, name: str, where: str) -> Preset:
     """Parse and check a preset: known top-level keys and settings, values of the right types."""
-    from ..config import PretrainConfig, TrainConfig, with_overrides
+    from ..config import PretrainConfig, TrainConfig, parse_toml_head, with_overrides
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"preset {where}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"preset {where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(_TOP_KEYS))}")
-    desc = data.get("description", "")
-    if not isinstance(desc, str):
-        raise ConfigError(f"preset {where}: description must be a string")
+    data, desc = parse_toml_head(text, "preset", where, _TOP_KEYS)
     tables = {}
     for key, cls in (("finetune", TrainConfig), ("pretrain", PretrainConfig)):
         table = data.get(key, {})

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -227,16 +226,9 @@ def _param(section: str, name: str, spec, earlier: dict[str, Param], where: str)
 
 def parse_space(text: str, name: str, where: str) -> Space:
     """Parse a space file's text (structure and ranges; :meth:`Space.check` checks the values)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"space {where}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"space {where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(_TOP_KEYS))}")
-    desc = data.get("description", "")
-    if not isinstance(desc, str):
-        raise ConfigError(f"space {where}: description must be a string")
+    from ..config import parse_toml_head
+
+    data, desc = parse_toml_head(text, "space", where, _TOP_KEYS)
     params: list[Param] = []
     for section in SECTIONS:
         table = data.get(section, {})
