@@ -178,6 +178,26 @@ def test_poprec_finds_a_planted_popularity(tmp_path):
     assert metrics["HR@5"] > 0.4  # chance is 5/33 = 0.15 (40 items, 7 in the history)
 
 
+@pytest.mark.parametrize("count", ["history", "train"])
+def test_poprec_counts_only_what_precedes_the_ranked_target(count, tmp_path):
+    """Validation ranks by the counts over s[:-2]; test by s[:-1] (count=history) or again s[:-2]
+    (count=train). A validation or test target is never counted where it is ranked."""
+    seqs = {1: [1, 2, 3, 4], 2: [1, 2, 4, 3], 3: [2, 1, 4, 5]}
+    folder = write_dataset(tmp_path, "Cnt", seqs)
+    ds = load_files("Cnt", folder / "Cnt.txt", None)
+    model = built("poprec", ds, model_params={"count": count})
+    st = SequenceTensors(ds)
+    users = torch.arange(3)
+    train_counts = torch.tensor([0, 3, 3, 0, 0, 0, 0], dtype=torch.float)  # s[:-2]: [1,2] [1,2] [2,1]
+    history_counts = train_counts + torch.tensor([0, 0, 0, 1, 2, 0, 0], dtype=torch.float)  # + 3, 4, 4
+    valid = score_users(model, st, users, "valid")
+    test = score_users(model, st, users, "test")
+    assert torch.equal(valid, train_counts.expand(3, -1))
+    assert torch.equal(test, (history_counts if count == "history" else train_counts).expand(3, -1))
+    cands = torch.tensor([[4, 1], [3, 5], [5, 2]])
+    assert torch.equal(score_users(model, st, users, "test", items=cands), test.gather(1, cands))
+
+
 def preference_data(tmp_path):
     """Two groups of users: one consumes only items with attribute 1 (items 1..20), the other only
     items with attribute 2 (21..40), in random order: no sequential signal, only a preference."""
@@ -314,7 +334,7 @@ def small_params_json(name: str) -> str:
 
 def test_model_settings_follow_the_paper_and_stay_strict(tiny_data, tmp_path, capsys):
     bert = small_cfg("bert4rec")
-    assert (bert.lr, bert.hidden_dropout, bert.loss, bert.weight_decay) == (1e-4, 0.1, "ce", 0.01)
+    assert (bert.lr, bert.hidden_dropout, bert.loss, bert.weight_decay) == (1e-3, 0.1, "ce", 0.01)
     assert small_cfg("bert4rec", lr=0.01).lr == 0.01  # what is given wins over the paper's default
     assert small_cfg("sasrec").lr == 1e-3 and small_cfg("caser", L=3).model_params["L"] == 3
     assert with_overrides(bert, {"model": "sasrec"}).hidden_dropout == 0.5  # back to SASRec's

@@ -93,13 +93,14 @@ class SequenceBatch:
     users: torch.Tensor  # [B] user rows
     targets: torch.Tensor | None = None  # [T] next item at every token
     negatives: torch.Tensor | None = None  # [T]
+    split: str | None = None  # "valid" / "test" for evaluation inputs; None for training or a given history
 
     def to(self, device) -> "SequenceBatch":
         if str(device) == "cpu":
             return self
         opt = lambda t: None if t is None else t.to(device)  # noqa: E731
         return SequenceBatch(self.layout.to(device), self.items.to(device), self.users.to(device),
-                             opt(self.targets), opt(self.negatives))
+                             opt(self.targets), opt(self.negatives), self.split)
 
 
 def _tokens(start: torch.Tensor, layout: Layout) -> torch.Tensor:
@@ -133,4 +134,4 @@ def eval_batch(
     start, end = st.split_bounds(split, max_len, users)
     layout = make_layout(end - start, max_len, causal, FINETUNE_MASK_VALUE, packed=packed)
     items = scatter_tokens(layout, st.items[_tokens(start, layout)])
-    return SequenceBatch(layout, items, users)
+    return SequenceBatch(layout, items, users, split=split)

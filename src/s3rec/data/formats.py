@@ -105,19 +105,19 @@ def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.asarray(user_ids, dtype=np.int64), offsets, items
 
 
-def _line_of_key(text: str, key: str) -> int:
+def line_of_key(text: str, key: str) -> int:
+    """The 1-based line of a JSON text where the object key ``key`` first appears (1 if not found)."""
     m = re.search(r'"' + re.escape(key) + r'"\s*:', text)
     return text.count("\n", 0, m.start()) + 1 if m else 1
 
 
-def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Read ``NAME_item2attributes.json`` into CSR arrays indexed by item id.
+_line_of_key = line_of_key
 
-    Returns ``(offsets [n_items + 2], attributes [n], n_attributes)``: the attributes of item ``i``
-    are ``attributes[offsets[i]:offsets[i+1]]`` (duplicates kept as in the file; rows 0 (padding)
-    and ``n_items + 1`` (mask) are empty). ``n_attributes`` is the largest attribute id.
-    """
-    path = Path(path)
+
+def read_json_object(path: Path, what: str) -> tuple[dict, str]:
+    """``(mapping, text)`` of a UTF-8 JSON file holding one object; every failure is a one-line
+    :class:`DataError` naming the file (and the line where JSON reports one). ``what`` describes the
+    expected object in the message."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -129,7 +129,19 @@ def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndar
     except ValueError:  # a number beyond Python's int-conversion limit (4300 digits)
         raise DataError(path, None, "malformed JSON: a number has too many digits") from None
     if not isinstance(mapping, dict):
-        raise DataError(path, 1, f"expected a JSON object item_id -> [attribute ids], got {type(mapping).__name__}")
+        raise DataError(path, 1, f"expected a JSON object {what}, got {type(mapping).__name__}")
+    return mapping, text
+
+
+def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read ``NAME_item2attributes.json`` into CSR arrays indexed by item id.
+
+    Returns ``(offsets [n_items + 2], attributes [n], n_attributes)``: the attributes of item ``i``
+    are ``attributes[offsets[i]:offsets[i+1]]`` (duplicates kept as in the file; rows 0 (padding)
+    and ``n_items + 1`` (mask) are empty). ``n_attributes`` is the largest attribute id.
+    """
+    path = Path(path)
+    mapping, text = read_json_object(path, "item_id -> [attribute ids]")
     per_item: list[list[int]] = [[] for _ in range(n_items + 2)]
     for key, value in mapping.items():
         if not re.fullmatch(r"[0-9]+", key):

@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError, S3RecError
 from ..fileio import atomic_path
-from .formats import MIN_SEQUENCE_LENGTH
+from .formats import MIN_SEQUENCE_LENGTH, line_of_key, read_json_object
 
 Log = Callable[[str], None]
 
@@ -501,26 +501,13 @@ def attribute_pairs(items, attrs, source: Source) -> AttributePairs:
 
 
 def _read_json_attributes(path: Path) -> AttributePairs:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
-    try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
-    except ValueError as e:
-        raise DataError(path, None, f"malformed JSON: {e}") from None
-    if not isinstance(mapping, dict):
-        raise DataError(path, 1, f"expected a JSON object item -> [attributes], got {type(mapping).__name__}")
+    mapping, text = read_json_object(path, "item -> [attributes]")
     items: list[str] = []
     attrs: list[str] = []
     for key, value in mapping.items():
         ok = isinstance(value, list) and all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in value)
         if not ok:
-            m = re.search(r'"' + re.escape(key) + r'"\s*:', text)
-            line = text.count("\n", 0, m.start()) + 1 if m else None
-            raise DataError(path, line, f"item {key!r}: expected a list of attribute names (strings or integers)")
+            raise DataError(path, line_of_key(text, key), f"item {key!r}: expected a list of attribute names (strings or integers)")
         for a in value:
             a = str(a)
             if a:

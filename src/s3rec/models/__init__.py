@@ -27,7 +27,7 @@ def _registry() -> dict:
     from .sasrec_f import SASRecF
 
     return {
-        "poprec": (PopRec, "PopRec: items ranked by their number of training interactions; nothing is trained"),
+        "poprec": (PopRec, "PopRec: items ranked by their number of interactions before the ranked target; nothing is trained"),
         "fm": (FM, "FM: factorization machine over user, item and mean-pooled item attributes (non-sequential)"),
         "autoint": (AutoInt, "AutoInt: multi-head self-attention over user, item and attribute fields (non-sequential)"),
         "gru4rec": (GRU4Rec, "GRU4Rec: GRU over item embeddings, next-item loss at every position"),

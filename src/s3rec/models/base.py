@@ -55,7 +55,8 @@ class ModelData:
 
     ``attr_offsets [n_items + 3]`` / ``attr_ids [nnz]``: each item's distinct attribute ids in CSR form,
     indexed by item id (padding 0 and the mask id have none; duplicates in the source file are
-    dropped). ``popularity [n_items + 2]``: interactions per item in the training parts s[:-2].
+    dropped). ``popularity [n_items + 2]``: interactions per item in the training parts s[:-2];
+    ``popularity_history [n_items + 2]``: the same over s[:-1] (what precedes every test target).
     """
 
     n_users: int
@@ -64,6 +65,7 @@ class ModelData:
     attr_offsets: torch.Tensor
     attr_ids: torch.Tensor
     popularity: torch.Tensor
+    popularity_history: torch.Tensor
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelData":
@@ -75,8 +77,10 @@ class ModelData:
         pos = np.arange(len(ds.items)) - np.repeat(ds.offsets[:-1], ds.lengths)
         train = pos < np.repeat(ds.lengths - 2, ds.lengths)  # the training part s[:-2] of every user
         pop = np.bincount(ds.items[train], minlength=ds.n_items + 2).astype(np.float32)
+        history = pos < np.repeat(ds.lengths - 1, ds.lengths)  # s[:-1]
+        pop_history = np.bincount(ds.items[history], minlength=ds.n_items + 2).astype(np.float32)
         return cls(ds.n_users, ds.n_items, ds.n_attributes, torch.from_numpy(offsets),
-                   torch.from_numpy(attr.astype(np.int64)), torch.from_numpy(pop))
+                   torch.from_numpy(attr.astype(np.int64)), torch.from_numpy(pop), torch.from_numpy(pop_history))
 
     @classmethod
     def from_state(cls, n_items: int, n_attributes: int, state: dict) -> "ModelData":
@@ -85,7 +89,7 @@ class ModelData:
         offsets = state.get("attr_offsets", torch.zeros(n_items + 3, dtype=torch.long))
         ids = state.get("attr_ids", torch.zeros(0, dtype=torch.long))
         pop = state.get("popularity", torch.zeros(n_items + 2))
-        return cls(n_users, n_items, n_attributes, offsets, ids, pop)
+        return cls(n_users, n_items, n_attributes, offsets, ids, pop, state.get("popularity_history", pop))
 
 
 class Recommender(nn.Module):

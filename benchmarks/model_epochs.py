@@ -1,0 +1,53 @@
+"""Median seconds per fine-tuning epoch of every registered model on one dataset (`s3rec bench train`).
+
+Runs `s3rec bench train --dataset D --model M --timed-epochs N --json` for each model, one after the
+other (nothing else should run meanwhile), and collects the answers.
+Usage: python benchmarks/model_epochs.py [--dataset Beauty] [--models sasrec fm ...] [--timed-epochs 3]
+Writes benchmarks/results/model_epochs_DATASET.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from s3rec.bench import machine_description
+from s3rec.models import model_names
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="Beauty")
+    p.add_argument("--models", nargs="+", default=model_names())
+    p.add_argument("--timed-epochs", type=int, default=3)
+    p.add_argument("--protocol", default="sampled")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    out = Path(args.out or Path(__file__).parent / "results" / f"model_epochs_{args.dataset}.json")
+    results = {}
+    for name in args.models:
+        cmd = [sys.executable, "-m", "s3rec", "bench", "train", "--dataset", args.dataset, "--model", name,
+               "--protocol", args.protocol, "--timed-epochs", str(args.timed_epochs), "--json"]
+        results[name] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        r = results[name]
+        print(f"| {name} | {r['median_seconds_per_epoch']:.2f} | {r['median_train_seconds']:.2f} | "
+              f"{r['median_valid_seconds']:.2f} |", flush=True)
+    record = {
+        "benchmark": "model_epochs",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "command": "s3rec bench train --dataset {} --model MODEL --protocol {} --timed-epochs {} --json".format(
+            args.dataset, args.protocol, args.timed_epochs),
+        "results": results,
+    }
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out)
+
+
+if __name__ == "__main__":
+    main()
