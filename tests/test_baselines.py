@@ -264,34 +264,49 @@ def test_every_supported_loss_trains(name, syn):
 
 
 def test_bert4rec_cloze_batches(syn):
-    """The Cloze sequence is s[:-2] cut to max_len, and the prediction row ends with the mask token."""
+    """The Cloze sequence is s[:-2] cut to max_len, and the prediction sequence ends with the mask token."""
     model = built("bert4rec", syn)
     st = SequenceTensors(syn)
-    seen = {}
-    original = model.hidden
+    seen = []
+    original = model.hidden_tokens
 
-    def spy(x):
-        seen.setdefault("x", []).append(x.clone())
-        return original(x)
+    def spy(layout, values):
+        seen.append(values.split(layout.lengths.tolist()))
+        return original(layout, values)
 
-    model.hidden = spy
-    users = torch.arange(4)
+    model.hidden_tokens = spy
+    users = torch.arange(6)
     torch.manual_seed(0)
-    model.loss(finetune_batch(st, users, torch.Generator().manual_seed(0), MAX_LEN, packed=False, causal=False))
-    x = seen["x"][0]  # [2B, L]: Cloze rows, then last-item-only rows
-    for k in range(4):
+    model.loss(finetune_batch(st, users, torch.Generator().manual_seed(0), MAX_LEN, packed=True, causal=False))
+    cloze, last_only = seen[0], seen[1]  # the random masks, then the last-item-only copies
+    for k in range(6):
         s = syn.sequence(k).tolist()[:-2][-MAX_LEN:]
-        row, last_only = x[k].tolist(), x[4 + k].tolist()
-        real = [v for v in row if v != 0]
-        assert len(real) == len(s)
-        assert all(v in (a, model.mask_id) for v, a in zip(real, s))
-        assert [v for v in last_only if v != 0] == s[:-1] + [model.mask_id]
+        assert len(cloze[k]) == len(s)
+        assert all(v in (a, model.mask_id) for v, a in zip(cloze[k].tolist(), s))
+        assert last_only[k].tolist() == s[:-1] + [model.mask_id]
     with torch.no_grad():
-        model.user_states(eval_batch(st, users, "test", MAX_LEN, packed=False, causal=False))
-    x = seen["x"][-1]
-    for k in range(4):
+        model.user_states(eval_batch(st, users, "test", MAX_LEN, packed=True, causal=False))
+    for k in range(6):
         s = syn.sequence(k).tolist()[:-1][-(MAX_LEN - 1):]
-        assert [v for v in x[k].tolist() if v != 0] == s + [model.mask_id]
+        assert seen[-1][k].tolist() == s + [model.mask_id]
+
+
+def test_bert4rec_packed_states_equal_padded_rows(syn):
+    """Packing is exact: the prediction states equal those of each history (+ mask) right-aligned in
+    its own row of max_len, positions 0..max_len-1 and padding keys masked (BERT4Rec's own layout)."""
+    model = built("bert4rec", syn)
+    st = SequenceTensors(syn)
+    users = torch.arange(syn.n_users)
+    with torch.no_grad():
+        packed = model.user_states(eval_batch(st, users, "test", MAX_LEN, packed=True, causal=False))
+        rows = torch.zeros(len(users), MAX_LEN, dtype=torch.long)
+        for k in range(len(users)):
+            s = syn.sequence(k).tolist()[:-1][-(MAX_LEN - 1):] + [model.mask_id]
+            rows[k, MAX_LEN - len(s):] = torch.tensor(s)
+        positions = torch.arange(MAX_LEN).expand_as(rows)
+        mask = (rows == 0)[:, None, None, :].float() * FINETUNE_MASK_VALUE
+        padded = model.transform(model.encoder(rows, positions, mask)[:, -1])
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
 
 
 def test_model_data_from_the_dataset(syn):

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from ..data.packing import FINETUNE_MASK_VALUE
-from .base import ModelData, Recommender, dot_scores, to_grid, token_items
+from ..data.packing import FINETUNE_MASK_VALUE, Layout, make_layout, scatter_tokens
+from .base import ModelData, Recommender, dot_scores, token_items
 from .encoder import LAYER_NORM_EPS, EncoderConfig, SequenceEncoder, init_weights
 
 
@@ -53,6 +53,7 @@ class BERT4Rec(Recommender):
     """Bidirectional self-attention, Cloze objective, mask token appended at prediction (Sun et al., CIKM 2019)."""
 
     causal = False
+    packed_ok = True  # (it re-lays out every batch itself, always packed)
     defaults = {"lr": 1e-3, "hidden_dropout": 0.1, "attn_dropout": 0.1, "weight_decay": 0.01, "loss": "ce"}
     Params = BERT4RecParams
 
@@ -67,38 +68,75 @@ class BERT4Rec(Recommender):
         self.output_bias = nn.Parameter(torch.zeros(data.n_items + 2))
         init_weights(self.head)
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Bidirectional hidden states ``[R, L, d]`` of right-aligned rows ``x [R, L]`` (0 = padding)."""
-        L = x.shape[1]
-        positions = torch.arange(L, device=x.device).expand_as(x)
-        mask = (x == 0)[:, None, None, :].float() * FINETUNE_MASK_VALUE  # padding keys
-        return self.encoder(x, positions, mask)
-
     def transform(self, h: torch.Tensor) -> torch.Tensor:
         return self.head_norm(F.gelu(self.head(h)))
 
+    def cloze_layout(self, batch: SequenceBatch, tokens: torch.Tensor, first: torch.Tensor | None = None,
+                     append: int | None = None) -> tuple[Layout, torch.Tensor, torch.Tensor]:
+        """Re-lay out each sequence of ``batch`` as ``[first] + its tokens + [append]`` cut to the last
+        ``max_len`` items, packed with bidirectional block-diagonal attention (exact: each token sees
+        what it would see left-padded to ``max_len``). ``tokens [T]`` per token of ``batch``;
+        ``first [B]`` one item per sequence or None; ``append`` an item id or None. Returns the
+        layout, its token values ``[T']`` and, for each kept token of ``batch``, its new index (-1:
+        cut)."""
+        lay, L = batch.layout, self.cfg.max_len
+        pre = int(first is not None)
+        ext = lay.lengths + pre + int(append is not None)
+        m = ext.clamp(max=L)
+        drop = ext - m  # items cut from the front
+        start = torch.cumsum(m, 0) - m
+        values = tokens.new_empty(int(m.sum()))
+        new_pos = lay.token_pos + pre - drop[lay.token_seq]
+        index = torch.where(new_pos >= 0, start[lay.token_seq] + new_pos, -1)
+        values[index[index >= 0]] = tokens[index >= 0]
+        if first is not None:
+            keep = drop == 0
+            values[start[keep]] = first[keep]
+        if append is not None:
+            values[start + m - 1] = append
+        layout = make_layout(m.cpu(), L, False, FINETUNE_MASK_VALUE, packed=True).to(tokens.device)
+        return layout, values, index
+
+    def hidden_tokens(self, layout: Layout, values: torch.Tensor) -> torch.Tensor:
+        """Bidirectional hidden states ``[T, d]`` of the tokens ``values [T]`` laid out by ``layout``."""
+        h = self.encoder(scatter_tokens(layout, values), layout.positions, layout.mask)
+        return h.reshape(-1, h.shape[-1])[layout.token_slot]
+
     def user_states(self, batch: SequenceBatch) -> torch.Tensor:
-        L = self.cfg.max_len
-        hist = to_grid(batch, token_items(batch), L)  # [B, L], last item in the last column
-        x = torch.cat([hist[:, 1:], torch.full_like(hist[:, :1], self.mask_id)], 1)
-        return self.transform(self.hidden(x)[:, -1])
+        """The state at a mask token appended to each history (its last ``max_len - 1`` items)."""
+        layout, values, _ = self.cloze_layout(batch, token_items(batch), append=self.mask_id)
+        last = torch.cumsum(layout.lengths, 0) - 1
+        return self.transform(self.hidden_tokens(layout, values)[last])
 
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.encoder.item_embeddings.weight, items, self.output_bias)
 
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
-        L = self.cfg.max_len
-        inp = to_grid(batch, token_items(batch), L)
-        seq = torch.cat([inp[:, 1:], to_grid(batch, batch.targets, L)[:, -1:]], 1)  # s[:-2], last L items
-        neg = to_grid(batch, batch.negatives, L)  # neg[:, j] was drawn for seq[:, j] where inp[:, j] is real
-        neg = torch.where(inp != 0, neg, neg[:, -1:])  # the first item has none: borrow the last one's
-        real = seq != 0
-        masked = (torch.rand(seq.shape, device=seq.device) < self.params.mask_p) & real
-        masked[:, -1] |= ~masked.any(1)  # at least one masked item per sequence
+        """Cloze loss over each user's training part s[:-2] (its last ``max_len`` items): the batch's
+        input's first item followed by the targets of all its tokens."""
+        lay = batch.layout
+        first_tokens = torch.cumsum(lay.lengths, 0) - lay.lengths
+        layout, seq, index = self.cloze_layout(batch, batch.targets, first=token_items(batch)[first_tokens])
+        kept = index >= 0
+        neg = seq.new_empty(len(seq))
+        neg[index[kept]] = batch.negatives[kept]
+        starts = torch.cumsum(layout.lengths, 0) - layout.lengths
+        last = starts + layout.lengths - 1
+        has_first = lay.lengths < self.cfg.max_len  # the prepended item was kept: it borrows the last negative
+        neg[starts[has_first]] = neg[last[has_first]]
+        masked = torch.rand(seq.shape, device=seq.device) < self.params.mask_p
+        counts = torch.zeros(len(layout.lengths), dtype=torch.long, device=seq.device)
+        counts.index_add_(0, layout.token_seq, masked.long())
+        masked[last[counts == 0]] = True  # at least one masked item per sequence: the last one
+        variants = [masked]
         if self.params.mask_last_rows:
             last_only = torch.zeros_like(masked)
-            last_only[:, -1] = True
-            seq, neg, masked = seq.repeat(2, 1), neg.repeat(2, 1), torch.cat([masked, last_only])
-        x = torch.where(masked, torch.full_like(seq, self.mask_id), seq)
-        states = self.transform(self.hidden(x)[masked])  # [M, d]
-        return self.next_item_loss(states, seq[masked], neg[masked], self.loss_kind)
+            last_only[last] = True
+            variants.append(last_only)
+        states, targets, negatives = [], [], []
+        for m in variants:
+            x = torch.where(m, torch.full_like(seq, self.mask_id), seq)
+            states.append(self.transform(self.hidden_tokens(layout, x)[m]))
+            targets.append(seq[m])
+            negatives.append(neg[m])
+        return self.next_item_loss(torch.cat(states), torch.cat(targets), torch.cat(negatives), self.loss_kind)
