@@ -3,7 +3,8 @@
 Runs `s3rec bench train --dataset D --model M --timed-epochs N --json` for each model, one after the
 other (nothing else should run meanwhile), and collects the answers.
 Usage: python benchmarks/model_epochs.py [--dataset Beauty] [--models sasrec fm ...] [--timed-epochs 3]
-Writes benchmarks/results/model_epochs_DATASET.json and prints a Markdown table.
+Writes benchmarks/results/model_epochs_DATASET.json (models measured before and not re-measured now
+are kept, each result with its own date) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -28,18 +29,21 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     out = Path(args.out or Path(__file__).parent / "results" / f"model_epochs_{args.dataset}.json")
-    results = {}
+    old = json.loads(out.read_text()) if out.exists() else {}
+    results = old.get("results", {})
     for name in args.models:
         cmd = [sys.executable, "-m", "s3rec", "bench", "train", "--dataset", args.dataset, "--model", name,
                "--protocol", args.protocol, "--timed-epochs", str(args.timed_epochs), "--json"]
-        results[name] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        r = results[name]
+        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        r["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        results[name] = r
         print(f"| {name} | {r['median_seconds_per_epoch']:.2f} | {r['median_train_seconds']:.2f} | "
               f"{r['median_valid_seconds']:.2f} |", flush=True)
     record = {
         "benchmark": "model_epochs",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(),
+        "dataset": args.dataset,
         "command": "s3rec bench train --dataset {} --model MODEL --protocol {} --timed-epochs {} --json".format(
             args.dataset, args.protocol, args.timed_epochs),
         "results": results,

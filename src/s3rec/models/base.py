@@ -248,6 +248,28 @@ def following(batch: SequenceBatch, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return idx, valid
 
 
+# ---- models over windows of recent items ------------------------------------------------------
+
+
+class WindowModel(Recommender):
+    """A model that reads only the last ``params.L`` items before each position (Caser, HGN): it
+    defines ``window_states(win [N, L], users [N]) -> [N, S]`` and the output tables ``W2`` (``[n_items
+    + 2, S]``) and ``b2`` (``[n_items + 2, 1]``); it is trained to predict the ``params.T`` items that
+    follow each window (:meth:`Recommender.window_loss`)."""
+
+    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
+        return self.window_states(windows(batch, self.params.L), batch.users[batch.layout.token_seq])
+
+    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
+        return self.window_states(windows(batch, self.params.L)[last_tokens(batch)], batch.users)
+
+    def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        return dot_scores(states, self.W2.weight, items, self.b2.weight.squeeze(1))
+
+    def loss(self, batch: SequenceBatch) -> torch.Tensor:
+        return self.window_loss(self.position_states(batch), batch, self.params.T, self.loss_kind)
+
+
 # ---- item attributes -------------------------------------------------------------------------
 
 

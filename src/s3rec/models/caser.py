@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.batches import SequenceBatch
-from .base import ModelData, Recommender, dot_scores, last_tokens, windows
+from .base import ModelData, WindowModel
 from .encoder import Dropout, EncoderConfig
 
 
@@ -45,7 +44,7 @@ class CaserParams:
         return [(self.L >= 1 and self.T >= 1, "L and T must be >= 1"), (self.n_v >= 1 and self.n_h >= 1, "n_v and n_h must be >= 1")]
 
 
-class Caser(Recommender):
+class Caser(WindowModel):
     """Horizontal + vertical convolutions over the last L item embeddings, user embedding (Tang & Wang, WSDM 2018)."""
 
     causal = True
@@ -79,15 +78,3 @@ class Caser(Recommender):
         out_h = [F.relu(conv(E).squeeze(3)).amax(2) for conv in self.conv_h]  # each [N, n_h]
         z = F.relu(self.fc1(self.dropout(torch.cat([out_v, *out_h], 1))))
         return torch.cat([z, self.user_embeddings(users)], 1)
-
-    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.window_states(windows(batch, self.params.L), batch.users[batch.layout.token_seq])
-
-    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.window_states(windows(batch, self.params.L)[last_tokens(batch)], batch.users)
-
-    def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        return dot_scores(states, self.W2.weight, items, self.b2.weight.squeeze(1))
-
-    def loss(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.window_loss(self.position_states(batch), batch, self.params.T, self.loss_kind)

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.batches import SequenceBatch
-from .base import ModelData, Recommender, dot_scores, last_tokens, windows
+from .base import ModelData, WindowModel
 from .encoder import EncoderConfig
 
 
@@ -42,7 +41,7 @@ class HGNParams:
         return [(self.L >= 1 and self.T >= 1, "L and T must be >= 1")]
 
 
-class HGN(Recommender):
+class HGN(WindowModel):
     """Feature gating, instance gating and item-item product over the last L items (Ma et al., KDD 2019)."""
 
     causal = True
@@ -79,15 +78,3 @@ class HGN(Recommender):
         g = g * (win != 0)
         s = (Ef * g.unsqueeze(2)).sum(1) / g.sum(1, keepdim=True).clamp_min(1e-12)
         return u + s + E.sum(1)
-
-    def position_states(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.window_states(windows(batch, self.params.L), batch.users[batch.layout.token_seq])
-
-    def user_states(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.window_states(windows(batch, self.params.L)[last_tokens(batch)], batch.users)
-
-    def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        return dot_scores(states, self.W2.weight, items, self.b2.weight.squeeze(1))
-
-    def loss(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.window_loss(self.position_states(batch), batch, self.params.T, self.loss_kind)
