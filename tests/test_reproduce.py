@@ -350,3 +350,26 @@ def test_train_fraction_keeps_a_seeded_nested_subset_of_users(tiny_data):
         with_overrides(TrainConfig(), {"train_fraction": 0.0}).validate()
     with pytest.raises(ConfigError, match="poprec"):
         with_overrides(TrainConfig(), {"model": "poprec", "train_fraction": 0.5}).validate()
+
+
+def test_checkpoint_from_tests_another_experiments_model(tiny_data, tmp_path, capsys):
+    """full_ranking's AutoInt trains nothing: it tests table2's best checkpoint of the same run under
+    the full protocol, and says so; without that run it fails with the command to run first."""
+    assert _reproduce(tmp_path, "full_ranking", "--methods", "AutoInt", "--seeds", "1") == 1
+    assert "run `s3rec reproduce table2` for it first" in capsys.readouterr().err
+    assert _reproduce(tmp_path, "table2", "--methods", "AutoInt", "--seeds", "1", "--set", "epochs=1") == 0
+    assert _reproduce(tmp_path, "full_ranking", "--methods", "AutoInt", "--seeds", "1", "--retry-failed") == 0
+    run = tmp_path / "runs" / "full_ranking" / "Tiny-AutoInt-seed1"
+    res = json.loads((run / "results.json").read_text())
+    assert res["checkpoint_from"] == os.path.join("table2", "Tiny-AutoInt-seed1")
+    assert res["selected_on"] == "sampled validation MRR" and res["protocol"] == "full" and res["valid"] is None
+    assert not (run / "best.pt").exists()  # nothing trained here
+    ranks = np.load(run / "test_ranks.npy")
+    assert ranks.max() > 100  # ranked against every item, not 100 candidates
+    capsys.readouterr()
+    source = tmp_path / "runs" / "table2" / "Tiny-AutoInt-seed1" / "best.pt"
+    assert main(["evaluate", str(source), "--protocol", "full", "--json"]) == 0
+    assert res["test"] == json.loads(capsys.readouterr().out)["metrics"]
+    assert main(["report", str(tmp_path / "runs" / "full_ranking"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Tested, not trained, under this protocol: AutoInt" in text and "`table2`" in text

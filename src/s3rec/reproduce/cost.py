@@ -106,13 +106,13 @@ def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict
         return 0.0, "-"
     key = (run.dataset, run.cfg.model, run.cfg.protocol)
     left = max(finetune_epochs(run) - epochs_done(run.dir), 0)
-    if key in measured:
+    if key in measured and not run.method.checkpoint_from:
         return measured[key] * left, "measured"
     eval_s = finetune_epoch_seconds(run, interactions)
     if eval_s is None:
         return None, "unknown"
-    if run.cfg.model == "poprec":
-        return eval_s + 1.0, "assumed"
+    if run.cfg.model == "poprec" or run.method.checkpoint_from:  # one evaluation, nothing trained
+        return eval_s + 1.0, "assumed; test only"
     return eval_s * left, "assumed"
 
 

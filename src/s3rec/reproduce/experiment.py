@@ -17,7 +17,10 @@ same form can be given by path. Keys:
 - ``[[methods]]``: ``id`` (used in run directory names), ``label`` (default: the id; the paper's
   tables are looked up by it), ``model``, ``finetune`` (settings), ``pretrain`` (present: fine-tune
   from an S3-Rec pre-training with these settings; ``{}`` = the defaults), ``ours`` (the method tested
-  against the best baseline), ``unsupported`` (a reason: its runs are listed, never run).
+  against the best baseline), ``unsupported`` (a reason: its runs are listed, never run),
+  ``checkpoint_from`` (another experiment's folder name: train nothing, test the best checkpoint of
+  the run with the same id there under this experiment's protocol; for models whose training under
+  this protocol is too costly; the report says so beside the method).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ PRETRAIN_EPOCH = "pretrain_epoch"
 _ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _TOP_KEYS = {"title", "figure", "kind", "protocol", "datasets", "seeds", "pretrain_seed", "metrics", "primary_metric",
              "notes", "finetune", "pretrain", "vary", "methods"}
-_METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported"}
+_METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported", "checkpoint_from"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Method:
     pretrain: dict | None = None  # None: no pre-training
     ours: bool = False
     unsupported: str = ""
+    checkpoint_from: str = ""  # an experiment folder: test the best checkpoint of the same run id there
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,10 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
             raise ConfigError(f"{mwhere}: pretrain must be a table of settings")
         methods.append(Method(mid, str(m.get("label", mid)), _need(m, "model", str, mwhere).lower(),
                               dict(m.get("finetune", {})), None if pre is None else dict(pre),
-                              bool(m.get("ours", False)), str(m.get("unsupported", ""))))
+                              bool(m.get("ours", False)), str(m.get("unsupported", "")),
+                              str(m.get("checkpoint_from", ""))))
+        if methods[-1].checkpoint_from and not _ID.match(methods[-1].checkpoint_from):
+            raise ConfigError(f"{mwhere}: checkpoint_from must name an experiment folder, got {methods[-1].checkpoint_from!r}")
     ids = [m.id for m in methods]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: method ids must be distinct: {ids}")

@@ -473,6 +473,12 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
              "in brackets where the paper published one.", "", *_settings_lines(grid), ""]
     if exp.notes:
         lines += [exp.notes, ""]
+    borrowed = [m for m in exp.methods if m.checkpoint_from]
+    if borrowed:
+        lines += [f"Tested, not trained, under this protocol: {', '.join(m.label for m in borrowed)}: each is the best "
+                  f"checkpoint of the same run in `{'`, `'.join(dict.fromkeys(m.checkpoint_from for m in borrowed))}`, "
+                  "selected there on that experiment's validation metric (training them with this protocol's "
+                  "validation costs too much here).", ""]
     lines += ["## Test results", "", *_table_sections(exp, cells)]
 
     if exp.kind == "table":

@@ -268,6 +268,9 @@ class Runner:
         from ..pretrain import init_for_finetuning
         from ..train import finetune
 
+        if run.method.checkpoint_from:
+            return self.test_checkpoint_from(run)
+
         ds = self._dataset(run.dataset, run.cfg.protocol == "sampled")
         cfg = dataclasses.replace(run.cfg, dataset=ds.name)
         init_state = None
@@ -275,6 +278,36 @@ class Runner:
             init_state = init_for_finetuning(cfg.init, ds)
         return finetune(cfg, ds, run.dir, resume=True, progress=self.progress, log=self._prefixed(run.id),
                         init_state=init_state)
+
+    def test_checkpoint_from(self, run: FinetuneRun) -> dict:
+        """Test, under this run's protocol, the best checkpoint of the run with the same id in the
+        experiment folder ``run.method.checkpoint_from`` (beside this one); nothing is trained and
+        the model stays the one selected there. Writes config.json, test_ranks.npy, results.json."""
+        from ..evaluate import SELECTION_METRIC, evaluate_ranks
+        from ..metrics import metrics_from_ranks
+        from ..train import model_from_checkpoint, save_ranks
+
+        source = self.plan.out.parent / run.method.checkpoint_from / run.id
+        if not (source / "results.json").is_file():
+            raise RuntimeError(f"{source} has not finished; run `s3rec reproduce {run.method.checkpoint_from}` "
+                               f"for it first")
+        done = json.loads((source / "results.json").read_text(encoding="utf-8"))
+        model, src_cfg, _ = model_from_checkpoint(source / "best.pt", run.cfg.device)
+        ds = self._dataset(run.dataset, run.cfg.protocol == "sampled")
+        t0 = time.time()
+        ranks, info = evaluate_ranks(model, ds, "test", run.cfg.protocol, run.cfg.device)
+        run.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.dir / "config.json", run.cfg.to_json() + "\n")
+        save_ranks(run.dir / "test_ranks.npy", ranks)
+        results = {
+            "valid": None, "test": metrics_from_ranks(ranks), "best_epoch": done.get("best_epoch"),
+            "epochs": done.get("epochs"), "seconds": round(time.time() - t0, 3), "dataset": ds.name,
+            "model": src_cfg.model, "protocol": run.cfg.protocol, "test_info": info,
+            "checkpoint_from": _rel(source, self.plan.out.parent),
+            "selected_on": f"{src_cfg.protocol} validation {SELECTION_METRIC[src_cfg.protocol]}",
+        }
+        atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2) + "\n")
+        return results
 
     def _ensure_pretrain(self, p: PretrainRun, retry_failed: bool, summary: Summary) -> str:
         """'' when its checkpoints are there (running it if needed), else why not."""
