@@ -384,3 +384,15 @@ def test_build_model_needs_no_dataset_to_rebuild(syn):
         again.load_state_dict(state)
         for k, v in again.state_dict().items():
             assert torch.equal(v, state[k])
+
+
+def test_bert4rec_decays_weights_decoupled_and_others_use_l2(syn):
+    """BERT4Rec: AdamW (BERT's optimiser) decaying the matrices only; the other models: Adam + L2."""
+    model, opt = build(small_cfg("bert4rec"), syn)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim == 1 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    _, opt = build(small_cfg("hgn"), syn)
+    assert type(opt) is torch.optim.Adam and opt.param_groups[0]["weight_decay"] == 1e-3

@@ -99,6 +99,7 @@ class Recommender(nn.Module):
     packed_ok: bool = False
     trainable: bool = True
     uses_users: bool = False
+    decoupled_weight_decay: bool = False  # True: AdamW on the matrices (BERT's optimiser), else Adam + L2
     losses: tuple[str, ...] = ("bce", "bpr", "ce")
     defaults: dict = {}
     Params = NoParams
