@@ -30,6 +30,7 @@ SMALL = ["--datasets", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "b
          "--pretrain-set", "batch_size=50"]
 PAPER_EXPERIMENTS = ["table2", "full_ranking", "ablation", "pretrain_others", "limited_data", "pretrain_epochs",
                      "convergence"]
+OTHER_EXPERIMENTS = ["strong_finetuning"]
 
 
 def _reproduce(tmp_path, name, *extra) -> int:
@@ -48,11 +49,11 @@ def test_help_lists_every_experiment(capsys):
         main(["reproduce", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in PAPER_EXPERIMENTS)
-    assert experiment_names() == PAPER_EXPERIMENTS
+    assert all(name in out for name in PAPER_EXPERIMENTS + OTHER_EXPERIMENTS)
+    assert experiment_names() == PAPER_EXPERIMENTS + OTHER_EXPERIMENTS
 
 
-@pytest.mark.parametrize("name", PAPER_EXPERIMENTS)
+@pytest.mark.parametrize("name", PAPER_EXPERIMENTS + OTHER_EXPERIMENTS)
 def test_dry_run_shows_grid_and_cost_and_writes_nothing(name, tmp_path, capsys):
     out = tmp_path / "runs" / name
     assert main(["reproduce", name, "--dry-run", "--out", str(out)]) == 0

@@ -28,9 +28,13 @@ FINETUNE_BEAUTY_S = 2.29  # SASRec, seconds per epoch incl. sampled validation (
 PRETRAIN_S = {"Beauty": 64.0, "LastFM": 25_726 / 1_252}  # seconds per epoch (measured)
 PRETRAIN_RATE = 2_400.0  # instances per second elsewhere (assumed)
 EARLY_STOP_EPOCHS = 50  # assumed length of an early-stopped fine-tuning run
-# seconds per epoch relative to SASRec (assumed)
-MODEL_FACTOR = {"poprec": 0.0, "fm": 1.0, "autoint": 3.0, "gru4rec": 1.0, "caser": 1.5, "sasrec": 1.0,
-                "bert4rec": 2.0, "hgn": 1.0, "gru4rec_f": 1.5, "sasrec_f": 1.5, "fdsa": 2.0}
+# seconds per epoch relative to SASRec on Beauty (`benchmarks/model_epochs.py`, 2 threads, measured
+# 2026-11-27; BERT4Rec's before it packed its sequences, an upper bound)
+MODEL_FACTOR = {"poprec": 0.0, "fm": 0.58, "autoint": 7.7, "gru4rec": 1.37, "caser": 2.56, "sasrec": 1.0,
+                "bert4rec": 26.7, "hgn": 0.70, "gru4rec_f": 2.59, "sasrec_f": 1.29, "fdsa": 2.35}
+# a softmax over all items costs ~ items / CE_ITEMS times the BCE loss's epoch (SASRec on Beauty, full
+# CE: ~10x; one measurement on a loaded machine, an assumption elsewhere)
+CE_ITEMS = 1_350
 FULL_FACTOR = 1.5  # a full-ranking validation instead of the sampled one (assumed)
 AUTOINT_FULL_BEAUTY_S = 1800.0  # one AutoInt full-ranking pass over Beauty (README)
 
@@ -78,6 +82,8 @@ def finetune_epoch_seconds(run: FinetuneRun, interactions: int | None) -> float 
     if interactions is None:
         return None
     base = FINETUNE_BEAUTY_S * interactions / INTERACTIONS["Beauty"] * MODEL_FACTOR.get(cfg.model, 1.5)
+    if cfg.loss == "ce" and cfg.model != "bert4rec" and run.dataset in USERS_ITEMS:  # (BERT4Rec's factor has it)
+        base *= 1 + USERS_ITEMS[run.dataset][1] / CE_ITEMS
     if cfg.protocol != "sampled":
         base *= FULL_FACTOR
         if cfg.model in ("autoint", "fm") and run.dataset in USERS_ITEMS:
