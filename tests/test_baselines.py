@@ -394,5 +394,5 @@ def test_bert4rec_decays_weights_decoupled_and_others_use_l2(syn):
     assert decayed["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim == 1 for p in plain["params"])
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
-    _, opt = build(small_cfg("hgn"), syn)
-    assert type(opt) is torch.optim.Adam and opt.param_groups[0]["weight_decay"] == 1e-3
+    _, opt = build(small_cfg("caser"), syn)
+    assert type(opt) is torch.optim.Adam and opt.param_groups[0]["weight_decay"] == 1e-6
