@@ -279,6 +279,13 @@ def test_report_tables_mark_what_did_not_run(tmp_path, reference):
     assert sig[1].startswith("Beauty,S3-Rec,SASRec,MRR,") and f"{expected.p:.6g}" in sig[1]
     cells = (tmp_path / "report" / "table2.csv").read_text().splitlines()
     assert any(",PopRec,PopRec,,,MRR,0,2,,,0.1558,,not run" in c for c in cells)
+    # every finished run's records are copied beside the report (not the failed one's, no checkpoints)
+    copied = sorted(p.name for p in (tmp_path / "report" / "runs").iterdir())
+    assert copied == ["Beauty-FDSA-seed1", "Beauty-S3-Rec-seed1", "Beauty-S3-Rec-seed2", "Beauty-SASRec-seed1",
+                      "Beauty-SASRec-seed2"]
+    record = tmp_path / "report" / "runs" / "Beauty-S3-Rec-seed2" / "results.json"
+    assert json.loads(record.read_text())["test"]["MRR"] == 0.35
+    assert (tmp_path / "report" / "grid.json").is_file()
 
 
 def test_report_plots_for_the_figures(tmp_path, reference):

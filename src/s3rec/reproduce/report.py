@@ -441,15 +441,32 @@ def _table_sections(exp: Experiment, cells: list[Cell]) -> list[str]:
     return out
 
 
+RUN_RECORDS = ("results.json", "config.json", "metrics.jsonl")  # small; checkpoints and ranks stay behind
+
+
+def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path) -> None:
+    """Copy ``grid.json`` and each finished run's records (:data:`RUN_RECORDS`) into
+    ``out_dir/runs/RUN_ID/``, so that every number of the report traces to a file beside it."""
+    atomic_write_text(out_dir / "grid.json", (exp_dir / "grid.json").read_text(encoding="utf-8"))
+    for r in runs:
+        if r.status != "done":
+            continue
+        for f in RUN_RECORDS:
+            if (r.dir / f).is_file():
+                atomic_write_text(out_dir / "runs" / r.id / f, (r.dir / f).read_text(encoding="utf-8"))
+
+
 def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
     """The report of one experiment folder into ``out_dir``: ``report.md``, ``NAME.csv`` (cells),
-    ``NAME_runs.csv``, and where they apply ``NAME_significance.csv``, ``NAME_curves.csv``, ``NAME.png``."""
+    ``NAME_runs.csv``, and where they apply ``NAME_significance.csv``, ``NAME_curves.csv``, ``NAME.png``;
+    ``grid.json`` and ``runs/RUN_ID/`` with each finished run's results, config and per-epoch log."""
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
     exp, grid = load_grid(exp_dir)
     runs = collect(exp_dir, exp, grid)
     cells = make_cells(exp, runs)
     name = exp.name
     counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "conflict", "unsupported", "not run")}
+    copy_run_records(exp_dir, runs, out_dir)
 
     atomic_write_text(out_dir / f"{name}.csv", _csv_text(
         ["experiment", "dataset", "method", "label", "setting", "value", "metric", "seeds_done", "seeds_planned",
