@@ -381,3 +381,12 @@ def test_checkpoint_from_tests_another_experiments_model(tiny_data, tmp_path, ca
     assert main(["report", str(tmp_path / "runs" / "full_ranking"), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Tested, not trained, under this protocol: AutoInt" in text and "`table2`" in text
+
+
+def test_report_lists_methods_in_the_definitions_order(tmp_path):
+    """Reproductions narrowed with --methods, in any order, report in the paper's order."""
+    _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1], methods=["S3-Rec", "HGN"])
+    _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1], methods=["FM", "PopRec"])
+    [path] = write_report(tmp_path / "runs" / "table2", tmp_path / "report")
+    rows = [line.split(" |")[0][2:] for line in path.read_text().splitlines() if line.startswith("| ")]
+    assert rows[1:5] == ["PopRec", "FM", "HGN", "S3-Rec"]

@@ -19,6 +19,7 @@ run folders themselves, so a report can be made while a reproduction is still go
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
 import json
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import S3RecError
 from ..fileio import atomic_path, atomic_write_text
-from .experiment import Experiment, Method
+from .experiment import Experiment, Method, experiment_names, load_experiment
 from .paper import paper_value
 from .stats import paired_ttest
 
@@ -107,9 +108,21 @@ def load_grid(exp_dir: Path) -> tuple[Experiment, dict]:
         raise S3RecError(f"{exp_dir}: no grid.json (not a folder written by `s3rec reproduce`)")
     try:
         grid = json.loads(path.read_text(encoding="utf-8"))
-        return Experiment.from_dict(grid["experiment"]), grid
+        exp = Experiment.from_dict(grid["experiment"])
     except (ValueError, KeyError, TypeError) as e:
         raise S3RecError(f"{path}: not a valid grid record ({e})") from None
+    return _in_definition_order(exp), grid
+
+
+def _in_definition_order(exp: Experiment) -> Experiment:
+    """``exp`` with its methods in the order of the shipped definition of the same name (reproductions
+    narrowed with ``--methods`` record them in the order they ran); unknown ones last."""
+    if exp.name not in experiment_names():
+        return exp
+    order = [m.id for m in load_experiment(exp.name).methods]
+    rank = {mid: i for i, mid in enumerate(order)}
+    methods = tuple(sorted(exp.methods, key=lambda m: rank.get(m.id, len(order))))
+    return dataclasses.replace(exp, methods=methods)
 
 
 def collect(exp_dir: Path, exp: Experiment, grid: dict) -> list[RunResult]:
