@@ -363,6 +363,8 @@ class Runner:
                     write_grid(plan)
                     continue
             start = f"from pretrain/{run.pretrain.id} epoch {run.pretrain_epoch}" if run.cfg.init else "from scratch"
+            if run.method.checkpoint_from:
+                start = f"testing the model of {run.method.checkpoint_from}/{run.id}, nothing trained"
             self.log(f"{tag}: {run.method.label} ({run.cfg.model}, {start}, seed {run.seed})"
                      + (" resuming" if status == "partial" else ""))
             t0 = time.time()
