@@ -19,9 +19,9 @@ Scoring many pairs (the full protocol scores every item for every user: 270 mill
 is exact and batched: the first layer's projections of each field are computed once per user and
 once per item, and pairs are then processed in chunks of about :data:`PAIR_CHUNK`. The layers after
 the first depend on the pair and cannot be factored (ReLU), so this stays ~1e5 multiply-adds per pair:
-measured ~0.1 s per user on one core of a 2-core AMD EPYC (AVX2), i.e. ~37 minutes for one
-full-protocol evaluation of Beauty (the sampled protocol: ~30 s). A GPU (``--device cuda``) is the
-way to run it often.
+one full-protocol test pass over Beauty took 1,811 s (30 minutes) on one thread of a 2-core AMD
+EPYC with another job on the other core (2026-11-27; the sampled protocol's validation: ~12 s on
+two threads). A GPU (``--device cuda``) is the way to run it often.
 """
 
 from __future__ import annotations
