@@ -23,8 +23,8 @@ slows learning visibly on Beauty), the linear learning-rate decay and warm-up no
 sparsest of its datasets and the closest to the S3-Rec datasets; 0.4 for Steam, 0.2 for MovieLens),
 sequence length 50 (S3-Rec's; the paper uses 50 for Beauty). Learning rate: Adam lr 1e-3, not the
 paper's 1e-4: the paper trains 400,000 steps of batch 256 (about 4,600 epochs of Beauty), while every
-model here gets at most 200 epochs with early stopping (and a Beauty epoch costs about a minute on a
-2-core CPU), a budget the paper's rate was not chosen for; 1e-3 is also RecBole's default.
+model here gets at most 200 epochs with early stopping (a Beauty epoch took ~52 s on one CPU thread
+with another job beside it, 2026-11-27), a budget the paper's rate was not chosen for; 1e-3 is also RecBole's default.
 ``--set lr=0.0001`` restores the paper's value.
 """
 
