@@ -84,3 +84,102 @@ def test_init_errors(tiny_data, tmp_path, capsys):
     assert main(["train", "--dataset", "Tiny", "--quiet", "--model", "caser", "--set", "hidden_size=32",
                  "--init", ckpt, "--out", str(tmp_path / "c")]) == 2
     assert "do not fit" in capsys.readouterr().err
+
+
+# ---- other models' encoders pre-trained with the objectives (``backbone``) ----------------------
+
+BACKBONES = ["gru4rec", "gru4rec_f", "sasrec_f"]
+
+
+def _backbone_setup(tmp_path, name, packed=True):
+    from s3rec.config import PretrainConfig, with_overrides
+    from s3rec.models.s3rec import LossWeights
+    from s3rec.pretrain import attribute_targets, pretrain_model
+
+    seqs = synthetic_sequences(n_users=25, n_items=60, min_len=4, max_len=14, seed=3)
+    attrs = {i: [1 + i % 4, 1 + (i * 3) % 7] for i in range(1, 61) if i % 3}
+    folder = write_dataset(tmp_path, "B", seqs, attrs)
+    ds = load_files("B", folder / "B.txt", folder / "B_item2attributes.json")
+    cfg = with_overrides(PretrainConfig(dataset="B"), {"backbone": name, "hidden_size": 16, "max_len": 12,
+                                                      "hidden_dropout": 0.0, "attn_dropout": 0.0})
+    torch.manual_seed(0)
+    model = pretrain_model(cfg, ds)
+    st = SequenceTensors(ds)
+    batch = pretrain_batch(st, make_instances(st, 12), torch.arange(40), segment_pool(st), torch.Generator().manual_seed(1),
+                           max_len=12, packed=packed, causal=cfg.unidirectional)
+    return ds, model, batch, attribute_targets(ds, "cpu")[batch.targets], LossWeights()
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbone_losses_do_not_depend_on_the_packing(tmp_path, name):
+    from s3rec.models.s3rec import weighted_total
+
+    results = []
+    for packed in (True, False):
+        ds, model, batch, attrs, weights = _backbone_setup(tmp_path / str(packed), name, packed)
+        terms = model.losses(batch, attrs, weights)
+        weighted_total(terms, weights).backward()
+        assert set(terms) == {"aap", "mip", "map", "sp"} and all(torch.isfinite(v) for v in terms.values())
+        results.append((terms, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (t1, g1), (t2, g2) = results
+    for k in t1:
+        torch.testing.assert_close(t1[k], t2[k], rtol=1e-5, atol=1e-4)
+    assert set(g1) == set(g2) and any(k.startswith("backbone.") for k in g1)
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbone_pretraining_never_looks_ahead_nor_sees_masked_attributes(tmp_path, name):
+    ds, model, batch, _, _ = _backbone_setup(tmp_path, name)
+    model.eval()
+    with torch.no_grad():
+        h, _ = model.slot_states(batch)
+        lay = batch.layout
+        seq = int(torch.argmax(lay.lengths[: batch.n_instances]))  # a long masked prefix
+        slots = lay.token_slot[lay.token_seq == seq]
+        changed = batch.items.clone().view(-1)
+        last = slots[-1]
+        changed[last] = 1 if changed[last] != 1 else 2
+        batch2 = type(batch)(**{**batch.__dict__, "items": changed.view_as(batch.items)})
+        h2, _ = model.slot_states(batch2)
+    assert torch.allclose(h[slots[:-1]], h2[slots[:-1]], atol=1e-6)  # earlier states unchanged
+    assert not torch.allclose(h[last], h2[last])
+    backbone = model.backbone
+    if hasattr(backbone, "mean_attributes"):  # the mask token feeds no attributes into the input
+        table = backbone.mean_attributes(backbone.attribute_embeddings.weight)
+        assert torch.count_nonzero(table[ds.mask_id]) == 0 and torch.count_nonzero(table[1]) > 0
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbone_pretraining_then_the_same_model_fine_tunes_from_all_its_weights(tiny_data, tmp_path, name):
+    from s3rec.config import TrainConfig, with_overrides
+    from s3rec.data import registry
+    from s3rec.train import build
+
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--dataset", "Tiny", "--quiet", *SMALL, "--epochs", "1", "--set", f"backbone={name}",
+                 "--out", str(pre)]) == 0
+    saved = json.loads((pre / "config.json").read_text())
+    assert saved["backbone"] == name
+    if name.startswith("gru4rec"):
+        assert saved["n_layers"] == 1  # the GRU models' default, as fine-tuning will use
+    ckpt = pre / "pretrain-epoch-1.pt"
+    enc = init_for_finetuning(ckpt, registry.load("Tiny", quiet=True))
+    cfg = with_overrides(TrainConfig(dataset="Tiny"), {"model": name, "hidden_size": 16}).validate()
+    model, _ = build(cfg, registry.load("Tiny", quiet=True))
+    model.load_pretrained(enc, "--init")
+    after = model.state_dict()
+    assert set(after) == set(enc) and all(torch.equal(after[k], enc[k]) for k in enc)
+    assert main(["train", "--dataset", "Tiny", "--quiet", "--model", name, "--set", "hidden_size=16", "--epochs", "1",
+                 "--init", str(ckpt), "--out", str(tmp_path / "ft")]) == 0
+    # another model takes only the item embeddings; a different width is refused
+    assert main(["train", "--dataset", "Tiny", "--quiet", "--model", "caser", "--set", "hidden_size=16", "--epochs", "1",
+                 "--init", str(ckpt), "--out", str(tmp_path / "caser")]) == 0
+    assert main(["train", "--dataset", "Tiny", "--quiet", "--model", name, "--set", "hidden_size=32", "--epochs", "1",
+                 "--init", str(ckpt), "--out", str(tmp_path / "wide")]) == 2
+
+
+def test_unknown_backbone_is_a_clear_error(tiny_data, tmp_path, capsys):
+    assert main(["pretrain", "--dataset", "Tiny", "--quiet", "--set", "backbone=caser", "--out", str(tmp_path / "x")]) == 2
+    assert "backbone" in capsys.readouterr().err and not (tmp_path / "x").exists()

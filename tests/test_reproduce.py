@@ -85,13 +85,19 @@ def test_plans_share_pretraining_between_experiments(tmp_path):
     assert len(abl.pretrains) == 5 and "Beauty-default-seed42" in {p.id for p in abl.pretrains}
     assert "Beauty-seed42" not in {p.id for p in abl.pretrains}
     assert {p.id for p in abl.pretrains} >= {"Beauty-sp_weight=0-seed42", "Beauty-aap_weight=0-seed42"}
-    # Fig. 3: SASRec pre-trains causally (its own run); Caser and AutoInt share the default one;
-    # unsupported methods are listed but have neither settings nor pre-training
+    # Fig. 3: SASRec pre-trains causally (its own run); GRU4Rec, GRU4Rec_F and SASRec_F pre-train
+    # themselves (a backbone each, with the fine-tuning model's shape); Caser and AutoInt share the default one
     others = plan("pretrain_others")
-    assert {p.id for p in others.pretrains} == {f"{d}-{k}-seed42" for d in ("Beauty", "Toys") for k in ("default", "causal=True")}
+    kinds = ("default", "causal=True", "backbone=sasrec_f", "attn_dropout=0,backbone=gru4rec,n_layers=1",
+             "attn_dropout=0,backbone=gru4rec_f,n_layers=1")
+    assert {p.id for p in others.pretrains} == {f"{d}-{k}-seed42" for d in ("Beauty", "Toys") for k in kinds}
     assert all(p.cfg.causal == ("causal" in p.id) for p in others.pretrains)
-    assert sum(r.unsupported != "" for r in others.runs) == 18  # GRU4Rec, GRU4Rec_F, SASRec_F x 2 datasets x 3 seeds
-    assert all(r.pretrain is None for r in others.runs if r.unsupported)
+    assert not any(r.unsupported for r in others.runs)
+    for r in others.runs:
+        if r.pretrain is not None and r.pretrain.cfg.backbone != "s3rec":
+            assert r.pretrain.cfg.backbone == r.cfg.model
+            assert all(getattr(r.pretrain.cfg, k) == getattr(r.cfg, k) for k in ("n_layers", "n_heads", "hidden_size",
+                                                                                   "hidden_dropout", "attn_dropout"))
     # limited data: one pre-training per (dataset, fraction); 100% is the default one
     ld = plan("limited_data")
     assert len(ld.pretrains) == 10 and "Sports-default-seed42" in {p.id for p in ld.pretrains}
@@ -390,3 +396,33 @@ def test_report_lists_methods_in_the_definitions_order(tmp_path):
     [path] = write_report(tmp_path / "runs" / "table2", tmp_path / "report")
     rows = [line.split(" |")[0][2:] for line in path.read_text().splitlines() if line.startswith("| ")]
     assert rows[1:5] == ["PopRec", "FM", "HGN", "S3-Rec"]
+
+
+def test_an_unsupported_method_is_listed_never_run_and_reported(tmp_path, reference):
+    exp_file = tmp_path / "mine.toml"
+    exp_file.write_text('''title = "mine"
+kind = "table"
+protocol = "sampled"
+datasets = ["Beauty"]
+seeds = [1]
+metrics = ["MRR"]
+primary_metric = "MRR"
+
+[[methods]]
+id = "SASRec"
+model = "sasrec"
+
+[[methods]]
+id = "Exotic"
+model = "sasrec"
+pretrain = {}
+unsupported = "needs a model we do not have"
+''')
+    plan = make_plan(load_experiment(str(exp_file)), tmp_path / "runs" / "mine", tmp_path / "runs" / "pretrain")
+    exotic = next(r for r in plan.runs if r.method.id == "Exotic")
+    assert exotic.unsupported and exotic.pretrain is None and not plan.pretrains
+    assert runner_mod.finetune_status(exotic) == "unsupported"
+    write_grid(plan)
+    [path] = write_report(tmp_path / "runs" / "mine", tmp_path / "report")
+    text = path.read_text()
+    assert "| Exotic | not run (unsupported)" in text and "needs a model we do not have" in text

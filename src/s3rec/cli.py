@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--init", help="continue from a pre-training checkpoint (ours or the authors' state_dict)")
     pt.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="other settings: lr, batch_size, mask_p, aap_weight, mip_weight, map_weight, sp_weight, "
-                    "segment_pool, negative_sampler, save_every, amp, packed, hidden_size, ...")
+                    "segment_pool, negative_sampler, save_every, amp, packed, hidden_size, causal=true "
+                    "(left-to-right attention), backbone=gru4rec|gru4rec_f|sasrec_f (pre-train that model's "
+                    "own encoder; fine-tune it with --model NAME --init CKPT), ...")
     pt.add_argument("--out", help="run directory (default runs/DATASET-pretrain-seedSEED)")
     pt.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     pt.add_argument("--overwrite", action="store_true", help="replace an existing run directory")

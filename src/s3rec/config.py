@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
 from .models.encoder import EncoderConfig
+from .models.pretrain_backbone import PRETRAIN_BACKBONES
 
 LOSSES = ("bce", "ce", "bpr", "sampled-softmax", "gbce")
 # Shared settings whose default depends on the model: choosing a model (``model=NAME`` in a config
@@ -140,6 +141,11 @@ class TrainConfig(EncoderSettings):
         return super().validate().resolved()
 
 
+# settings a pre-trained backbone shares with the model that fine-tunes from it (they must agree)
+_BACKBONE_SHAPE = ("dataset", "hidden_size", "n_layers", "n_heads", "max_len", "hidden_dropout", "attn_dropout",
+                   "pre_ln", "device")
+
+
 @dataclass(frozen=True)
 class PretrainConfig(EncoderSettings):
     """S3-Rec pre-training settings; defaults are the released code's (SPEC section 3)."""
@@ -155,6 +161,10 @@ class PretrainConfig(EncoderSettings):
     save_every: int = 10  # keep a checkpoint every N epochs (plus the latest)
     amp: str = "none"  # or "bf16": autocast (CUDA or CPU)
     causal: bool = False  # True: left-to-right attention while pre-training (Fig. 3's unidirectional SASRec)
+    # the encoder pre-trained: "s3rec" (S3-Rec's, which SASRec and S3-Rec fine-tune from) or a
+    # registered model (gru4rec, gru4rec_f, sasrec_f: Fig. 3), always read left to right; choosing
+    # one resets n_layers, n_heads, dropout and lr to that model's defaults (as ``model`` does)
+    backbone: str = "s3rec"
     init: str = ""  # continue from a pre-training checkpoint (ours or the authors' layout)
 
     def _checks(self):
@@ -169,7 +179,18 @@ class PretrainConfig(EncoderSettings):
             (self.segment_pool in SEGMENT_POOLS, f"segment_pool must be one of {', '.join(SEGMENT_POOLS)}"),
             (self.save_every >= 1, "save_every must be >= 1"),
             (self.amp in ("none", "bf16"), "amp must be none or bf16"),
+            (self.backbone in PRETRAIN_BACKBONES, f"backbone must be one of {', '.join(PRETRAIN_BACKBONES)}"),
         ]
+
+    @property
+    def unidirectional(self) -> bool:
+        """Whether pre-training reads sequences left to right (``causal``, or any backbone but S3-Rec's)."""
+        return self.causal or self.backbone != "s3rec"
+
+    def backbone_config(self) -> "TrainConfig":
+        """The fine-tuning config whose model is the pre-trained backbone, with this config's encoder."""
+        shape = {k: getattr(self, k) for k in _BACKBONE_SHAPE}
+        return dataclasses.replace(for_model(TrainConfig(), self.backbone), **shape)
 
 
 def _cuda() -> bool:
@@ -225,6 +246,20 @@ def for_model(cfg, name: str):
     return dataclasses.replace(cfg, model=name.lower(), model_params=dataclasses.asdict(cls.Params()), **shared)
 
 
+def _for_backbone(cfg, name: str):
+    """A PretrainConfig switched to backbone ``name``: the encoder settings it shares with
+    MODEL_SETTINGS reset to the defaults overlaid with that model's own (none for "s3rec")."""
+    if name not in PRETRAIN_BACKBONES:
+        raise ConfigError(f"setting backbone: {name!r} is not one of {', '.join(PRETRAIN_BACKBONES)}")
+    base = type(cfg)()
+    shared = {k: getattr(base, k) for k in MODEL_SETTINGS if hasattr(base, k)}
+    if name != "s3rec":
+        from .models import model_class
+
+        shared.update({k: v for k, v in model_class(name).defaults.items() if k in shared})
+    return dataclasses.replace(cfg, backbone=name, **shared)
+
+
 def with_overrides(cfg, overrides: dict):
     """A copy of the config with ``overrides`` (strings are parsed to the field's type).
 
@@ -238,6 +273,10 @@ def with_overrides(cfg, overrides: dict):
         name = str(_coerce("model", str, overrides.pop("model"))).lower()
         if name != cfg.model:
             cfg = for_model(cfg, name)
+    if hasattr(cfg, "backbone") and "backbone" in overrides:
+        name = str(_coerce("backbone", str, overrides.pop("backbone"))).lower()
+        if name != cfg.backbone:
+            cfg = _for_backbone(cfg, name)
     types = _types(cfg)
     ptypes = _types(cfg.model_class().Params) if has_model else {}
     changes, params = {}, {}

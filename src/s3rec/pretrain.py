@@ -26,6 +26,9 @@ from .data.registry import registered
 from .data.store import Dataset
 from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
+from .models import build_model
+from .models.base import ModelData
+from .models.pretrain_backbone import BackbonePretrain, backbone_state
 from .models.s3rec import OBJECTIVES, LossWeights, S3RecPretrain, encoder_state, weighted_total
 from .train import _progress, _rng_state, adam, kept_users, restore_training_state
 
@@ -50,6 +53,14 @@ def attribute_targets(ds: Dataset, device) -> torch.Tensor:
     return torch.from_numpy(m).to(device)
 
 
+def pretrain_model(cfg: PretrainConfig, ds: Dataset) -> torch.nn.Module:
+    """S3-Rec's encoder with its heads, or ``cfg.backbone`` (a registered model) with the same heads."""
+    if cfg.backbone == "s3rec":
+        return S3RecPretrain(ds.n_items, ds.n_attributes, cfg.encoder())
+    backbone = build_model(cfg.backbone, ModelData.from_dataset(ds), cfg.backbone_config())
+    return BackbonePretrain(backbone, ds.n_attributes, cfg.hidden_size)
+
+
 class Pretrainer:
     """Everything one pre-training step needs, built once per dataset."""
 
@@ -68,7 +79,7 @@ class Pretrainer:
         self.with_items = any(self.weights.active(n) for n in ("aap", "mip", "map"))
         self.with_segments = self.weights.active("sp")
         torch.manual_seed(cfg.seed)
-        self.model = S3RecPretrain(ds.n_items, ds.n_attributes, cfg.encoder()).to(cfg.device)
+        self.model = pretrain_model(cfg, ds).to(cfg.device)
         self.optimizer = adam(self.model.parameters(), cfg.lr)
 
     def epoch_order(self, gen: torch.Generator) -> list[torch.Tensor]:
@@ -82,7 +93,7 @@ class Pretrainer:
         cfg = self.cfg
         batch = pretrain_batch(
             self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
-            self.with_items, self.with_segments, cfg.max_len, cfg.packed, cfg.causal,
+            self.with_items, self.with_segments, cfg.max_len, cfg.packed, cfg.unidirectional,
         ).to(cfg.device)
         attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
         amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
@@ -180,11 +191,17 @@ def read_pretrained(path: str | Path) -> tuple[dict, dict]:
 
 
 def init_for_finetuning(path: str | Path, ds: Dataset) -> dict:
-    """The embeddings, LayerNorm and encoder to fine-tune from, checked against the dataset."""
+    """The weights to fine-tune from, checked against the dataset: S3-Rec's embeddings, LayerNorm and
+    encoder, or a pre-trained backbone's own weights (``backbone`` other than s3rec)."""
     state, facts = read_pretrained(path)
-    enc = encoder_state(state)
-    if "item_embeddings.weight" not in enc or not any(k.startswith("item_encoder.") for k in enc):
-        raise CheckpointError(f"{path}: holds no encoder weights to fine-tune from")
+    enc = backbone_state(state)
+    if enc:
+        if "item_embeddings.weight" not in enc:
+            raise CheckpointError(f"{path}: the pre-trained backbone has no item embedding table")
+    else:
+        enc = encoder_state(state)
+        if "item_embeddings.weight" not in enc or not any(k.startswith("item_encoder.") for k in enc):
+            raise CheckpointError(f"{path}: holds no encoder weights to fine-tune from")
     rows = enc["item_embeddings.weight"].shape[0]
     if rows != ds.n_items + 2:
         raise CheckpointError(

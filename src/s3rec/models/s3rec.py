@@ -46,44 +46,58 @@ class S3RecPretrain(SequenceEncoder):
         for module in (self.attribute_embeddings, self.aap_norm, self.mip_norm, self.map_norm, self.sp_norm):
             init_weights(module)
 
+    def slot_states(self, batch: PretrainBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(h, h_sp)``: the hidden state of every slot of the masked-prefix rows, flat ``[S, D]``,
+        and of the SP sequences' last tokens ``[3B, D]`` (segment-masked, positive, negative; None
+        without SP)."""
+        lay = batch.layout
+        if batch.sp_last is not None and self.partial_last_layer:
+            # SP reads only the last position of its sequences: skip the rest of the last block there
+            h, h_sp = self(batch.items, lay.positions, lay.mask, batch.main_rows, batch.sp_last.reshape(-1))
+            return h.reshape(-1, h.shape[-1]), h_sp
+        h = self(batch.items, lay.positions, lay.mask).reshape(-1, self.cfg.hidden_size)  # [R * P, D]
+        return h, None if batch.sp_last is None else h[batch.sp_last.reshape(-1)]
+
     def losses(self, batch: PretrainBatch, attr_targets: torch.Tensor | None, weights: LossWeights) -> dict:
         """The four summed loss terms of a batch (only the active ones are computed).
 
         ``attr_targets [T, n_attributes + 1]``: the multi-hot attributes of each prefix token.
         """
-        lay = batch.layout
-        sp_slots = None
-        if batch.sp_last is not None and self.partial_last_layer:
-            # SP reads only the last position of its sequences: skip the rest of the last block there
-            sp_slots = batch.sp_last.reshape(-1)
-            h, h_sp = self(batch.items, lay.positions, lay.mask, batch.main_rows, sp_slots)
-        else:
-            h = self(batch.items, lay.positions, lay.mask)  # [R, P, D]
-        h = h.reshape(-1, h.shape[-1])  # [R * P, D] (with sp_slots: only the main rows)
-        out = {}
-        if batch.main_tokens:
-            hm = h[batch.layout.token_slot[: batch.main_tokens]]  # [T, D] the masked prefixes
-            masked = batch.masked
-            A = self.attribute_embeddings.weight  # [n_attributes + 1, D], row 0 included
-            if weights.active("aap"):
-                keep = ~masked  # unmasked, non-pad positions
-                logits = self.aap_norm(hm[keep]) @ A.T
-                out["aap"] = F.binary_cross_entropy_with_logits(logits, attr_targets[keep], reduction="sum")
-            hmask = hm[masked]
-            if weights.active("mip"):
-                z = self.mip_norm(hmask)  # [M, D]
-                E = self.item_embeddings.weight
-                pos = torch.sigmoid((z * E[batch.targets[masked]]).sum(-1))
-                neg = torch.sigmoid((z * E[batch.negatives]).sum(-1))
-                out["mip"] = -F.logsigmoid(pos - neg).sum()
-            if weights.active("map"):
-                logits = self.map_norm(hmask) @ A.T
-                out["map"] = F.binary_cross_entropy_with_logits(logits, attr_targets[masked], reduction="sum")
-        if batch.sp_last is not None:
-            c, p, n = h_sp.view(3, -1, h_sp.shape[-1]) if sp_slots is not None else h[batch.sp_last]  # [B, D] each
-            z = self.sp_norm(c)
-            out["sp"] = -F.logsigmoid(torch.sigmoid((z * p).sum(-1)) - torch.sigmoid((z * n).sum(-1))).sum()
-        return out
+        h, h_sp = self.slot_states(batch)
+        return objective_terms(self, h, h_sp, batch, attr_targets, weights,
+                               self.item_embeddings.weight, self.attribute_embeddings.weight)
+
+
+def objective_terms(heads: nn.Module, h: torch.Tensor, h_sp: torch.Tensor | None, batch: PretrainBatch,
+                    attr_targets: torch.Tensor | None, weights: LossWeights, E: torch.Tensor, A: torch.Tensor) -> dict:
+    """The four objectives (SPEC section 3) on an encoder's hidden states, whatever the encoder.
+
+    ``heads``: holds ``aap_norm``, ``mip_norm``, ``map_norm``, ``sp_norm``; ``h [S, D]``: the state of
+    every slot of the masked-prefix rows (indexed by the layout's ``token_slot``); ``h_sp [3B, D]``: the
+    SP sequences' last states; ``E`` / ``A``: the item / attribute embedding tables (row 0 included).
+    """
+    out = {}
+    if batch.main_tokens:
+        hm = h[batch.layout.token_slot[: batch.main_tokens]]  # [T, D] the masked prefixes
+        masked = batch.masked
+        if weights.active("aap"):
+            keep = ~masked  # unmasked, non-pad positions
+            logits = heads.aap_norm(hm[keep]) @ A.T
+            out["aap"] = F.binary_cross_entropy_with_logits(logits, attr_targets[keep], reduction="sum")
+        hmask = hm[masked]
+        if weights.active("mip"):
+            z = heads.mip_norm(hmask)  # [M, D]
+            pos = torch.sigmoid((z * E[batch.targets[masked]]).sum(-1))
+            neg = torch.sigmoid((z * E[batch.negatives]).sum(-1))
+            out["mip"] = -F.logsigmoid(pos - neg).sum()
+        if weights.active("map"):
+            logits = heads.map_norm(hmask) @ A.T
+            out["map"] = F.binary_cross_entropy_with_logits(logits, attr_targets[masked], reduction="sum")
+    if h_sp is not None:
+        c, p, n = h_sp.view(3, -1, h_sp.shape[-1])  # [B, D] each
+        z = heads.sp_norm(c)
+        out["sp"] = -F.logsigmoid(torch.sigmoid((z * p).sum(-1)) - torch.sigmoid((z * n).sum(-1))).sum()
+    return out
 
 
 def weighted_total(terms: dict, weights: LossWeights) -> torch.Tensor:
