@@ -426,3 +426,21 @@ unsupported = "needs a model we do not have"
     [path] = write_report(tmp_path / "runs" / "mine", tmp_path / "report")
     text = path.read_text()
     assert "| Exotic | not run (unsupported)" in text and "needs a model we do not have" in text
+
+
+def test_the_index_puts_the_paper_tables_side_by_side(tmp_path, reference):
+    t2 = {r.id: r for r in _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1, 2]).runs}
+    fr = {r.id: r for r in _fabricated_plan(tmp_path, "full_ranking", datasets=["Beauty"], seeds=[1]).runs}
+    _fabricate(t2["Beauty-S3-Rec-seed1"].dir, {"HR@10": 0.56, "NDCG@10": 0.37})
+    _fabricate(t2["Beauty-S3-Rec-seed2"].dir, {"HR@10": 0.58, "NDCG@10": 0.39})
+    _fabricate(fr["Beauty-S3-Rec-seed1"].dir, {"HR@10": 0.064, "NDCG@10": 0.031})
+    _fabricate(t2["Beauty-FM-seed1"].dir, {"HR@10": 0.4, "NDCG@10": 0.25})
+    write_report(tmp_path / "runs", tmp_path / "report")
+    lines = (tmp_path / "report" / "report.md").read_text().splitlines()
+    s3 = next(line for line in lines if line.startswith("| S3-Rec |"))
+    # seeds per table; mean ± std (paper); ours / paper for the sampled NDCG@10 (0.38 / 0.3732)
+    assert s3 == ("| S3-Rec | 1,2 / 1 | 0.5700 ± 0.0141 (0.5506) | 0.3800 ± 0.0141 (0.3732) | 1.02 | "
+                  "0.0640 (0.0647) | 0.0310 (0.0327) |")
+    fm = next(line for line in lines if line.startswith("| FM |"))
+    assert fm == "| FM | 1 / - | 0.4000 (0.2311) | 0.2500 (0.1207) | 2.07 | not run (-) | not run (-) |"
+    assert "| PopRec | - / - | not run (0.3386) |" in "\n".join(lines)

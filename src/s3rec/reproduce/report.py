@@ -564,6 +564,62 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
     return path
 
 
+# the summary's columns: (experiment, metric)
+SUMMARY_COLUMNS = (("table2", "HR@10"), ("table2", "NDCG@10"), ("full_ranking", "HR@10"), ("full_ranking", "NDCG@10"))
+
+
+def _summary_cell(c: Cell | None) -> str:
+    if c is None or c.mean is None:
+        text = "not run" if c is None else c.status
+    else:
+        text = f"{c.mean:.4f}" + (f" ± {c.std:.4f}" if c.std is not None else "")
+    paper = "-" if c is None or c.paper is None else f"{c.paper:.4f}"
+    return f"{text} ({paper})"
+
+
+def paper_tables_summary(dirs: list[Path]) -> list[str]:
+    """Markdown lines: per dataset, every method of Table 2 and the full-ranking table side by side
+    (test HR@10 and NDCG@10, mean ± standard deviation over seeds, the paper's value in brackets,
+    and ours / paper for the sampled NDCG@10). Empty when neither experiment is among ``dirs``."""
+    cells: dict[tuple, Cell] = {}
+    methods: list[tuple[str, str]] = []  # (id, label), Table 2's order first
+    seeds: dict[str, set] = {}
+    for d in dirs:
+        exp, grid = load_grid(d)
+        if exp.name not in ("table2", "full_ranking"):
+            continue
+        runs = collect(d, exp, grid)
+        for r in runs:
+            if r.status == "done":
+                seeds.setdefault((exp.name, r.dataset, r.method.id), set()).add(r.seed)
+        for c in make_cells(exp, runs):
+            cells[(exp.name, c.dataset, c.method.id, c.metric)] = c
+            if (c.method.id, c.method.label) not in methods:
+                methods.append((c.method.id, c.method.label))
+    if not cells:
+        return []
+    datasets = list(dict.fromkeys(k[1] for k in cells))
+    lines = ["## The paper's two tables, side by side", "",
+             "Test HR@10 and NDCG@10, ours (mean ± standard deviation over the finished seeds) and the paper's in "
+             "brackets; `seeds`: the fine-tuning seeds that finished (sampled / full); `ratio`: our sampled NDCG@10 over the paper's. "
+             "Each cell's runs are in the experiment's report above.", ""]
+    header = ["method", "seeds", "sampled HR@10", "sampled NDCG@10", "ratio", "full HR@10", "full NDCG@10"]
+    for dataset in datasets:
+        rows = []
+        for mid, label in methods:
+            got = [cells.get((e, dataset, mid, m)) for e, m in SUMMARY_COLUMNS]
+            if all(c is None for c in got):
+                continue
+            nd = got[1]
+            ratio = f"{nd.mean / nd.paper:.2f}" if nd is not None and nd.mean is not None and nd.paper else "-"
+            n = " / ".join(",".join(str(x) for x in sorted(seeds.get((e, dataset, mid), ()))) or "-"
+                           for e in ("table2", "full_ranking"))
+            rows.append([label, n, _summary_cell(got[0]), _summary_cell(got[1]), ratio, _summary_cell(got[2]),
+                         _summary_cell(got[3])])
+        lines += [f"### {dataset}", "", _md_table(header, rows), ""]
+    return lines
+
+
 def experiment_dirs(runs_dir: Path) -> list[Path]:
     """``runs_dir`` itself when it holds ``grid.json``, else its sub-folders that do."""
     runs_dir = Path(runs_dir)
@@ -598,5 +654,6 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
         rows.append([f"[{exp.figure or exp.name}]({exp.name}/report.md)", exp.title.split(": ", 1)[-1],
                      f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
     index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
+    index += paper_tables_summary(dirs)
     atomic_write_text(out_dir / "report.md", "\n".join(index))
     return [out_dir / "report.md", *paths]
