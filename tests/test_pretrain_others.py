@@ -130,21 +130,37 @@ def test_backbone_losses_do_not_depend_on_the_packing(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", BACKBONES)
-def test_backbone_pretraining_never_looks_ahead_nor_sees_masked_attributes(tmp_path, name):
+def test_backbone_states_are_each_sequence_read_alone_left_to_right(tmp_path, name):
+    from s3rec.data.packing import make_layout
+
     ds, model, batch, _, _ = _backbone_setup(tmp_path, name)
     model.eval()
+    lay = batch.layout
+    flat = batch.items.reshape(-1)
+
+    def alone(tokens):  # the backbone's states for one sequence in a batch of its own
+        one = make_layout(torch.tensor([len(tokens)]), 12, causal=True, mask_value=-1e8, packed=False)
+        grid = torch.zeros(1, 12, dtype=torch.long)
+        grid[0, 12 - len(tokens):] = tokens
+        return model.backbone.position_states(type(batch)(one, grid, 1, 0))
+
     with torch.no_grad():
-        h, _ = model.slot_states(batch)
-        lay = batch.layout
-        seq = int(torch.argmax(lay.lengths[: batch.n_instances]))  # a long masked prefix
+        h, h_sp = model.slot_states(batch)
+        # every sequence of the batch (masked prefixes and SP sequences alike) as if run alone
+        for seq in range(len(lay.lengths)):
+            slots = lay.token_slot[lay.token_seq == seq]
+            torch.testing.assert_close(h[slots], alone(flat[slots]), rtol=1e-5, atol=1e-5)
+        last = lay.last_slot.view(-1, batch.n_instances)[1:].reshape(-1)  # the SP sequences' last tokens
+        torch.testing.assert_close(h_sp, h[last])
+        # left to right: changing a middle token leaves the earlier states alone and moves the later ones
+        seq = int(torch.argmax(lay.lengths[: batch.n_instances]))
         slots = lay.token_slot[lay.token_seq == seq]
-        changed = batch.items.clone().view(-1)
-        last = slots[-1]
-        changed[last] = 1 if changed[last] != 1 else 2
-        batch2 = type(batch)(**{**batch.__dict__, "items": changed.view_as(batch.items)})
-        h2, _ = model.slot_states(batch2)
-    assert torch.allclose(h[slots[:-1]], h2[slots[:-1]], atol=1e-6)  # earlier states unchanged
-    assert not torch.allclose(h[last], h2[last])
+        mid = len(slots) // 2
+        changed = flat.clone()
+        changed[slots[mid]] = 1 if changed[slots[mid]] != 1 else 2
+        after = alone(changed[slots])
+    assert torch.allclose(h[slots[:mid]], after[:mid], atol=1e-6)
+    assert not torch.allclose(h[slots[mid:]], after[mid:], atol=1e-4)
     backbone = model.backbone
     if hasattr(backbone, "mean_attributes"):  # the mask token feeds no attributes into the input
         table = backbone.mean_attributes(backbone.attribute_embeddings.weight)
@@ -152,7 +168,7 @@ def test_backbone_pretraining_never_looks_ahead_nor_sees_masked_attributes(tmp_p
 
 
 @pytest.mark.parametrize("name", BACKBONES)
-def test_backbone_pretraining_then_the_same_model_fine_tunes_from_all_its_weights(tiny_data, tmp_path, name):
+def test_backbone_pretraining_then_the_same_model_fine_tunes_from_all_its_weights(tiny_data, tmp_path, name, capsys):
     from s3rec.config import TrainConfig, with_overrides
     from s3rec.data import registry
     from s3rec.train import build
@@ -165,19 +181,35 @@ def test_backbone_pretraining_then_the_same_model_fine_tunes_from_all_its_weight
     if name.startswith("gru4rec"):
         assert saved["n_layers"] == 1  # the GRU models' default, as fine-tuning will use
     ckpt = pre / "pretrain-epoch-1.pt"
-    enc = init_for_finetuning(ckpt, registry.load("Tiny", quiet=True))
     cfg = with_overrides(TrainConfig(dataset="Tiny"), {"model": name, "hidden_size": 16}).validate()
+    init = init_for_finetuning(ckpt, registry.load("Tiny", quiet=True), cfg)
+    assert all(k.startswith("backbone.") for k in init)  # the whole backbone, to be loaded strictly
+    enc = {k.removeprefix("backbone."): v for k, v in init.items()}
     model, _ = build(cfg, registry.load("Tiny", quiet=True))
-    model.load_pretrained(enc, "--init")
+    model.load_pretrained(init, "--init")
     after = model.state_dict()
     assert set(after) == set(enc) and all(torch.equal(after[k], enc[k]) for k in enc)
     assert main(["train", "--dataset", "Tiny", "--quiet", "--model", name, "--set", "hidden_size=16", "--epochs", "1",
                  "--init", str(ckpt), "--out", str(tmp_path / "ft")]) == 0
-    # another model takes only the item embeddings; a different width is refused
-    assert main(["train", "--dataset", "Tiny", "--quiet", "--model", "caser", "--set", "hidden_size=16", "--epochs", "1",
-                 "--init", str(ckpt), "--out", str(tmp_path / "caser")]) == 0
-    assert main(["train", "--dataset", "Tiny", "--quiet", "--model", name, "--set", "hidden_size=32", "--epochs", "1",
-                 "--init", str(ckpt), "--out", str(tmp_path / "wide")]) == 2
+    # another model takes only the item embeddings of a pre-trained backbone
+    caser_cfg = with_overrides(TrainConfig(dataset="Tiny"), {"model": "caser", "hidden_size": 16}).validate()
+    caser, _ = build(caser_cfg, registry.load("Tiny", quiet=True))
+    before = {k: v.clone() for k, v in caser.state_dict().items()}
+    caser.load_pretrained(init_for_finetuning(ckpt, registry.load("Tiny", quiet=True), caser_cfg), "--init")
+    changed = {k for k, v in caser.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"item_embeddings.weight"}
+    assert torch.equal(caser.state_dict()["item_embeddings.weight"], model.state_dict()["item_embeddings.weight"])
+    # different encoder settings are refused with the reason, not loaded halfway
+    for bad in ("hidden_size=32", "n_layers=2" if name.startswith("gru") else "n_layers=1", "max_len=20"):
+        assert main(["train", "--dataset", "Tiny", "--quiet", "--model", name, "--set", "hidden_size=16",
+                     "--set", bad, "--epochs", "1", "--init", str(ckpt), "--out", str(tmp_path / bad)]) == 2
+        assert "does not match the fine-tuning settings" in capsys.readouterr().err
+
+
+def test_run_refuses_a_backbone_that_is_not_the_model_before_pretraining(tiny_data, tmp_path, capsys):
+    assert main(["run", "--dataset", "Tiny", "--quiet", "--pretrain-set", "backbone=gru4rec", "--pretrain-epochs", "1",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--set model=gru4rec" in capsys.readouterr().err and not (tmp_path / "r" / "pretrain").exists()
 
 
 def test_unknown_backbone_is_a_clear_error(tiny_data, tmp_path, capsys):

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .errors import S3RecError
+from .errors import ConfigError, S3RecError
 
 EXAMPLES = """
 examples:
@@ -655,7 +655,7 @@ def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bo
     if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
         from .pretrain import init_for_finetuning
 
-        init_state = init_for_finetuning(cfg.init, ds)
+        init_state = init_for_finetuning(cfg.init, ds, cfg)
     if out.exists() and overwrite and not resume:
         shutil.rmtree(out)
     start = f"from {cfg.init}" if cfg.init else "from scratch"
@@ -748,6 +748,10 @@ def cmd_run(args) -> int:
         return 0
     if not args.resume and out.exists() and any(out.iterdir()) and not args.overwrite:
         raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
+    model = with_overrides(apply_finetune(TrainConfig(), preset), ft_given).model
+    if pre.backbone not in ("s3rec", model):  # found out now, not after the pre-training
+        raise ConfigError(f"the pre-trained backbone is {pre.backbone} but the model to fine-tune is {model}: "
+                          f"add --set model={pre.backbone}")
     summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, args.quiet)
     shared = ("dataset", "seed", "device", "hidden_size", "n_layers", "n_heads", "max_len")
     ft_base = dataclasses.replace(apply_finetune(TrainConfig(), preset), **{k: getattr(pre, k) for k in shared},

@@ -28,7 +28,7 @@ from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
 from .models import build_model
 from .models.base import ModelData
-from .models.pretrain_backbone import BackbonePretrain, backbone_state
+from .models.pretrain_backbone import BACKBONE_PREFIX, BackbonePretrain, backbone_state
 from .models.s3rec import OBJECTIVES, LossWeights, S3RecPretrain, encoder_state, weighted_total
 from .train import _progress, _rng_state, adam, kept_users, restore_training_state
 
@@ -180,7 +180,8 @@ def read_pretrained(path: str | Path) -> tuple[dict, dict]:
     ``(state_dict, facts)``. Loaded with ``weights_only=True``; anything else is an error."""
     obj = checkpoint.load(path)
     if obj.get("format") == checkpoint.FORMAT:
-        state, facts = obj["model"], {"kind": obj.get("kind"), "dataset": obj.get("dataset"), "epoch": obj.get("epoch")}
+        state, facts = obj["model"], {"kind": obj.get("kind"), "dataset": obj.get("dataset"), "epoch": obj.get("epoch"),
+                                      "config": obj.get("config")}
     elif "item_embeddings.weight" in obj:  # the released code saves a bare state_dict
         state, facts = obj, {"kind": "authors", "dataset": None, "epoch": None}
     else:
@@ -190,19 +191,41 @@ def read_pretrained(path: str | Path) -> tuple[dict, dict]:
     return state, facts
 
 
-def init_for_finetuning(path: str | Path, ds: Dataset) -> dict:
-    """The weights to fine-tune from, checked against the dataset: S3-Rec's embeddings, LayerNorm and
-    encoder, or a pre-trained backbone's own weights (``backbone`` other than s3rec)."""
+# settings a pre-trained backbone and the model fine-tuning from it must share (the weights' shapes
+# and meaning); dropout and the learning rate may differ
+BACKBONE_MUST_MATCH = ("hidden_size", "n_layers", "n_heads", "max_len", "pre_ln")
+
+
+def init_for_finetuning(path: str | Path, ds: Dataset, cfg=None) -> dict:
+    """The weights to fine-tune from, checked against the dataset (and against ``cfg``, the
+    fine-tuning TrainConfig, for a pre-trained backbone).
+
+    - An S3-Rec pre-training (ours or the authors'): its embeddings, LayerNorm and encoder (SASRec
+      loads them all; other models take the item embeddings).
+    - A pre-trained backbone (``backbone = NAME``, Fig. 3) fine-tuned as that same model: all its
+      weights, under the ``backbone.`` prefix, which makes :meth:`Recommender.load_pretrained` load
+      them strictly; the encoder settings must match (:data:`BACKBONE_MUST_MATCH`). Fine-tuned as any
+      other model: its item embeddings only.
+    """
     state, facts = read_pretrained(path)
     enc = backbone_state(state)
     if enc:
         if "item_embeddings.weight" not in enc:
             raise CheckpointError(f"{path}: the pre-trained backbone has no item embedding table")
+        saved = json.loads(facts.get("config") or "{}")
+        name = saved.get("backbone", "")
+        if cfg is not None and name == cfg.model:
+            diff = [f"{k} {saved.get(k)} vs {getattr(cfg, k)}" for k in BACKBONE_MUST_MATCH if saved.get(k) != getattr(cfg, k)]
+            if diff:
+                raise CheckpointError(f"{path}: pre-trained {name} does not match the fine-tuning settings: {', '.join(diff)}")
+            enc = {BACKBONE_PREFIX + k: v for k, v in enc.items()}
+        else:
+            enc = {"item_embeddings.weight": enc["item_embeddings.weight"]}
     else:
         enc = encoder_state(state)
         if "item_embeddings.weight" not in enc or not any(k.startswith("item_encoder.") for k in enc):
             raise CheckpointError(f"{path}: holds no encoder weights to fine-tune from")
-    rows = enc["item_embeddings.weight"].shape[0]
+    rows = enc[next(k for k in enc if k.endswith("item_embeddings.weight"))].shape[0]
     if rows != ds.n_items + 2:
         raise CheckpointError(
             f"{path}: item table has {rows} rows, but {ds.name} needs {ds.n_items + 2} (n_items + 2): "

@@ -109,23 +109,22 @@ class Recommender(nn.Module):
         return cls(data, cfg.encoder(), cfg.params(), cfg.loss)
 
     def load_pretrained(self, state: dict, source: str) -> None:
-        """Start from a pre-trained state (``--init``). A pre-training of this model itself (same
-        parameter names: ``s3rec pretrain --set backbone=NAME``) loads whole; otherwise only the item
-        embedding table is taken: the paper's treatment of the models whose architecture is not the
+        """Start from a pre-trained state (``--init``, as :func:`~s3rec.pretrain.init_for_finetuning`
+        gives it). A pre-training of this model itself (``s3rec pretrain --set backbone=NAME``: keys
+        under ``backbone.``) loads whole and strictly; otherwise only the item embedding table is taken: the paper's treatment of the models whose architecture is not the
         encoder's (Caser, AutoInt in Fig. 3). :class:`~s3rec.models.sasrec.SASRec` takes the whole
         S3-Rec encoder."""
         from ..errors import CheckpointError
 
-        mine = self.state_dict()
-        if set(state) == set(mine):
-            # a pre-training of this very architecture (``backbone``, Fig. 3): every weight carries over
-            bad = [k for k in mine if state[k].shape != mine[k].shape]
-            if bad:
-                raise CheckpointError(f"{source}: {bad[0]} is {tuple(state[bad[0]].shape)}, but "
-                                      f"{type(self).__name__} has {tuple(mine[bad[0]].shape)} (other settings?)")
-            self.load_state_dict(state)
+        from ..checkpoint import load_model_state
+        from .pretrain_backbone import BACKBONE_PREFIX
+
+        if any(k.startswith(BACKBONE_PREFIX) for k in state):
+            # a pre-training of this very model (``backbone``, Fig. 3): every weight, strictly
+            n = len(BACKBONE_PREFIX)
+            load_model_state(self, {k[n:]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}, source)
             return
-        own = mine.get("item_embeddings.weight")
+        own = self.state_dict().get("item_embeddings.weight")
         given = state.get("item_embeddings.weight")
         if own is None:
             raise CheckpointError(f"{source}: model {type(self).__name__} has no item embedding table to initialise")

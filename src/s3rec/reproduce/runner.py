@@ -275,7 +275,7 @@ class Runner:
         cfg = dataclasses.replace(run.cfg, dataset=ds.name)
         init_state = None
         if cfg.init and not (run.dir / "checkpoint.pt").is_file():
-            init_state = init_for_finetuning(cfg.init, ds)
+            init_state = init_for_finetuning(cfg.init, ds, cfg)
         return finetune(cfg, ds, run.dir, resume=True, progress=self.progress, log=self._prefixed(run.id),
                         init_state=init_state)
 

@@ -321,12 +321,13 @@ class Tuner:
             self._ds = registry.load(ft.dataset, self.setup.data_dir, negatives=ft.protocol == "sampled", quiet=True)
         return self._ds
 
-    def _init_state(self, path: str) -> dict:
+    def _init_state(self, ft) -> dict:
         from ..pretrain import init_for_finetuning
 
-        if path not in self._init_states:
-            self._init_states[path] = init_for_finetuning(path, self.dataset())
-        return self._init_states[path]
+        key = f"{ft.init}|{ft.model}"  # what is taken from a checkpoint depends on the model
+        if key not in self._init_states:
+            self._init_states[key] = init_for_finetuning(ft.init, self.dataset(), ft)
+        return self._init_states[key]
 
     def pretrained(self, pre: PretrainConfig) -> Path:
         """The final checkpoint of the pre-training run with these settings, pre-training (or
@@ -365,7 +366,7 @@ class Tuner:
         run_dir = setup.study_dir / rel
         trial.set_user_attr("finetune", ft.to_dict())
         trial.set_user_attr("pretrain", pre.to_dict() if pre else None)
-        init_state = self._init_state(ft.init) if ft.init and not (run_dir / "checkpoint.pt").is_file() else None
+        init_state = self._init_state(ft) if ft.init and not (run_dir / "checkpoint.pt").is_file() else None
         log = (lambda m: self.log(f"    {m}")) if self.verbose else (lambda m: None)
         results = finetune(ft, self.dataset(), run_dir, resume=True, progress=False, log=log, init_state=init_state,
                            evaluate_test=False)
