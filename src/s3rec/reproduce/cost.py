@@ -5,7 +5,8 @@ Base figures, from this project's 2-core CPU machine (README, "Speed"):
 - fine-tuning SASRec on Beauty: 2.29 s per epoch including the sampled validation (measured); other
   datasets scale with their number of interactions (assumed); other models by an assumed factor;
 - pre-training on Beauty: 64 s per epoch (measured, 150,258 instances); LastFM 1,252 instances/s
-  (measured); other datasets at 2,400 instances/s (assumed);
+  (measured); other datasets at 2,400 instances/s (assumed); other models' encoders (Fig. 3) by a
+  measured factor;
 - an early-stopped fine-tuning run is assumed to last 50 epochs (patience 10; Beauty stops at 30-70).
 
 Where the experiment's folder already holds runs of the same dataset and model (or the same
@@ -27,6 +28,10 @@ USERS_ITEMS = {"Beauty": (22_363, 12_101), "Sports": (35_598, 18_357), "Toys": (
 FINETUNE_BEAUTY_S = 2.29  # SASRec, seconds per epoch incl. sampled validation (measured)
 PRETRAIN_S = {"Beauty": 64.0, "LastFM": 25_726 / 1_252}  # seconds per epoch (measured)
 PRETRAIN_RATE = 2_400.0  # instances per second elsewhere (assumed)
+# pre-training another model's encoder (``backbone``, Fig. 3), relative to S3-Rec's: `s3rec bench
+# pretrain --dataset Beauty --batches 60 --set backbone=NAME`, one thread, measured side by side 2026-11-27
+# (s3rec 1,290, gru4rec 1,320, gru4rec_f 785, sasrec_f 1,071 instances/s)
+BACKBONE_FACTOR = {"s3rec": 1.0, "gru4rec": 1.0, "gru4rec_f": 1.64, "sasrec_f": 1.2}
 EARLY_STOP_EPOCHS = 50  # assumed length of an early-stopped fine-tuning run
 # seconds per epoch relative to SASRec on Beauty (`benchmarks/model_epochs.py`, 2 threads, measured
 # 2026-11-27; BERT4Rec's before it packed its sequences, an upper bound)
@@ -103,7 +108,7 @@ def pretrain_epoch_seconds(run: PretrainRun, interactions: int | None) -> float 
         base = 0.76 * interactions / PRETRAIN_RATE  # instances ~ 0.76 x interactions (Beauty's ratio)
     else:
         return None
-    return base * run.cfg.train_fraction
+    return base * run.cfg.train_fraction * BACKBONE_FACTOR.get(run.cfg.backbone, 1.5)
 
 
 def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict) -> tuple[float | None, str]:
