@@ -444,3 +444,23 @@ def test_the_index_puts_the_paper_tables_side_by_side(tmp_path, reference):
     fm = next(line for line in lines if line.startswith("| FM |"))
     assert fm == "| FM | 1 / - | 0.4000 (0.2311) | 0.2500 (0.1207) | 2.07 | not run (-) | not run (-) |"
     assert "| PopRec | - / - | not run (0.3386) |" in "\n".join(lines)
+
+
+def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
+    from s3rec.reproduce import cost
+
+    plan = make_plan(narrowed(load_experiment("limited_data"), datasets=["Sports"], seeds=[42]),
+                     tmp_path / "ld", tmp_path / "pretrain")
+    runs = {r.id: r for r in plan.runs}
+    small, full = runs["Sports-SASRec-train_fraction=0.2-seed42"], runs["Sports-SASRec-train_fraction=1-seed42"]
+    n = cost.INTERACTIONS["Sports"]
+    assert cost.estimate_finetune(small, n, {})[0] == pytest.approx(0.2 * cost.estimate_finetune(full, n, {})[0])
+    pre = {p.cfg.train_fraction: p for p in plan.pretrains}
+    assert cost.estimate_pretrain(pre[0.4], n, {})[0] == pytest.approx(0.4 * cost.estimate_pretrain(pre[1.0], n, {})[0])
+    # a run under way: its own median epoch time, for its fraction only
+    _fabricate(small.dir, {}, curve=[0.1, 0.2])
+    measured = cost.measured_finetune_speeds(plan.runs)
+    assert measured == {("Sports", "sasrec", "sampled", 0.2): 0.1}
+    seconds, basis = cost.estimate_finetune(small, n, measured)
+    assert basis == "measured" and seconds == pytest.approx(0.1 * (cost.EARLY_STOP_EPOCHS - 2))
+    assert cost.estimate_finetune(full, n, measured)[1] == "assumed"

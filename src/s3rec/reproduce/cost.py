@@ -87,6 +87,7 @@ def finetune_epoch_seconds(run: FinetuneRun, interactions: int | None) -> float 
     if interactions is None:
         return None
     base = FINETUNE_BEAUTY_S * interactions / INTERACTIONS["Beauty"] * MODEL_FACTOR.get(cfg.model, 1.5)
+    base *= cfg.train_fraction  # limited training data: fewer training sequences (assumed proportional)
     if cfg.loss == "ce" and cfg.model != "bert4rec" and run.dataset in USERS_ITEMS:  # (BERT4Rec's factor has it)
         base *= 1 + USERS_ITEMS[run.dataset][1] / CE_ITEMS
     if cfg.protocol != "sampled":
@@ -115,7 +116,7 @@ def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict
     """Seconds left for a fine-tuning run, and whether that rests on measured or assumed speed."""
     if run.cfg is None:
         return 0.0, "-"
-    key = (run.dataset, run.cfg.model, run.cfg.protocol)
+    key = (run.dataset, run.cfg.model, run.cfg.protocol, run.cfg.train_fraction)
     left = max(finetune_epochs(run) - epochs_done(run.dir), 0)
     if key in measured and not run.method.checkpoint_from:
         return measured[key] * left, "measured"
@@ -137,9 +138,9 @@ def estimate_pretrain(run: PretrainRun, interactions: int | None, measured: dict
 
 
 def measured_finetune_speeds(runs: list[FinetuneRun]) -> dict:
-    """Median seconds per epoch of the runs already under way, by (dataset, model, protocol)."""
+    """Median seconds per epoch of the runs already under way, by (dataset, model, protocol, train_fraction)."""
     by: dict[tuple, list[float]] = {}
     for r in runs:
         if r.cfg is not None:
-            by.setdefault((r.dataset, r.cfg.model, r.cfg.protocol), []).extend(_epoch_seconds(r.dir / "metrics.jsonl"))
+            by.setdefault((r.dataset, r.cfg.model, r.cfg.protocol, r.cfg.train_fraction), []).extend(_epoch_seconds(r.dir / "metrics.jsonl"))
     return {k: statistics.median(v) for k, v in by.items() if v}
