@@ -464,3 +464,36 @@ def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
     seconds, basis = cost.estimate_finetune(small, n, measured)
     assert basis == "measured" and seconds == pytest.approx(0.1 * (cost.EARLY_STOP_EPOCHS - 2))
     assert cost.estimate_finetune(full, n, measured)[1] == "assumed"
+
+
+def test_a_run_finished_with_identical_settings_elsewhere_is_reused_not_recomputed(tiny_data, tmp_path, monkeypatch,
+                                                                                  capsys):
+    common = ["--methods", "S3-Rec", "SASRec", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1"]
+    assert _reproduce(tmp_path, "table2", *common) == 0
+    calls = []
+
+    def no_training(self, run):
+        calls.append(run.id)
+        raise RuntimeError("trained again")
+
+    monkeypatch.setattr(runner_mod.Runner, "run_finetune", no_training)
+    capsys.readouterr()
+    assert _reproduce(tmp_path, "ablation", *common, "--dry-run") == 0
+    assert "the same run as table2/Tiny-S3-Rec-seed1" in capsys.readouterr().out
+    assert _reproduce(tmp_path, "ablation", *common) == 0
+    assert calls == [] and "the same run as table2/Tiny-SASRec-seed1 (identical settings)" in capsys.readouterr().err
+    for method in ("S3-Rec", "SASRec"):
+        src, dst = (tmp_path / "runs" / e / f"Tiny-{method}-seed1" for e in ("table2", "ablation"))
+        copied = json.loads((dst / "results.json").read_text())
+        assert copied["same_run_as"] == f"table2/Tiny-{method}-seed1"
+        assert copied["test"] == json.loads((src / "results.json").read_text())["test"]
+        assert (dst / "config.json").read_text() == (src / "config.json").read_text()
+        assert np.array_equal(np.load(dst / "test_ranks.npy"), np.load(src / "test_ranks.npy"))
+        assert (dst / "best.pt").stat().st_size == (src / "best.pt").stat().st_size
+    assert [r["status"] for r in _grid(tmp_path, "ablation")["runs"]] == ["done", "done"]
+    # other settings are not the same run; --no-reuse computes even identical ones
+    assert _reproduce(tmp_path, "ablation", "--methods", "SASRec", "--seeds", "1", "--pretrain-epochs", "1",
+                      "--set", "epochs=2", "--out", str(tmp_path / "runs" / "other")) == 1
+    assert calls == ["Tiny-SASRec-seed1"]
+    assert _reproduce(tmp_path, "ablation", *common, "--no-reuse", "--out", str(tmp_path / "runs" / "again")) == 1
+    assert calls[1:] == ["Tiny-S3-Rec-seed1", "Tiny-SASRec-seed1"]

@@ -325,6 +325,9 @@ def _add_reproduce_parsers(sub) -> None:
     rp.add_argument("--device", help="cpu (default) or cuda")
     rp.add_argument("--dry-run", action="store_true", help="print the grid, statuses and estimated time; run nothing")
     rp.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
+    rp.add_argument("--no-reuse", action="store_true",
+                    help="compute every run even when another experiment beside this one finished a run with exactly "
+                    "its settings (by default that run's records are copied, marked same_run_as)")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rep = sub.add_parser(
@@ -895,9 +898,10 @@ def cmd_reproduce(args) -> int:
     plan = make_plan(exp, out, pre_dir, parse_sets(args.sets), parse_sets(args.pretrain_sets), args.pretrain_epochs,
                      args.device)
     if args.dry_run:
-        print(dry_run_text(plan, args.data_dir))
+        print(dry_run_text(plan, args.data_dir, reuse=not args.no_reuse))
         return 0
-    summary = Runner(plan, args.data_dir, progress=not args.quiet, log=_log).run(retry_failed=args.retry_failed)
+    summary = Runner(plan, args.data_dir, progress=not args.quiet, log=_log,
+                     reuse=not args.no_reuse).run(retry_failed=args.retry_failed)
     _log(f"{exp.name}: " + ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v)
          + f"; grid.json and the runs in {out}; report: s3rec report {out}")
     for run_id, line in summary.failed.items():

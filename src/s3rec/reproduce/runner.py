@@ -9,7 +9,13 @@ State lives in the run directories, so an interrupted reproduction continues whe
 - a fine-tuning run whose pre-training failed fails too ("blocked");
 - anything else is run with resume semantics: from its ``checkpoint.pt`` when there is one;
 - a finished run whose ``config.json`` differs from what the grid asks now is a **conflict** (an
-  earlier reproduction with other settings in the same folder): reported, never overwritten.
+  earlier reproduction with other settings in the same folder): reported, never overwritten;
+- a run not started yet whose exact settings (dataset, model, seed, every setting, the same
+  pre-training checkpoint) a finished run of another experiment beside this one already has is not
+  computed again: its records are copied (``best.pt`` hard-linked where possible) and its
+  ``results.json`` says ``same_run_as`` (Table 2's S3-Rec and SASRec are also Fig. 5's 150- and
+  0-epoch points, the ablation's references, the 100 % points of Fig. 4...). ``reuse=False`` turns
+  this off.
 
 ``grid.json`` in the experiment folder records the definition, the command-line overrides and every
 run's status; it is rewritten after each run. The report (:mod:`s3rec.reproduce.report`) reads it.
@@ -64,6 +70,61 @@ def conflicts(run: FinetuneRun) -> list[str]:
         return ["config.json (unreadable or with settings s3rec no longer has)"]
     planned = _comparable(run.cfg.resolved().to_dict())
     return sorted(k for k in set(saved) | set(planned) if saved.get(k) != planned.get(k))
+
+
+REUSED_FILES = ("config.json", "metrics.jsonl", "test_ranks.npy")
+
+
+def _settings_of(run_dir: Path) -> dict | None:
+    """A finished run's comparable settings (with its dataset), or None when unreadable."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        data.pop("device", None)
+        cfg = config_from_json(json.dumps(data)).to_dict()
+    except (OSError, ValueError, AttributeError, S3RecError):
+        return None
+    return {**_comparable(cfg), "dataset": cfg.get("dataset")}
+
+
+def identical_finished_run(run: FinetuneRun, root: Path) -> Path | None:
+    """A finished run with exactly ``run``'s settings in another experiment folder under ``root``
+    (trained by ``s3rec train``, not a ``checkpoint_from`` test or a reused copy), or None."""
+    if run.cfg is None or run.method.checkpoint_from:
+        return None
+    wanted = {**_comparable(run.cfg.resolved().to_dict()), "dataset": run.dataset}
+    for results in sorted(Path(root).glob("*/*/results.json")):
+        cand = results.parent
+        if cand.resolve() == run.dir.resolve() or not (cand / "config.json").is_file():
+            continue
+        try:
+            done = json.loads(results.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if done.get("checkpoint_from") or done.get("same_run_as"):
+            continue
+        if _settings_of(cand) == wanted:
+            return cand
+    return None
+
+
+def copy_finished_run(source: Path, dest: Path, label: str) -> dict:
+    """``dest`` becomes a record of the finished run ``source``: its files copied (``best.pt``
+    hard-linked, or copied across file systems), ``results.json`` last, with ``same_run_as = label``."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in REUSED_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+    if (source / "best.pt").is_file() and not (dest / "best.pt").exists():
+        try:
+            os.link(source / "best.pt", dest / "best.pt")
+        except OSError:
+            shutil.copyfile(source / "best.pt", dest / "best.pt")
+    results = json.loads((source / "results.json").read_text(encoding="utf-8"))
+    results["same_run_as"] = label
+    atomic_write_text(dest / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
 
 
 def finetune_status(run: FinetuneRun) -> str:
@@ -164,7 +225,7 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def dry_run_text(plan: Plan, data_dir=None) -> str:
+def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     """The grid, each run's status and estimated time left, and the total: what a run would do."""
     exp = plan.experiment
     sizes = {d: cost.dataset_size(d, data_dir) for d in {r.dataset for r in plan.runs}}
@@ -191,6 +252,8 @@ def dry_run_text(plan: Plan, data_dir=None) -> str:
             est, basis = 0.0, "-" if status != "unsupported" else "not run: " + r.unsupported
             if status != "done":
                 est = None
+        elif status == "pending" and reuse and (same := identical_finished_run(r, plan.out.parent)) is not None:
+            est, basis = 0.0, f"the same run as {_rel(same, plan.out.parent)}: its records are copied"
         else:
             est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured)
             if r.cfg is not None and r.cfg.model != "poprec":
@@ -218,6 +281,7 @@ def _counts(plan: Plan) -> dict[str, int]:
 @dataclass
 class Summary:
     ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # finished elsewhere with identical settings: copied
     failed: dict[str, str] = field(default_factory=dict)  # run id -> first line of its error
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -239,8 +303,10 @@ class Runner:
     """Runs a plan in this process with the library's ``pretrain`` and ``finetune`` (what
     ``s3rec pretrain`` and ``s3rec train`` call), datasets loaded once."""
 
-    def __init__(self, plan: Plan, data_dir=None, progress: bool = True, log=lambda m: print(m, file=sys.stderr, flush=True)):
+    def __init__(self, plan: Plan, data_dir=None, progress: bool = True, log=lambda m: print(m, file=sys.stderr, flush=True),
+                 reuse: bool = True):
         self.plan = plan
+        self.reuse = reuse
         self.data_dir = data_dir
         self.progress = progress
         self.log = log
@@ -354,6 +420,16 @@ class Runner:
                 self.log(f"{tag}: failed earlier (--retry-failed retries it): {summary.failed[run.id]}")
                 continue
             (run.dir / ERROR_FILE).unlink(missing_ok=True)
+            same = identical_finished_run(run, plan.out.parent) if self.reuse and status == "pending" else None
+            if same is not None:
+                label = _rel(same, plan.out.parent)
+                res = copy_finished_run(same, run.dir, label)
+                summary.reused.append(run.id)
+                m = plan.experiment.primary_metric
+                self.log(f"{tag}: the same run as {label} (identical settings): its records, not run again; "
+                         f"test {m} {res['test'][m]:.4f}")
+                write_grid(plan)
+                continue
             if run.pretrain is not None and run.pretrain_epoch:
                 why = self._ensure_pretrain(run.pretrain, retry_failed, summary)
                 if why:
