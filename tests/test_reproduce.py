@@ -497,3 +497,16 @@ def test_a_run_finished_with_identical_settings_elsewhere_is_reused_not_recomput
     assert calls == ["Tiny-SASRec-seed1"]
     assert _reproduce(tmp_path, "ablation", *common, "--no-reuse", "--out", str(tmp_path / "runs" / "again")) == 1
     assert calls[1:] == ["Tiny-S3-Rec-seed1", "Tiny-SASRec-seed1"]
+
+
+def test_a_figure_on_another_dataset_than_the_papers_says_so(tmp_path):
+    from s3rec.reproduce.report import _dataset_title
+
+    exp = load_experiment("limited_data")
+    assert _dataset_title(exp, "Sports") == "Sports"
+    assert _dataset_title(exp, "Beauty") == "Beauty\n(the paper's figure: Sports, Yelp)"
+    ld = _fabricated_plan(tmp_path, "limited_data", datasets=["Beauty"], seeds=[1])
+    for r in ld.runs:
+        _fabricate(r.dir, {"NDCG@10": 0.2 * float(r.value), "HR@10": 0.4 * float(r.value)})
+    write_report(tmp_path / "runs" / "limited_data", tmp_path / "report")
+    assert (tmp_path / "report" / "limited_data.png").stat().st_size > 10_000

@@ -281,6 +281,17 @@ def _empty(ax) -> None:
     ax.set_yticks([])
 
 
+def _dataset_title(exp: Experiment, dataset: str) -> str:
+    """The dataset's name, saying so when the paper's figure does not use it (e.g. Fig. 4 on Beauty
+    where the paper has Sports and Yelp)."""
+    if exp.name not in experiment_names():
+        return dataset
+    paper = load_experiment(exp.name).datasets
+    if dataset in paper:
+        return dataset
+    return f"{dataset}\n(the paper's figure: {', '.join(paper)})"
+
+
 def plot_bars(exp: Experiment, cells: list[Cell], path: Path) -> None:
     """Grouped bars: one group per dataset, one bar per method, the primary metric; error bars are
     the standard deviation over seeds; a method without a finished run is written as 'not run'."""
@@ -312,7 +323,7 @@ def plot_bars(exp: Experiment, cells: list[Cell], path: Path) -> None:
             handles.append(Patch(facecolor=color, label=m.label))
         else:  # a legend entry that says so
             handles.append(Patch(facecolor="white", edgecolor="0.6", hatch="///", label=f"{m.label} (not run)"))
-    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_xticks(range(len(datasets)), [_dataset_title(exp, d) for d in datasets])
     ax.set_ylabel(f"test {metric}")
     ax.set_ylim(0, top * 1.08)
     ax.set_title(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=10)
@@ -352,7 +363,7 @@ def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
                 _empty(ax)
             ax.set_xlabel(exp.vary_label)
             ax.set_ylabel(f"test {metric}")
-            ax.set_title(d, fontsize=10)
+            ax.set_title(_dataset_title(exp, d), fontsize=10)
             ax.grid(alpha=0.3)
             if r == 0 and k == len(datasets) - 1:
                 ax.legend(fontsize=8, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -397,7 +408,7 @@ def plot_convergence(exp: Experiment, curve: dict, path: Path) -> None:
             ax.set_xticks([])
         ax.set_xlabel("fine-tuning epoch")
         ax.set_ylabel(f"validation {exp.primary_metric}")
-        ax.set_title(d, fontsize=10)
+        ax.set_title(_dataset_title(exp, d), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.suptitle(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=11)
