@@ -146,3 +146,18 @@ def test_negative_sampling_gives_up_when_no_item_is_left(tmp_path):
     st = SequenceTensors(load_files("Full", folder / "Full.txt", None))
     with pytest.raises(S3RecError, match="every item"):
         sample_negatives(st, torch.tensor([0]), torch.Generator())
+
+
+def test_min_epochs_holds_off_early_stopping(tiny_data, tmp_path):
+    from s3rec.data.registry import min_finetune_epochs
+
+    # lr ~ 0: the validation score never improves after epoch 1, so patience 1 stops at epoch 2 ...
+    frozen = ["--epochs", "20", "--set", "patience=1", "--set", "lr=1e-12"]
+    res = _run(tmp_path / "a", *frozen)
+    assert res["epochs"] == 2 and res["min_epochs"] == 0  # Tiny is not registered: no minimum
+    # ... unless a minimum holds it off: then it stops at the first epoch allowed
+    res = _run(tmp_path / "b", *frozen, "--set", "min_epochs=6")
+    assert res["epochs"] == 6 and res["best_epoch"] == 1 and res["min_epochs"] == 6
+    # the registered defaults: LastFM's small validation set needs 50, the others none (the released code)
+    assert min_finetune_epochs("LastFM") == 50 and min_finetune_epochs("lastfm") == 50
+    assert {min_finetune_epochs(d) for d in ("Beauty", "Sports", "Toys", "Yelp", "Tiny")} == {0}

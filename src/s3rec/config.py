@@ -86,6 +86,9 @@ class TrainConfig(EncoderSettings):
     batch_size: int = 256  # users per batch
     epochs: int = 200
     patience: int = 10  # epochs without a better validation score before stopping
+    # no early stop before this epoch; -1: the dataset's default (50 for LastFM, whose small validation
+    # set lets patience 10 stop models on their early popularity plateau; 0 elsewhere, the released code)
+    min_epochs: int = -1
     loss: str = "bce"  # bce: one negative per position (the paper); ce: softmax over all items; bpr: pairwise
     init: str = ""  # pre-trained checkpoint the encoder starts from ("" = random initialisation)
     weight_decay: float = 0.0  # Adam's L2 penalty (0 for SASRec / S3-Rec)
@@ -130,6 +133,7 @@ class TrainConfig(EncoderSettings):
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.n_negatives >= 1, "n_negatives must be >= 1"),
             (self.valid_users >= 0, "valid_users must be >= 0 (0: every user)"),
+            (self.min_epochs >= -1, "min_epochs must be >= 0 (or -1: the dataset's default)"),
             (0.0 <= self.gbce_t <= 1.0, "gbce_t must be in [0, 1]"),
             (not self.init or cls.trainable, f"init (pre-trained weights) needs a trained model, not {self.model}"),
             (self.train_fraction == 1 or cls.trainable,

@@ -25,6 +25,7 @@ import torch
 from . import checkpoint
 from .config import TrainConfig, config_from_json
 from .data.batches import SequenceTensors, finetune_batch
+from .data.registry import min_finetune_epochs
 from .data.store import Dataset
 from .errors import ConfigError
 from .evaluate import SELECTION_METRIC, evaluate, evaluate_ranks
@@ -209,7 +210,8 @@ def finetune(
         best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         log(f"{cfg.model} is not trained; valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))}")
         checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, 0), "model": best_weights})
-    while model.trainable and epoch < cfg.epochs and since_best < cfg.patience:
+    min_epochs = cfg.min_epochs if cfg.min_epochs >= 0 else min_finetune_epochs(ds.name)
+    while model.trainable and epoch < cfg.epochs and (since_best < cfg.patience or epoch < min_epochs):
         epoch += 1
         t0 = time.time()
         loss = train_epoch(model, optimizer, st, users, cfg, gen, progress, f"epoch {epoch}")
@@ -242,7 +244,7 @@ def finetune(
                                               "model": best_weights})
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-    if model.trainable and since_best >= cfg.patience:
+    if model.trainable and epoch < cfg.epochs and since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
     test, info = None, None
     if evaluate_test:
@@ -255,6 +257,7 @@ def finetune(
         "test": test,
         "best_epoch": best["epoch"],
         "epochs": len(history),
+        "min_epochs": min_epochs,
         "seconds": round(elapsed_before + time.time() - t_start, 3),
         "dataset": ds.name,
         "model": cfg.model,
