@@ -111,12 +111,11 @@ class Recommender(nn.Module):
     def load_pretrained(self, state: dict, source: str) -> None:
         """Start from a pre-trained state (``--init``, as :func:`~s3rec.pretrain.init_for_finetuning`
         gives it). A pre-training of this model itself (``s3rec pretrain --set backbone=NAME``: keys
-        under ``backbone.``) loads whole and strictly; otherwise only the item embedding table is taken: the paper's treatment of the models whose architecture is not the
-        encoder's (Caser, AutoInt in Fig. 3). :class:`~s3rec.models.sasrec.SASRec` takes the whole
-        S3-Rec encoder."""
-        from ..errors import CheckpointError
-
+        under ``backbone.``) loads whole and strictly; otherwise only the item embedding table is
+        taken: the paper's treatment of the models whose architecture is not the encoder's (Caser,
+        AutoInt in Fig. 3). :class:`~s3rec.models.sasrec.SASRec` takes the whole S3-Rec encoder."""
         from ..checkpoint import load_model_state
+        from ..errors import CheckpointError
         from .pretrain_backbone import BACKBONE_PREFIX
 
         if any(k.startswith(BACKBONE_PREFIX) for k in state):

@@ -57,16 +57,24 @@ def _comparable(cfg: dict) -> dict:
     return out
 
 
+def _saved_settings(run_dir: Path) -> dict | None:
+    """A run's ``config.json`` as comparable settings, or None when unreadable. Read as a config, so
+    settings added to s3rec since the run compare as their defaults; the device never counts (a run
+    made on another machine's device compares the same)."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        data.pop("device", None)
+        return _comparable(config_from_json(json.dumps(data)).to_dict())
+    except (OSError, ValueError, AttributeError, S3RecError):
+        return None
+
+
 def conflicts(run: FinetuneRun) -> list[str]:
     """Settings in which a finished run's ``config.json`` differs from the grid's."""
-    path = run.dir / "config.json"
-    if run.cfg is None or not path.is_file():
+    if run.cfg is None or not (run.dir / "config.json").is_file():
         return []
-    try:  # read as a config, so settings added to s3rec since the run compare as their defaults
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data.pop("device", None)  # a run made on another machine's device compares the same
-        saved = _comparable(config_from_json(json.dumps(data)).to_dict())
-    except (OSError, ValueError, AttributeError, S3RecError):
+    saved = _saved_settings(run.dir)
+    if saved is None:
         return ["config.json (unreadable or with settings s3rec no longer has)"]
     planned = _comparable(run.cfg.resolved().to_dict())
     return sorted(k for k in set(saved) | set(planned) if saved.get(k) != planned.get(k))
@@ -75,23 +83,12 @@ def conflicts(run: FinetuneRun) -> list[str]:
 REUSED_FILES = ("config.json", "metrics.jsonl", "test_ranks.npy")
 
 
-def _settings_of(run_dir: Path) -> dict | None:
-    """A finished run's comparable settings (with its dataset), or None when unreadable."""
-    try:
-        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        data.pop("device", None)
-        cfg = config_from_json(json.dumps(data)).to_dict()
-    except (OSError, ValueError, AttributeError, S3RecError):
-        return None
-    return {**_comparable(cfg), "dataset": cfg.get("dataset")}
-
-
 def identical_finished_run(run: FinetuneRun, root: Path) -> Path | None:
     """A finished run with exactly ``run``'s settings in another experiment folder under ``root``
     (trained by ``s3rec train``, not a ``checkpoint_from`` test or a reused copy), or None."""
     if run.cfg is None or run.method.checkpoint_from:
         return None
-    wanted = {**_comparable(run.cfg.resolved().to_dict()), "dataset": run.dataset}
+    wanted = _comparable(run.cfg.resolved().to_dict())
     for results in sorted(Path(root).glob("*/*/results.json")):
         cand = results.parent
         if cand.resolve() == run.dir.resolve() or not (cand / "config.json").is_file():
@@ -100,9 +97,9 @@ def identical_finished_run(run: FinetuneRun, root: Path) -> Path | None:
             done = json.loads(results.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if done.get("checkpoint_from") or done.get("same_run_as"):
+        if done.get("checkpoint_from") or done.get("same_run_as") or done.get("dataset") != run.dataset:
             continue
-        if _settings_of(cand) == wanted:
+        if _saved_settings(cand) == wanted:
             return cand
     return None
 

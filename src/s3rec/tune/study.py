@@ -268,7 +268,7 @@ class Tuner:
         self.metric = SELECTION_METRIC[setup.finetune.protocol]
         self.name = setup.study_name()
         self._ds = None
-        self._init_states: dict[str, dict] = {}
+        self._init_states: dict[tuple, dict] = {}
 
     # -- the study ---------------------------------------------------------------------------------
 
@@ -322,9 +322,10 @@ class Tuner:
         return self._ds
 
     def _init_state(self, ft) -> dict:
-        from ..pretrain import init_for_finetuning
+        from ..pretrain import BACKBONE_MUST_MATCH, init_for_finetuning
 
-        key = f"{ft.init}|{ft.model}"  # what is taken from a checkpoint depends on the model
+        # what is taken from a checkpoint (and checked) depends on the model and its encoder settings
+        key = (ft.init, ft.model, *(getattr(ft, k) for k in BACKBONE_MUST_MATCH))
         if key not in self._init_states:
             self._init_states[key] = init_for_finetuning(ft.init, self.dataset(), ft)
         return self._init_states[key]
