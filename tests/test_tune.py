@@ -237,3 +237,79 @@ def test_space_file_parses_the_documented_form():
                         '[pretrain]\nmask_p = { type = "float", low = 0.1, high = 0.4, step = 0.1 }\n', "x", "x.toml")
     assert [p.key for p in space.params] == ["finetune.loss", "finetune.gbce_t", "pretrain.mask_p"]
     assert space.params[1].when == {"loss": ("gbce",)}
+
+
+def _pretrained_preset(tmp_path: Path, pre_extra: str = "") -> Path:
+    preset = tmp_path / "plus.toml"
+    preset.write_text('description = "plus"\npretrained = true\n[finetune]\nepochs = 1\nhidden_size = 16\n'
+                      f'loss = "ce"\n[pretrain]\nepochs = 1\nhidden_size = 16\n{pre_extra}')
+    return preset
+
+
+def test_pretrained_preset_pretrains_once_then_reuses(tiny_data, tmp_path, capsys):
+    preset, shared = _pretrained_preset(tmp_path), tmp_path / "pre"
+    common = ["train", "--dataset", "Tiny", "--preset", str(preset), "--pretrain-dir", str(shared), "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert "pre-training it first" in capsys.readouterr().err
+    (pre_dir,) = shared.iterdir()
+    assert pre_dir.name.startswith("Tiny-s3rec-e1-seed42-")
+    ckpt = pre_dir / "pretrain-epoch-1.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["init"] == str(ckpt)
+    # another fine-tuning seed: the same pre-training, reused untouched
+    assert main([*common, "--seed", "7", "--out", str(tmp_path / "b")]) == 0
+    assert f"reusing {pre_dir}" in capsys.readouterr().err
+    assert ckpt.stat().st_mtime_ns == stamp and [p.name for p in shared.iterdir()] == [pre_dir.name]
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(ckpt)
+    # --init wins: nothing is pre-trained
+    assert main([*common, "--init", str(ckpt), "--out", str(tmp_path / "c")]) == 0
+    assert "pre-train" not in capsys.readouterr().err
+
+
+def test_pretrained_preset_with_mismatched_encoders_fails_before_pretraining(tiny_data, tmp_path, capsys):
+    preset = _pretrained_preset(tmp_path)
+    assert main(["train", "--dataset", "Tiny", "--preset", str(preset), "--set", "hidden_size=32", "--pretrain-dir",
+                 str(tmp_path / "pre"), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "hidden_size 16 vs 32" in err[0]
+    assert not (tmp_path / "pre").exists() and not (tmp_path / "a").exists()
+
+
+def test_shared_pretrain_dir_names_the_computation():
+    from s3rec.presets import shared_pretrain_dir
+
+    base = PretrainConfig(dataset="Beauty", epochs=150)
+    same = dataclasses.replace(base, device="cuda", save_every=5)  # never change what is computed
+    assert shared_pretrain_dir(Path("r"), base) == shared_pretrain_dir(Path("r"), same)
+    for change in ({"mask_p": 0.3}, {"seed": 1}, {"epochs": 100}, {"sp_weight": 0.0}, {"dataset": "Toys"}):
+        assert shared_pretrain_dir(Path("r"), dataclasses.replace(base, **change)) != shared_pretrain_dir(Path("r"), base)
+
+
+def test_shipped_plus_preset_fine_tunes_from_the_paper_pretraining(capsys):
+    plus = load_preset("s3rec-plus")
+    assert plus.pretrained and plus.pretrain == {} and plus.finetune["loss"] in ("ce", "sampled-softmax", "gbce")
+    assert not load_preset("paper").pretrained
+    assert main(["presets", "s3rec-plus"]) == 0
+    assert "pre-trains first" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1"])
+def test_pretrained_must_be_a_boolean(value):
+    with pytest.raises(ConfigError, match="pretrained must be true or false"):
+        parse_preset(f'description = "x"\npretrained = {value}\n', "x", "x.toml")
+
+
+def test_preset_saved_from_a_study_on_a_checkpoint_names_its_pretraining(tmp_path):
+    from s3rec.tune.study import preset_from_best
+
+    run = tmp_path / "pre"
+    run.mkdir()
+    (run / "config.json").write_text(PretrainConfig(dataset="Tiny", epochs=150, mask_p=0.3).to_json())
+    best = {"finetune": TrainConfig(dataset="Tiny", init=str(run / "pretrain-epoch-60.pt"), loss="ce").to_dict(),
+            "params": {"finetune": {"loss": "ce"}}, "dataset": "Tiny", "protocol": "full", "metric": "NDCG@20",
+            "value": 0.1, "trial": 3, "study": "s"}
+    _, finetune, pretrain, source, pretrained = preset_from_best(best)
+    assert pretrained and pretrain == {"epochs": 60, "mask_p": 0.3} and finetune["loss"] == "ce"
+    assert source["init"].endswith("pretrain-epoch-60.pt")
+    best["finetune"]["init"] = str(tmp_path / "nowhere" / "pretrain-epoch-60.pt")  # settings unknown: not claimed
+    assert preset_from_best(best)[4] is False

@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t.add_argument("--init", help="start from a pre-training checkpoint (ours or the authors' state_dict): SASRec "
                    "takes the embeddings, LayerNorm and encoder (S3-Rec); other models their item embeddings only")
+    t.add_argument("--pretrain-dir", metavar="DIR", default="runs/pretrain",
+                   help="where a preset that fine-tunes from a pre-training (`pretrained = true`, e.g. s3rec-plus) "
+                   "keeps it, one folder per distinct pre-training setting: a finished one is reused, an "
+                   "interrupted one resumed (default runs/pretrain; --init skips this)")
 
     # pretrain
     pt = sub.add_parser(
@@ -669,10 +673,39 @@ def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bo
     return results
 
 
+def _preset_pretraining(args, cfg):
+    """``cfg`` fine-tuning from the pre-training a ``pretrained = true`` preset asks for: the finished
+    one with the same settings under --pretrain-dir, else pre-trained (or resumed) there first."""
+    import dataclasses
+
+    from .config import PretrainConfig, with_overrides
+    from .data import registry
+    from .presets import apply_pretrain, load_preset, shared_pretrain_dir
+    from .pretrain import BACKBONE_MUST_MATCH, default_epochs
+
+    if cfg.init or not getattr(args, "preset", None):
+        return cfg
+    preset = load_preset(args.preset)
+    if not preset.pretrained:
+        return cfg
+    ds_name = registry.load(cfg.dataset, args.data_dir, quiet=True).name
+    pre = with_overrides(apply_pretrain(PretrainConfig(), preset), {"dataset": ds_name, "device": cfg.device})
+    pre = dataclasses.replace(pre, epochs=pre.epochs or default_epochs(ds_name)).validate()
+    diff = [f"{k} {getattr(pre, k)} vs {getattr(cfg, k)}" for k in BACKBONE_MUST_MATCH if getattr(pre, k) != getattr(cfg, k)]
+    if diff and pre.backbone in ("s3rec", cfg.model):  # found out now, not after the pre-training
+        raise ConfigError(f"preset {preset.name}: the pre-training and fine-tuning encoders differ: {', '.join(diff)}")
+    out = shared_pretrain_dir(Path(args.pretrain_dir), pre)
+    done = (out / f"pretrain-epoch-{pre.epochs}.pt").is_file()
+    _log(f"preset {preset.name} fine-tunes from an S3-Rec pre-training: "
+         + (f"reusing {out}" if done else f"pre-training it first in {out} ({pre.epochs} epochs; resumable)"))
+    summary = _pretrain(pre, args.data_dir, out, True, False, args.quiet)
+    return dataclasses.replace(cfg, init=summary["checkpoint"])
+
+
 def cmd_train(args) -> int:
     from .config import config_from_json
 
-    cfg = _train_config(args)
+    cfg = _preset_pretraining(args, _train_config(args))
     out = Path(args.out) if args.out else _default_out(cfg)
     cfg = _resumed_config(args, out, lambda a, text: _train_config(a, config_from_json(text))) or cfg
     if _prepare_out(out, args.resume, args.overwrite):
@@ -958,6 +991,9 @@ def cmd_presets(args) -> int:
     if args.name:
         preset = load_preset(args.name)
         print(f"{preset.name}: {preset.description}")
+        if preset.pretrained:
+            print("  fine-tunes from an S3-Rec pre-training with the [pretrain] settings: `s3rec train --preset "
+                  f"{preset.name}` pre-trains first (once; reused by every later run with the same settings)")
         for section in ("finetune", "pretrain"):
             table = getattr(preset, section)
             if table:

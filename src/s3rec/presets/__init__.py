@@ -2,8 +2,10 @@
 
 A preset is a TOML file with a one-line ``description``, a ``[finetune]`` table (settings of
 :class:`~s3rec.config.TrainConfig`, as ``--set`` takes them) and an optional ``[pretrain]`` table
-(settings of :class:`~s3rec.config.PretrainConfig`, used by ``s3rec run``), and optionally a
-``[source]`` table recording where it came from (a search's study, score and trial; never read).
+(settings of :class:`~s3rec.config.PretrainConfig`, used by ``s3rec run``), optionally
+``pretrained = true`` (the fine-tuning starts from an S3-Rec pre-training with the ``[pretrain]``
+settings: ``s3rec train --preset NAME`` pre-trains first, or reuses the finished pre-training with
+the same settings, see :func:`shared_pretrain_dir`), and optionally a ``[source]`` table recording where it came from (a search's study, score and trial; never read).
 The shipped presets are ``s3rec/presets/NAME.toml``: adding one is dropping a file there. ``--preset``
 takes such a NAME or the path of any preset file (what ``s3rec tune --save-preset`` writes).
 
@@ -22,7 +24,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
 
-_TOP_KEYS = {"description", "finetune", "pretrain", "source"}
+_TOP_KEYS = {"description", "pretrained", "finetune", "pretrain", "source"}
 # chosen by the command line, never by a preset
 NOT_PRESET = ("dataset", "init", "device")
 
@@ -35,6 +37,7 @@ class Preset:
     pretrain: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     path: str = ""
+    pretrained: bool = False  # fine-tune from an S3-Rec pre-training with the [pretrain] settings
 
 
 def _shipped_dir():
@@ -87,7 +90,10 @@ def parse_preset(text: str, name: str, where: str) -> Preset:
     source = data.get("source", {})
     if not isinstance(source, dict):
         raise ConfigError(f"preset {where}: [source] must be a table")
-    return Preset(name, desc, tables["finetune"], tables["pretrain"], source, where)
+    pretrained = data.get("pretrained", False)
+    if not isinstance(pretrained, bool):
+        raise ConfigError(f"preset {where}: pretrained must be true or false")
+    return Preset(name, desc, tables["finetune"], tables["pretrain"], source, where, pretrained)
 
 
 def describe_presets() -> list[tuple[str, str]]:
@@ -109,6 +115,22 @@ def apply_pretrain(cfg, preset: Preset | None):
     return with_overrides(cfg, preset.pretrain) if preset else cfg
 
 
+# settings that never change what a pre-training computes: left out of its shared folder's name
+_NOT_IDENTITY = ("device", "save_every", "init")
+
+
+def shared_pretrain_dir(root: Path, cfg) -> Path:
+    """The folder under ``root`` for a pre-training with these settings (a resolved PretrainConfig,
+    its epochs resolved): ``DATASET-BACKBONE-eEPOCHS-seedSEED-HASH``, the hash over every setting
+    that changes the computation. Two runs asking for the same pre-training get the same folder,
+    so the second reuses (or resumes) the first's instead of pre-training again."""
+    import hashlib
+
+    settings = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in _NOT_IDENTITY}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"{cfg.dataset}-{cfg.backbone}-e{cfg.epochs}-seed{cfg.seed}-{digest}"
+
+
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -127,9 +149,13 @@ def _toml_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
 
-def preset_toml(description: str, finetune: dict, pretrain: dict | None = None, source: dict | None = None) -> str:
+def preset_toml(description: str, finetune: dict, pretrain: dict | None = None, source: dict | None = None,
+                pretrained: bool = False) -> str:
     """A preset file's text (the form :func:`parse_preset` reads)."""
-    lines = [f"description = {_toml_value(description)}", "", "[finetune]"]
+    lines = [f"description = {_toml_value(description)}"]
+    if pretrained:
+        lines.append("pretrained = true")
+    lines += ["", "[finetune]"]
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in finetune.items()]
     if pretrain:
         lines += ["", "[pretrain]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in pretrain.items()]
@@ -139,9 +165,9 @@ def preset_toml(description: str, finetune: dict, pretrain: dict | None = None, 
 
 
 def save_preset(path: Path, description: str, finetune: dict, pretrain: dict | None = None,
-                source: dict | None = None) -> Path:
+                source: dict | None = None, pretrained: bool = False) -> Path:
     """Write a preset file atomically, after checking that it reads back."""
-    text = preset_toml(description, finetune, pretrain, source)
+    text = preset_toml(description, finetune, pretrain, source, pretrained)
     parse_preset(text, Path(path).stem, str(path))
     atomic_write_text(path, text)
     return Path(path)

@@ -468,8 +468,26 @@ def _preset_table(settings: dict, defaults: dict, searched: dict, params_default
     return out
 
 
-def preset_from_best(best: dict) -> tuple[str, dict, dict | None, dict]:
-    """``(description, finetune, pretrain, source)`` of a preset holding a search's best trial."""
+def _init_pretrain_settings(init: str) -> dict | None:
+    """The settings of the pre-training run that wrote checkpoint ``init`` (its folder's config.json), as
+    a preset's [pretrain] table of the non-default ones; None when they cannot be read."""
+    from ..config import config_from_json
+
+    try:
+        cfg = config_from_json((Path(init).parent / "config.json").read_text(encoding="utf-8"), PretrainConfig)
+    except (OSError, ValueError, ConfigError):
+        return None
+    m = re.fullmatch(r"pretrain-epoch-(\d+)\.pt", Path(init).name)
+    if m:  # the checkpoint's epoch, not the run's total (a Fig. 5 style intermediate checkpoint)
+        cfg = dataclasses.replace(cfg, epochs=int(m.group(1)))
+    defaults = PretrainConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items()
+            if k not in ("dataset", "seed", "device", "init", "save_every") and v != defaults.get(k)}
+
+
+def preset_from_best(best: dict) -> tuple[str, dict, dict | None, dict, bool]:
+    """``(description, finetune, pretrain, source, pretrained)`` of a preset holding a search's best
+    trial; ``pretrained``: the trial fine-tuned from an S3-Rec pre-training whose settings are known."""
     ft = best["finetune"]
     model_defaults = for_model(TrainConfig(), ft["model"]).resolved().to_dict()
     finetune = _preset_table(ft, model_defaults, best["params"]["finetune"], model_defaults["model_params"])
@@ -482,9 +500,12 @@ def preset_from_best(best: dict) -> tuple[str, dict, dict | None, dict]:
             f"trial {best['trial']} of {best['study']}")
     source = {"study": best["study"], "dataset": best["dataset"], "protocol": best["protocol"], "metric": best["metric"],
               "split": "valid", "value": best["value"], "trial": best["trial"]}
+    pretrained = pretrain is not None
     if ft.get("init") and not best.get("pretrain"):
         source["init"] = ft["init"]
-    return desc, finetune, pretrain, source
+        pretrain = _init_pretrain_settings(ft["init"])
+        pretrained = pretrain is not None
+    return desc, finetune, pretrain, source, pretrained
 
 
 def save_best_preset(best: dict, name: str, preset_dir: str | Path) -> Path:
@@ -493,5 +514,5 @@ def save_best_preset(best: dict, name: str, preset_dir: str | Path) -> Path:
 
     if not _PRESET_NAME.match(name):
         raise ConfigError(f"preset name {name!r}: use letters, digits and _.+- only")
-    desc, finetune, pretrain, source = preset_from_best(best)
-    return save_preset(Path(preset_dir) / f"{name}.toml", desc, finetune, pretrain, source)
+    desc, finetune, pretrain, source, pretrained = preset_from_best(best)
+    return save_preset(Path(preset_dir) / f"{name}.toml", desc, finetune, pretrain, source, pretrained)
