@@ -30,7 +30,7 @@ SMALL = ["--datasets", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "b
          "--pretrain-set", "batch_size=50"]
 PAPER_EXPERIMENTS = ["table2", "full_ranking", "ablation", "pretrain_others", "limited_data", "pretrain_epochs",
                      "convergence"]
-OTHER_EXPERIMENTS = ["strong_finetuning"]
+OTHER_EXPERIMENTS = ["strong_finetuning", "strong_sampled"]
 
 
 def _reproduce(tmp_path, name, *extra) -> int:
@@ -510,3 +510,36 @@ def test_a_figure_on_another_dataset_than_the_papers_says_so(tmp_path):
         _fabricate(r.dir, {"NDCG@10": 0.2 * float(r.value), "HR@10": 0.4 * float(r.value)})
     write_report(tmp_path / "runs" / "limited_data", tmp_path / "report")
     assert (tmp_path / "report" / "limited_data.png").stat().st_size > 10_000
+
+
+def test_report_tests_each_listed_pair(tmp_path):
+    plan = _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty"], seeds=[1, 2])
+    runs = {r.id: r for r in plan.runs}
+    rng = np.random.default_rng(1)
+    ranks = {m: [rng.integers(1, 30 if m.startswith("S3") else 60, 40) for _ in range(2)]
+             for m in ("S3-Rec-SSM", "SASRec-SSM", "S3-Rec-CE")}
+    for m, per_seed in ranks.items():
+        for seed, r in zip((1, 2), per_seed):
+            ndcg = {"S3-Rec-SSM": 0.06, "SASRec-SSM": 0.05, "S3-Rec-CE": 0.07}[m]
+            _fabricate(runs[f"Beauty-{m}-seed{seed}"].dir, {"NDCG@10": ndcg, "MRR": float(np.mean(1 / r))}, r)
+    write_report(tmp_path / "runs" / "strong_finetuning", tmp_path / "report")
+    sig = (tmp_path / "report" / "strong_finetuning_significance.csv").read_text().splitlines()
+    ssm = next(line for line in sig if line.startswith("Beauty,S3-Rec + sampled softmax,SASRec + sampled softmax,"))
+    expected = paired_ttest(np.mean([1 / r for r in ranks["S3-Rec-SSM"]], 0), np.mean([1 / r for r in ranks["SASRec-SSM"]], 0))
+    assert f"{expected.p:.6g}" in ssm and f"{expected.t:.6g}" in ssm
+    # a pair with a method not run says so; the best-baseline row is there too
+    assert any(line.startswith("Beauty,S3-Rec + CE,SASRec + CE,") and "not run: SASRec + CE" in line for line in sig)
+    assert any(line.startswith("Beauty,S3-Rec + CE,S3-Rec + sampled softmax,") for line in sig)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "(best baseline)" in text and "each listed pair" in text
+
+
+def test_pairs_must_name_methods():
+    from s3rec.reproduce.experiment import parse_experiment
+
+    base = {"kind": "table", "metrics": ["MRR"], "datasets": ["Tiny"], "seeds": [1],
+            "methods": [{"id": "A", "model": "sasrec"}, {"id": "B", "model": "sasrec"}]}
+    assert parse_experiment({**base, "pairs": [["A", "B"]]}, "x", "x").pairs == (("A", "B"),)
+    for bad in ([["A", "C"]], [["A"]], [["A", "A"]], "A,B"):
+        with pytest.raises(ConfigError, match="pairs must be"):
+            parse_experiment({**base, "pairs": bad}, "x", "x")

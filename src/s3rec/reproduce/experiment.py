@@ -14,6 +14,8 @@ same form can be given by path. Keys:
 - ``[vary]`` (optional): ``setting``, ``values``, ``label``: one run per value. ``pretrain_epoch`` is
   the pre-training checkpoint fine-tuned from (0: none); any other setting is a fine-tuning setting,
   applied to pre-training too when pre-training has it (``train_fraction``);
+- ``pairs`` (optional, tables): ``[[a, b], ...]`` method ids: the report adds a paired t-test of
+  ``a`` against ``b`` per dataset (beside ``ours`` against the best baseline);
 - ``[[methods]]``: ``id`` (used in run directory names), ``label`` (default: the id; the paper's
   tables are looked up by it), ``model``, ``finetune`` (settings), ``pretrain`` (present: fine-tune
   from an S3-Rec pre-training with these settings; ``{}`` = the defaults), ``ours`` (the method tested
@@ -38,7 +40,7 @@ KINDS = ("table", "bars", "lines", "convergence")
 PRETRAIN_EPOCH = "pretrain_epoch"
 _ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _TOP_KEYS = {"title", "figure", "kind", "protocol", "datasets", "seeds", "pretrain_seed", "metrics", "primary_metric",
-             "notes", "finetune", "pretrain", "vary", "methods"}
+             "notes", "finetune", "pretrain", "vary", "methods", "pairs"}
 _METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported", "checkpoint_from"}
 
 
@@ -73,6 +75,7 @@ class Experiment:
     vary_values: tuple = ()
     vary_label: str = ""
     notes: str = ""
+    pairs: tuple[tuple[str, str], ...] = ()  # method ids (a, b): a paired t-test of a against b per dataset
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,6 +86,7 @@ class Experiment:
         data["methods"] = tuple(Method(**m) for m in data["methods"])
         for k in ("datasets", "seeds", "metrics", "vary_values"):
             data[k] = tuple(data[k])
+        data["pairs"] = tuple(tuple(p) for p in data.get("pairs", ()))
         return cls(**data)
 
 
@@ -150,6 +154,10 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
         raise ConfigError(f"{where}: [vary] needs a setting and a non-empty list of values")
     if setting == PRETRAIN_EPOCH and not all(isinstance(v, int) and v >= 0 for v in values):
         raise ConfigError(f"{where}: pretrain_epoch values must be integers >= 0")
+    pairs = data.get("pairs", [])
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(x in ids for x in p)
+                                              and p[0] != p[1] for p in pairs):
+        raise ConfigError(f"{where}: pairs must be a list of [method id, other method id], ids among {ids}")
     seeds = tuple(_need(data, "seeds", list, where))
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
@@ -171,6 +179,7 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
         vary_values=values,
         vary_label=str(vary.get("label", setting)),
         notes=str(data.get("notes", "")).strip(),
+        pairs=tuple((a, b) for a, b in pairs),
     )
 
 

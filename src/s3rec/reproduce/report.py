@@ -213,42 +213,50 @@ def _num(x, digits: int = 6) -> str:
     return "" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
+def _reciprocal_ranks(done: list[RunResult], method_id: str) -> np.ndarray | None:
+    """Each user's test 1/rank averaged over the method's finished seeds (None when ranks are missing)."""
+    ranks = [r.ranks() for r in done if r.method.id == method_id]
+    if not ranks or any(x is None for x in ranks) or len({x.shape for x in ranks}) != 1:
+        return None
+    return np.mean([1.0 / x.astype(np.float64) for x in ranks], axis=0)
+
+
+def _pair_row(row: dict, done: list[RunResult], a_id: str, b_id: str) -> dict:
+    a, b = _reciprocal_ranks(done, a_id), _reciprocal_ranks(done, b_id)
+    if a is None or b is None or a.shape != b.shape:
+        return {**row, "note": "per-user ranks missing (test_ranks.npy)"}
+    t = paired_ttest(a, b)
+    return {**row, "mrr_ours": t.mean_a, "mrr_baseline": t.mean_b, "t": t.t, "p": t.p, "users": t.n,
+            "seeds_ours": len([r for r in done if r.method.id == a_id]),
+            "seeds_baseline": len([r for r in done if r.method.id == b_id]), "note": ""}
+
+
 def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
     """Per dataset: the paired t-test over users' reciprocal ranks (averaged over seeds) between the
-    ``ours`` method and the baseline with the best mean primary metric."""
+    ``ours`` method and the baseline with the best mean primary metric, then one per listed pair
+    (``exp.pairs``; ``ours`` is then the pair's first method, ``baseline`` its second)."""
     ours = next((m for m in exp.methods if m.ours), None)
-    if ours is None:
-        return []
+    label = {m.id: m.label for m in exp.methods}
     out = []
     for d in dict.fromkeys(r.dataset for r in runs):
         done = [r for r in runs if r.dataset == d and r.status == "done"]
-        row = {"dataset": d, "ours": ours.label, "baseline": "", "metric": exp.primary_metric}
-        mine = [r for r in done if r.method.id == ours.id]
-        means = {}
-        for m in exp.methods:
-            vals = [r.test[exp.primary_metric] for r in done if r.method.id == m.id]
-            if vals and m.id != ours.id:
-                means[m.id] = statistics.fmean(vals)
-        if not mine or not means:
-            out.append({**row, "note": "not run" if not mine else "no baseline finished"})
-            continue
-        best = max(means, key=means.get)
-        row["baseline"] = next(m.label for m in exp.methods if m.id == best)
-
-        def rr(method_id):
-            ranks = [r.ranks() for r in done if r.method.id == method_id]
-            if not ranks or any(x is None for x in ranks) or len({x.shape for x in ranks}) != 1:
-                return None
-            return np.mean([1.0 / x.astype(np.float64) for x in ranks], axis=0)
-
-        a, b = rr(ours.id), rr(best)
-        if a is None or b is None or a.shape != b.shape:
-            out.append({**row, "note": "per-user ranks missing (test_ranks.npy)"})
-            continue
-        t = paired_ttest(a, b)
-        out.append({**row, "mrr_ours": t.mean_a, "mrr_baseline": t.mean_b, "t": t.t, "p": t.p, "users": t.n,
-                    "seeds_ours": len([r for r in done if r.method.id == ours.id]),
-                    "seeds_baseline": len([r for r in done if r.method.id == best]), "note": ""})
+        finished = {r.method.id for r in done}
+        if ours is not None:
+            row = {"dataset": d, "ours": ours.label, "baseline": "", "metric": exp.primary_metric, "best": True}
+            means = {}
+            for m in exp.methods:
+                vals = [r.test[exp.primary_metric] for r in done if r.method.id == m.id]
+                if vals and m.id != ours.id:
+                    means[m.id] = statistics.fmean(vals)
+            if ours.id not in finished or not means:
+                out.append({**row, "note": "not run" if ours.id not in finished else "no baseline finished"})
+            else:
+                best = max(means, key=means.get)
+                out.append(_pair_row({**row, "baseline": label[best]}, done, ours.id, best))
+        for a, b in exp.pairs:
+            row = {"dataset": d, "ours": label[a], "baseline": label[b], "metric": exp.primary_metric, "best": False}
+            missing = [label[x] for x in (a, b) if x not in finished]
+            out.append({**row, "note": f"not run: {', '.join(missing)}"} if missing else _pair_row(row, done, a, b))
     return out
 
 
@@ -522,20 +530,22 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
                   "validation costs too much here).", ""]
     lines += ["## Test results", "", *_table_sections(exp, cells)]
 
-    if exp.kind == "table":
+    if exp.kind == "table" and (any(m.ours for m in exp.methods) or exp.pairs):
         sig = significance(exp, runs)
         atomic_write_text(out_dir / f"{name}_significance.csv", _csv_text(
             ["dataset", "ours", "baseline", "metric", "mrr_ours", "mrr_baseline", "t", "p", "users", "note"],
             [[s["dataset"], s["ours"], s["baseline"], s["metric"], _num(s.get("mrr_ours")), _num(s.get("mrr_baseline")),
               _num(s.get("t")), _num(s.get("p")), _num(s.get("users")), s.get("note", "")] for s in sig]))
-        rows = [[s["dataset"], s["baseline"] or "-",
+        rows = [[s["dataset"], s["ours"], (s["baseline"] or "-") + (" (best baseline)" if s["best"] else ""),
                  *([f"{s['mrr_ours']:.4f}", f"{s['mrr_baseline']:.4f}", f"{s['t']:.2f}", _fmt_p(s["p"]), str(s["users"])]
                    if "t" in s else [s["note"], "", "", "", ""])] for s in sig]
+        ours = next((m.label for m in exp.methods if m.ours), "")
+        what = ([f"{ours} against the baseline with the best mean {exp.primary_metric}"] if ours else []) + (
+            ["each listed pair"] if exp.pairs else [])
         lines += ["## Significance", "",
                   f"Paired t-test (two-sided, Student's t) over the users' test reciprocal ranks, each user's 1/rank "
-                  f"averaged over the finished seeds: {next((m.label for m in exp.methods if m.ours), '-')} against "
-                  f"the baseline with the best mean {exp.primary_metric}.", "",
-                  _md_table(["dataset", "best baseline", "MRR ours", "MRR baseline", "t", "p", "users"], rows), ""]
+                  f"averaged over the finished seeds: {'; '.join(what)}.", "",
+                  _md_table(["dataset", "method", "against", "MRR", "MRR against", "t", "p", "users"], rows), ""]
     png = out_dir / f"{name}.png"
     if exp.kind == "bars":
         plot_bars(exp, cells, png)
