@@ -30,7 +30,7 @@ SMALL = ["--datasets", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "b
          "--pretrain-set", "batch_size=50"]
 PAPER_EXPERIMENTS = ["table2", "full_ranking", "ablation", "pretrain_others", "limited_data", "pretrain_epochs",
                      "convergence"]
-OTHER_EXPERIMENTS = ["strong_finetuning", "strong_sampled"]
+OTHER_EXPERIMENTS = ["strong_finetuning", "strong_pretrain_epochs", "strong_sampled"]
 
 
 def _reproduce(tmp_path, name, *extra) -> int:
