@@ -543,3 +543,29 @@ def test_pairs_must_name_methods():
     for bad in ([["A", "C"]], [["A"]], [["A", "A"]], "A,B"):
         with pytest.raises(ConfigError, match="pairs must be"):
             parse_experiment({**base, "pairs": bad}, "x", "x")
+
+
+def test_a_method_can_take_a_preset_and_stand_beside_another_paper_row(tmp_path, reference):
+    from s3rec.presets import load_preset
+    from s3rec.reproduce.experiment import parse_experiment
+
+    base = {"kind": "table", "metrics": ["NDCG@10"], "datasets": ["Beauty"], "seeds": [1], "protocol": "full"}
+    exp = parse_experiment({**base, "methods": [
+        {"id": "P", "model": "sasrec", "preset": "s3rec-plus", "paper_as": "S3-Rec", "finetune": {"lr": 0.002}}]}, "x", "x")
+    (m,) = exp.methods
+    plus = load_preset("s3rec-plus")
+    assert m.finetune == {**plus.finetune, "lr": 0.002}  # the method's own settings win
+    assert m.pretrain == plus.pretrain and m.preset == "s3rec-plus"  # pretrained preset: fine-tunes from it
+    assert parse_experiment({**base, "methods": [{"id": "Q", "model": "sasrec", "preset": "paper"}]}, "x", "x").methods[0].pretrain is None
+    with pytest.raises(ConfigError, match="methods\\[0\\]: unknown preset 'nope'"):
+        parse_experiment({**base, "methods": [{"id": "Q", "model": "sasrec", "preset": "nope"}]}, "x", "x")
+    # the report puts the paper's S3-Rec beside it
+    plan = _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty"], seeds=[1])
+    run = next(r for r in plan.runs if r.id == "Beauty-S3-Rec-plus-seed1")
+    assert run.cfg.loss == plus.finetune["loss"] and run.cfg.init
+    _fabricate(run.dir, {"NDCG@10": 0.0600}, np.arange(1, 11))
+    write_report(tmp_path / "runs" / "strong_finetuning", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| S3-Rec+ (preset s3rec-plus) |"))
+    assert "0.0600 (paper 0.0327, +83.5%)" in row
+    assert "preset `s3rec-plus`" in text and "the paper's numbers for S3-Rec" in text

@@ -22,7 +22,10 @@ same form can be given by path. Keys:
   against the best baseline), ``unsupported`` (a reason: its runs are listed, never run),
   ``checkpoint_from`` (another experiment's folder name: train nothing, test the best checkpoint of
   the run with the same id there under this experiment's protocol; for models whose training under
-  this protocol is too costly; the report says so beside the method).
+  this protocol is too costly; the report says so beside the method), ``preset`` (a shipped preset's
+  settings under the method's ``finetune``; a ``pretrained`` preset's ``[pretrain]`` under its
+  ``pretrain``, so the method fine-tunes from that pre-training), ``paper_as`` (the paper's method
+  whose published numbers the report puts beside this one, e.g. "S3-Rec"; default: the label).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ PRETRAIN_EPOCH = "pretrain_epoch"
 _ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _TOP_KEYS = {"title", "figure", "kind", "protocol", "datasets", "seeds", "pretrain_seed", "metrics", "primary_metric",
              "notes", "finetune", "pretrain", "vary", "methods", "pairs"}
-_METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported", "checkpoint_from"}
+_METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported", "checkpoint_from", "preset",
+                "paper_as"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class Method:
     ours: bool = False
     unsupported: str = ""
     checkpoint_from: str = ""  # an experiment folder: test the best checkpoint of the same run id there
+    preset: str = ""  # a shipped preset whose settings lie under the method's own (already merged in)
+    paper_as: str = ""  # the paper's method whose numbers stand beside this one (default: the label)
 
 
 @dataclass(frozen=True)
@@ -138,10 +144,22 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
         pre = m.get("pretrain")
         if pre is not None and not isinstance(pre, dict):
             raise ConfigError(f"{mwhere}: pretrain must be a table of settings")
+        finetune = dict(m.get("finetune", {}))
+        preset_name = str(m.get("preset", ""))
+        if preset_name:
+            from ..presets import load_preset
+
+            try:
+                preset = load_preset(preset_name)
+            except ConfigError as e:
+                raise ConfigError(f"{mwhere}: {e}") from None
+            finetune = {**preset.finetune, **finetune}
+            if preset.pretrained:
+                pre = {**preset.pretrain, **(pre or {})}
         methods.append(Method(mid, str(m.get("label", mid)), _need(m, "model", str, mwhere).lower(),
-                              dict(m.get("finetune", {})), None if pre is None else dict(pre),
+                              finetune, None if pre is None else dict(pre),
                               bool(m.get("ours", False)), str(m.get("unsupported", "")),
-                              str(m.get("checkpoint_from", ""))))
+                              str(m.get("checkpoint_from", "")), preset_name, str(m.get("paper_as", ""))))
         if methods[-1].checkpoint_from and not _ID.match(methods[-1].checkpoint_from):
             raise ConfigError(f"{mwhere}: checkpoint_from must name an experiment folder, got {methods[-1].checkpoint_from!r}")
     ids = [m.id for m in methods]

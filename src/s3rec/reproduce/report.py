@@ -159,7 +159,7 @@ def _paper(exp: Experiment, dataset: str, method: Method, value, metric: str) ->
         return None
     if exp.vary_setting and exp.vary_setting != "train_fraction":
         return None
-    return paper_value(exp.protocol, dataset, method.label, metric)
+    return paper_value(exp.protocol, dataset, method.paper_as or method.label, metric)
 
 
 def make_cells(exp: Experiment, runs: list[RunResult]) -> list[Cell]:
@@ -522,6 +522,11 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
              "in brackets where the paper published one.", "", *_settings_lines(grid), ""]
     if exp.notes:
         lines += [exp.notes, ""]
+    for m in exp.methods:
+        said = ([f"the settings of preset `{m.preset}` (`s3rec presets {m.preset}`)"] if m.preset else []) + (
+            [f"beside it, the paper's numbers for {m.paper_as}"] if m.paper_as and m.paper_as != m.label else [])
+        if said:
+            lines += [f"{m.label}: {'; '.join(said)}.", ""]
     borrowed = [m for m in exp.methods if m.checkpoint_from]
     if borrowed:
         lines += [f"Tested, not trained, under this protocol: {', '.join(m.label for m in borrowed)}: each is the best "
