@@ -523,13 +523,27 @@ def test_report_tests_each_listed_pair(tmp_path):
             ndcg = {"S3-Rec-SSM": 0.06, "SASRec-SSM": 0.05, "S3-Rec-CE": 0.07}[m]
             _fabricate(runs[f"Beauty-{m}-seed{seed}"].dir, {"NDCG@10": ndcg, "MRR": float(np.mean(1 / r))}, r)
     write_report(tmp_path / "runs" / "strong_finetuning", tmp_path / "report")
-    sig = (tmp_path / "report" / "strong_finetuning_significance.csv").read_text().splitlines()
-    ssm = next(line for line in sig if line.startswith("Beauty,S3-Rec + sampled softmax,SASRec + sampled softmax,"))
-    expected = paired_ttest(np.mean([1 / r for r in ranks["S3-Rec-SSM"]], 0), np.mean([1 / r for r in ranks["SASRec-SSM"]], 0))
-    assert f"{expected.p:.6g}" in ssm and f"{expected.t:.6g}" in ssm
-    # a pair with a method not run says so; the best-baseline row is there too
-    assert any(line.startswith("Beauty,S3-Rec + CE,SASRec + CE,") and "not run: SASRec + CE" in line for line in sig)
-    assert any(line.startswith("Beauty,S3-Rec + CE,S3-Rec + sampled softmax,") for line in sig)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "report" / "strong_finetuning_significance.csv").open()))
+    ssm = next(r for r in rows if (r["ours"], r["baseline"]) == ("S3-Rec + sampled softmax", "SASRec + sampled softmax"))
+    a = np.mean([1 / r for r in ranks["S3-Rec-SSM"]], 0)
+    b = np.mean([1 / r for r in ranks["SASRec-SSM"]], 0)
+    expected = paired_ttest(a, b)  # the pair's first method is "ours": direction matters for t and the MRRs
+    assert float(ssm["t"]) == pytest.approx(expected.t, rel=1e-5) and expected.t > 0
+    assert float(ssm["mrr_ours"]) == pytest.approx(a.mean(), rel=1e-5)
+    assert float(ssm["mrr_baseline"]) == pytest.approx(b.mean(), rel=1e-5)
+    assert float(ssm["p"]) == pytest.approx(expected.p, rel=1e-5) and ssm["best_baseline"] == "false"
+    # a pair with a method not run says so; the best-baseline row is there too, marked
+    assert any((r["ours"], r["baseline"]) == ("S3-Rec + CE", "SASRec + CE") and r["note"] == "not run: SASRec + CE"
+               for r in rows)
+    best = next(r for r in rows if r["best_baseline"] == "true")
+    assert (best["ours"], best["baseline"]) == ("S3-Rec + CE", "S3-Rec + sampled softmax")
+    # narrowed to some methods, the pairs among them only (the report never trips over the others)
+    from s3rec.reproduce.experiment import load_experiment, narrowed
+
+    exp = narrowed(load_experiment("strong_finetuning"), methods=["SASRec-SSM", "S3-Rec-SSM"])
+    assert exp.pairs == (("S3-Rec-SSM", "SASRec-SSM"),)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "(best baseline)" in text and "each listed pair" in text
 
@@ -543,6 +557,8 @@ def test_pairs_must_name_methods():
     for bad in ([["A", "C"]], [["A"]], [["A", "A"]], "A,B"):
         with pytest.raises(ConfigError, match="pairs must be"):
             parse_experiment({**base, "pairs": bad}, "x", "x")
+    with pytest.raises(ConfigError, match="tables only"):
+        parse_experiment({**base, "kind": "bars", "pairs": [["A", "B"]]}, "x", "x")
 
 
 def test_a_method_can_take_a_preset_and_stand_beside_another_paper_row(tmp_path, reference):

@@ -239,39 +239,78 @@ def test_space_file_parses_the_documented_form():
     assert space.params[1].when == {"loss": ("gbce",)}
 
 
-def _pretrained_preset(tmp_path: Path, pre_extra: str = "") -> Path:
+def _pretrained_preset(tmp_path: Path, epochs: int = 1) -> Path:
     preset = tmp_path / "plus.toml"
     preset.write_text('description = "plus"\npretrained = true\n[finetune]\nepochs = 1\nhidden_size = 16\n'
-                      f'loss = "ce"\n[pretrain]\nepochs = 1\nhidden_size = 16\n{pre_extra}')
+                      f'loss = "ce"\n[pretrain]\nepochs = {epochs}\nhidden_size = 16\n')
     return preset
+
+
+def _train_plus(tmp_path, preset, out, *extra):
+    return main(["train", "--dataset", "Tiny", "--preset", str(preset), "--pretrain-dir", str(tmp_path / "pre"),
+                 "--quiet", "--out", str(tmp_path / out), *extra])
 
 
 def test_pretrained_preset_pretrains_once_then_reuses(tiny_data, tmp_path, capsys):
     preset, shared = _pretrained_preset(tmp_path), tmp_path / "pre"
-    common = ["train", "--dataset", "Tiny", "--preset", str(preset), "--pretrain-dir", str(shared), "--quiet"]
-    assert main([*common, "--out", str(tmp_path / "a")]) == 0
-    assert "pre-training it first" in capsys.readouterr().err
+    assert _train_plus(tmp_path, preset, "a") == 0
+    assert "pre-training 1 epochs" in capsys.readouterr().err
     (pre_dir,) = shared.iterdir()
-    assert pre_dir.name.startswith("Tiny-s3rec-e1-seed42-")
+    assert pre_dir.name.startswith("Tiny-s3rec-seed42-")
     ckpt = pre_dir / "pretrain-epoch-1.pt"
     stamp = ckpt.stat().st_mtime_ns
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["init"] == str(ckpt)
-    # another fine-tuning seed: the same pre-training, reused untouched
-    assert main([*common, "--seed", "7", "--out", str(tmp_path / "b")]) == 0
-    assert f"reusing {pre_dir}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["init"] == str(ckpt.resolve())
+    # another fine-tuning seed: the same pre-training, reused untouched, even with checkpoint.pt pruned
+    (pre_dir / "checkpoint.pt").unlink()
+    assert _train_plus(tmp_path, preset, "b", "--seed", "7") == 0
+    assert f"reusing {ckpt.resolve()}" in capsys.readouterr().err
     assert ckpt.stat().st_mtime_ns == stamp and [p.name for p in shared.iterdir()] == [pre_dir.name]
-    assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(ckpt)
-    # --init wins: nothing is pre-trained
-    assert main([*common, "--init", str(ckpt), "--out", str(tmp_path / "c")]) == 0
-    assert "pre-train" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(ckpt.resolve())
+    # --init wins: no pre-training folder is even looked at
+    other = tmp_path / "other"
+    assert main(["train", "--dataset", "Tiny", "--preset", str(preset), "--pretrain-dir", str(other), "--quiet",
+                 "--init", str(ckpt), "--out", str(tmp_path / "c")]) == 0
+    assert not other.exists()
+
+
+def test_pretrained_preset_extends_a_shorter_pretraining_in_the_same_folder(tiny_data, tmp_path, capsys):
+    assert _train_plus(tmp_path, _pretrained_preset(tmp_path, epochs=1), "a") == 0
+    (pre_dir,) = (tmp_path / "pre").iterdir()
+    first = (pre_dir / "pretrain-epoch-1.pt").read_bytes()
+    assert _train_plus(tmp_path, _pretrained_preset(tmp_path, epochs=2), "b") == 0
+    assert "continuing after epoch 1" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "pre").iterdir()] == [pre_dir.name]  # the length is not in the name
+    assert (pre_dir / "pretrain-epoch-1.pt").read_bytes() == first and (pre_dir / "pretrain-epoch-2.pt").is_file()
+    assert len((pre_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_pretrained_preset_checks_the_run_folder_before_pretraining(tiny_data, tmp_path, capsys):
+    preset = _pretrained_preset(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_text("taken")
+    assert _train_plus(tmp_path, preset, "a") == 2  # not empty, no --resume: refused before any pre-training
+    assert "is not empty" in capsys.readouterr().err and not (tmp_path / "pre").exists()
+    # a finished run resumed: nothing is pre-trained again, even from another --pretrain-dir
+    assert _train_plus(tmp_path, preset, "b") == 0
+    assert main(["train", "--dataset", "Tiny", "--preset", str(preset), "--pretrain-dir", str(tmp_path / "pre2"),
+                 "--quiet", "--out", str(tmp_path / "b"), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().err and not (tmp_path / "pre2").exists()
+
+
+def test_limited_data_fine_tuning_pretrains_on_the_same_users(tiny_data, tmp_path):
+    assert _train_plus(tmp_path, _pretrained_preset(tmp_path), "a", "--set", "train_fraction=0.5") == 0
+    (pre_dir,) = (tmp_path / "pre").iterdir()
+    pre = json.loads((pre_dir / "config.json").read_text())
+    assert (pre["train_fraction"], pre["fraction_seed"]) == (0.5, 0)
+    assert _train_plus(tmp_path, _pretrained_preset(tmp_path), "b") == 0  # all users: another pre-training
+    assert len(list((tmp_path / "pre").iterdir())) == 2
 
 
 def test_pretrained_preset_with_mismatched_encoders_fails_before_pretraining(tiny_data, tmp_path, capsys):
     preset = _pretrained_preset(tmp_path)
-    assert main(["train", "--dataset", "Tiny", "--preset", str(preset), "--set", "hidden_size=32", "--pretrain-dir",
-                 str(tmp_path / "pre"), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    assert _train_plus(tmp_path, preset, "a", "--set", "hidden_size=32") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "hidden_size 16 vs 32" in err[0]
+    assert len(err) == 1 and "hidden_size 16 vs 32" in err[0] and "--init" in err[0]
     assert not (tmp_path / "pre").exists() and not (tmp_path / "a").exists()
 
 
@@ -279,10 +318,32 @@ def test_shared_pretrain_dir_names_the_computation():
     from s3rec.presets import shared_pretrain_dir
 
     base = PretrainConfig(dataset="Beauty", epochs=150)
-    same = dataclasses.replace(base, device="cuda", save_every=5)  # never change what is computed
-    assert shared_pretrain_dir(Path("r"), base) == shared_pretrain_dir(Path("r"), same)
-    for change in ({"mask_p": 0.3}, {"seed": 1}, {"epochs": 100}, {"sp_weight": 0.0}, {"dataset": "Toys"}):
-        assert shared_pretrain_dir(Path("r"), dataclasses.replace(base, **change)) != shared_pretrain_dir(Path("r"), base)
+    name = shared_pretrain_dir(Path("r"), base, "data1")
+    for same in ({"device": "cuda"}, {"save_every": 5}, {"epochs": 50}, {"fraction_seed": 3}):
+        assert shared_pretrain_dir(Path("r"), dataclasses.replace(base, **same), "data1") == name, same
+    for change in ({"mask_p": 0.3}, {"seed": 1}, {"sp_weight": 0.0}, {"dataset": "Toys"}, {"train_fraction": 0.5}):
+        assert shared_pretrain_dir(Path("r"), dataclasses.replace(base, **change), "data1") != name, change
+    assert shared_pretrain_dir(Path("r"), base, "data2") != name  # other files under the same name
+    with pytest.raises(ConfigError, match="init"):
+        shared_pretrain_dir(Path("r"), dataclasses.replace(base, init="x.pt"), "data1")
+
+
+def test_exclusive_lock_makes_the_second_holder_wait(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from s3rec.fileio import exclusive_lock
+
+    lock = tmp_path / ".lock"
+    child = ("import sys, time; from s3rec.fileio import exclusive_lock\n"
+             "with exclusive_lock(sys.argv[1], lambda: print('waited', flush=True)):\n    print('got', flush=True)")
+    with exclusive_lock(lock):
+        proc = subprocess.Popen([sys.executable, "-c", child, str(lock)], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert proc.poll() is None  # still waiting for this process's lock
+    out, _ = proc.communicate(timeout=30)
+    assert out.split() == ["waited", "got"]
 
 
 def test_shipped_plus_preset_fine_tunes_from_the_paper_pretraining(capsys):
@@ -304,12 +365,32 @@ def test_preset_saved_from_a_study_on_a_checkpoint_names_its_pretraining(tmp_pat
 
     run = tmp_path / "pre"
     run.mkdir()
-    (run / "config.json").write_text(PretrainConfig(dataset="Tiny", epochs=150, mask_p=0.3).to_json())
+    # made on a GPU machine: still read on this CPU one
+    (run / "config.json").write_text(PretrainConfig(dataset="Tiny", epochs=150, mask_p=0.3, seed=7).to_json()
+                                     .replace('"device": "cpu"', '"device": "cuda"'))
     best = {"finetune": TrainConfig(dataset="Tiny", init=str(run / "pretrain-epoch-60.pt"), loss="ce").to_dict(),
             "params": {"finetune": {"loss": "ce"}}, "dataset": "Tiny", "protocol": "full", "metric": "NDCG@20",
             "value": 0.1, "trial": 3, "study": "s"}
     _, finetune, pretrain, source, pretrained = preset_from_best(best)
-    assert pretrained and pretrain == {"epochs": 60, "mask_p": 0.3} and finetune["loss"] == "ce"
+    assert pretrained and pretrain == {"epochs": 60, "mask_p": 0.3, "seed": 7} and finetune["loss"] == "ce"
     assert source["init"].endswith("pretrain-epoch-60.pt")
+    # a pre-training continued from another checkpoint is not described by its settings: not claimed
+    (run / "config.json").write_text(PretrainConfig(dataset="Tiny", init="elsewhere.pt").to_json())
+    assert preset_from_best(best)[4] is False
     best["finetune"]["init"] = str(tmp_path / "nowhere" / "pretrain-epoch-60.pt")  # settings unknown: not claimed
     assert preset_from_best(best)[4] is False
+
+
+def test_saved_pretrained_preset_reads_back(tmp_path):
+    from s3rec.presets import save_preset
+
+    path = save_preset(tmp_path / "p.toml", "d", {"loss": "ce"}, {"mask_p": 0.3}, {"trial": 1}, pretrained=True)
+    back = load_preset(str(path))
+    assert back.pretrained and back.pretrain == {"mask_p": 0.3} and back.finetune == {"loss": "ce"}
+    assert not load_preset(str(save_preset(tmp_path / "q.toml", "d", {"loss": "ce"}))).pretrained
+
+
+def test_tune_refuses_a_pretrained_preset_without_a_pretraining(tiny_data, tmp_path, capsys):
+    assert _tune(tmp_path / "study", 1, "--preset", str(_pretrained_preset(tmp_path))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init CKPT" in err[0] and not (tmp_path / "study").exists()

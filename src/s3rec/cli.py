@@ -674,44 +674,65 @@ def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bo
 
 
 def _preset_pretraining(args, cfg):
-    """``cfg`` fine-tuning from the pre-training a ``pretrained = true`` preset asks for: the finished
-    one with the same settings under --pretrain-dir, else pre-trained (or resumed) there first."""
+    """``cfg`` fine-tuning from the pre-training a ``pretrained = true`` preset asks for: its checkpoint
+    in the shared folder under --pretrain-dir when there, else pre-trained (or extended) there first,
+    under a lock so that concurrent runs wait for one pre-training instead of each doing it."""
     import dataclasses
 
     from .config import PretrainConfig, with_overrides
     from .data import registry
-    from .presets import apply_pretrain, load_preset, shared_pretrain_dir
-    from .pretrain import BACKBONE_MUST_MATCH, default_epochs
+    from .fileio import exclusive_lock
+    from .presets import apply_pretrain, data_fingerprint, load_preset, shared_pretrain_dir
+    from .pretrain import BACKBONE_MUST_MATCH, default_epochs, pretrain
 
     if cfg.init or not getattr(args, "preset", None):
         return cfg
     preset = load_preset(args.preset)
     if not preset.pretrained:
         return cfg
-    ds_name = registry.load(cfg.dataset, args.data_dir, quiet=True).name
-    pre = with_overrides(apply_pretrain(PretrainConfig(), preset), {"dataset": ds_name, "device": cfg.device})
-    pre = dataclasses.replace(pre, epochs=pre.epochs or default_epochs(ds_name)).validate()
-    diff = [f"{k} {getattr(pre, k)} vs {getattr(cfg, k)}" for k in BACKBONE_MUST_MATCH if getattr(pre, k) != getattr(cfg, k)]
-    if diff and pre.backbone in ("s3rec", cfg.model):  # found out now, not after the pre-training
-        raise ConfigError(f"preset {preset.name}: the pre-training and fine-tuning encoders differ: {', '.join(diff)}")
-    out = shared_pretrain_dir(Path(args.pretrain_dir), pre)
-    done = (out / f"pretrain-epoch-{pre.epochs}.pt").is_file()
-    _log(f"preset {preset.name} fine-tunes from an S3-Rec pre-training: "
-         + (f"reusing {out}" if done else f"pre-training it first in {out} ({pre.epochs} epochs; resumable)"))
-    summary = _pretrain(pre, args.data_dir, out, True, False, args.quiet)
-    return dataclasses.replace(cfg, init=summary["checkpoint"])
+    ds = registry.load(cfg.dataset, args.data_dir, quiet=True)
+    # the users a limited-data run keeps are the users its pre-training sees (as in `s3rec reproduce`)
+    pre = with_overrides(apply_pretrain(PretrainConfig(), preset), {
+        "dataset": ds.name, "device": cfg.device, "train_fraction": cfg.train_fraction, "fraction_seed": cfg.fraction_seed})
+    pre = dataclasses.replace(pre, epochs=pre.epochs or default_epochs(ds.name)).validate()
+    if pre.backbone not in ("s3rec", cfg.model):
+        raise ConfigError(f"preset {preset.name} pre-trains {pre.backbone}, which {cfg.model} cannot fine-tune from: "
+                          f"add --model {pre.backbone}")
+    whole = pre.backbone == cfg.model or (pre.backbone == "s3rec" and cfg.model == "sasrec")
+    keys = BACKBONE_MUST_MATCH if whole else ("hidden_size",)  # other models take the item embeddings only
+    diff = [f"{k} {getattr(pre, k)} vs {getattr(cfg, k)}" for k in keys if getattr(pre, k) != getattr(cfg, k)]
+    if diff:  # found out now, not after the pre-training
+        raise ConfigError(f"preset {preset.name}: its pre-training and this fine-tuning differ in {', '.join(diff)}: "
+                          "drop those --set, or use a preset file whose [pretrain] matches, or --init CKPT")
+    out = shared_pretrain_dir(Path(args.pretrain_dir), pre, data_fingerprint(ds)).resolve()
+    final = out / f"pretrain-epoch-{pre.epochs}.pt"
+    if not final.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(out / ".lock", lambda: _log(f"waiting for the pre-training another process runs in {out}")):
+            if not final.is_file():  # not made while this one waited
+                done = len((out / "metrics.jsonl").read_text().splitlines()) if (out / "metrics.jsonl").is_file() else 0
+                if done > pre.epochs:
+                    raise ConfigError(f"{out} went past epoch {pre.epochs} without keeping its checkpoint: "
+                                      "use another --pretrain-dir, or --init CKPT")
+                _log(f"preset {preset.name} fine-tunes from an S3-Rec pre-training: pre-training {pre.epochs} epochs "
+                     f"in {out}" + (f" (continuing after epoch {done})" if done else "") + "; resumable, shared")
+                pretrain(pre, ds, out, resume=True, progress=not args.quiet, log=_log)
+    else:
+        _log(f"preset {preset.name} fine-tunes from an S3-Rec pre-training: reusing {final}")
+    return dataclasses.replace(cfg, init=str(final))
 
 
 def cmd_train(args) -> int:
     from .config import config_from_json
 
-    cfg = _preset_pretraining(args, _train_config(args))
+    cfg = _train_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
     cfg = _resumed_config(args, out, lambda a, text: _train_config(a, config_from_json(text))) or cfg
     if _prepare_out(out, args.resume, args.overwrite):
         _log(f"{out} already finished; results:")
         print((out / "results.json").read_text().strip())
         return 0
+    cfg = _preset_pretraining(args, cfg)  # after the run folder's checks: a resumed run keeps its init
     paper_model = "s3rec" if cfg.init and cfg.model == "sasrec" else cfg.model
     results = _finetune(cfg, args.data_dir, out, args.resume, args.overwrite, args.quiet, paper_model)
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"], "out": str(out)}, indent=2))
@@ -969,6 +990,9 @@ def cmd_tune(args) -> int:
     if args.pretrain_epochs is not None:
         pre_sets["epochs"] = args.pretrain_epochs
     preset = load_preset(args.preset) if args.preset else None
+    if preset and preset.pretrained and not (args.init or args.pretrain or pre_sets):
+        raise ConfigError(f"preset {preset.name} fine-tunes from a pre-training: give --init CKPT (e.g. the "
+                          f"checkpoint `s3rec train --preset {preset.name}` made under runs/pretrain/) or --pretrain")
     setup = make_setup(args.dataset, load_space(args.space), ft_sets, pre_sets, preset, args.pretrain, args.study_dir,
                        args.data_dir, args.sampler_seed)
     best = Tuner(setup, log=_log, verbose=args.verbose).run(args.trials)

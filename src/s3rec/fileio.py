@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and an advisory lock."""
 
 from __future__ import annotations
 
@@ -32,3 +32,27 @@ def atomic_path(path: str | os.PathLike):
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, on_wait=None):
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block; when
+    another process holds it, call ``on_wait()`` once and block until it is released. The lock goes
+    with the process, so a killed holder never leaves it stuck. Where ``fcntl`` is missing (Windows),
+    no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX everywhere this project runs
+        yield
+        return
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -133,7 +133,8 @@ def pretrain(
     if resume and ckpt_path.is_file():
         # a longer (or shorter) schedule is fine: without a learning-rate schedule, epoch k is the same
         # whatever the total, so `--epochs 150 --resume` extends a 50-epoch run exactly
-        state = restore_training_state(ckpt_path, cfg, trainer.model, trainer.optimizer, gen, ("device", "epochs"))
+        state = restore_training_state(ckpt_path, cfg, trainer.model, trainer.optimizer, gen,
+                                       ("device", "epochs", "save_every"))
         history = json.loads(state["history"])
         elapsed_before = float(state["seconds"])
         if len(history) > epochs:

@@ -4,8 +4,8 @@ A preset is a TOML file with a one-line ``description``, a ``[finetune]`` table 
 :class:`~s3rec.config.TrainConfig`, as ``--set`` takes them) and an optional ``[pretrain]`` table
 (settings of :class:`~s3rec.config.PretrainConfig`, used by ``s3rec run``), optionally
 ``pretrained = true`` (the fine-tuning starts from an S3-Rec pre-training with the ``[pretrain]``
-settings: ``s3rec train --preset NAME`` pre-trains first, or reuses the finished pre-training with
-the same settings, see :func:`shared_pretrain_dir`), and optionally a ``[source]`` table recording where it came from (a search's study, score and trial; never read).
+settings: ``s3rec train --preset NAME`` pre-trains first, or reuses the pre-training with the same
+settings and data, see :func:`shared_pretrain_dir`), and optionally a ``[source]`` table recording where it came from (a search's study, score and trial; never read).
 The shipped presets are ``s3rec/presets/NAME.toml``: adding one is dropping a file there. ``--preset``
 takes such a NAME or the path of any preset file (what ``s3rec tune --save-preset`` writes).
 
@@ -115,20 +115,42 @@ def apply_pretrain(cfg, preset: Preset | None):
     return with_overrides(cfg, preset.pretrain) if preset else cfg
 
 
-# settings that never change what a pre-training computes: left out of its shared folder's name
-_NOT_IDENTITY = ("device", "save_every", "init")
+# settings that never change what a pre-training's epoch k computes: left out of its shared folder's
+# name (``epochs`` too: without a learning-rate schedule, epoch k is the same whatever the total, so one
+# folder serves every length; see :func:`s3rec.pretrain.pretrain`)
+_NOT_IDENTITY = ("device", "save_every", "epochs")
 
 
-def shared_pretrain_dir(root: Path, cfg) -> Path:
-    """The folder under ``root`` for a pre-training with these settings (a resolved PretrainConfig,
-    its epochs resolved): ``DATASET-BACKBONE-eEPOCHS-seedSEED-HASH``, the hash over every setting
-    that changes the computation. Two runs asking for the same pre-training get the same folder,
-    so the second reuses (or resumes) the first's instead of pre-training again."""
+def data_fingerprint(ds) -> str:
+    """A short digest of a dataset's sequences and item attributes (what a pre-training reads)."""
     import hashlib
 
-    settings = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in _NOT_IDENTITY}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(root) / f"{cfg.dataset}-{cfg.backbone}-e{cfg.epochs}-seed{cfg.seed}-{digest}"
+    h = hashlib.sha256()
+    for arr in (ds.offsets, ds.items, ds.attr_offsets, ds.attributes):
+        h.update(arr.astype("int64").tobytes())
+    h.update(f"{ds.n_items},{ds.n_attributes}".encode())
+    return h.hexdigest()[:12]
+
+
+def shared_pretrain_dir(root: Path, cfg, fingerprint: str) -> Path:
+    """The folder under ``root`` for a pre-training with these settings (a PretrainConfig) on the data
+    with this :func:`data_fingerprint`: ``DATASET-BACKBONE-seedSEED-HASH``, the hash over the settings
+    that differ from their defaults and change the computation, and over the data. Every run asking
+    for the same pre-training, of any length, gets the same folder: it reuses the checkpoint of the
+    epoch it needs, or extends the run to it. A pre-training continued from ``init`` has no shared
+    folder (it depends on a file outside the settings)."""
+    import hashlib
+
+    from ..config import PretrainConfig
+
+    if cfg.init:
+        raise ConfigError("a pre-training continued from a checkpoint (init) has no shared folder")
+    defaults = PretrainConfig().to_dict()
+    settings = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in _NOT_IDENTITY and v != defaults.get(k)}
+    if settings.get("train_fraction", 1.0) == 1.0:
+        settings.pop("fraction_seed", None)  # which users are dropped matters only when some are
+    digest = hashlib.sha256(json.dumps({"settings": settings, "data": fingerprint}, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"{cfg.dataset}-{cfg.backbone}-seed{cfg.seed}-{digest}"
 
 
 def _toml_value(value) -> str:

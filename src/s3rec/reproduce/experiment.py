@@ -23,8 +23,9 @@ same form can be given by path. Keys:
   ``checkpoint_from`` (another experiment's folder name: train nothing, test the best checkpoint of
   the run with the same id there under this experiment's protocol; for models whose training under
   this protocol is too costly; the report says so beside the method), ``preset`` (a shipped preset's
-  settings under the method's ``finetune``; a ``pretrained`` preset's ``[pretrain]`` under its
-  ``pretrain``, so the method fine-tunes from that pre-training), ``paper_as`` (the paper's method
+  settings under the method's ``finetune`` (and over the experiment's ``[finetune]``); its
+  ``[pretrain]`` under the method's ``pretrain``: a ``pretrained`` preset makes the method fine-tune
+  from that pre-training), ``paper_as`` (the paper's method
   whose published numbers the report puts beside this one, e.g. "S3-Rec"; default: the label).
 """
 
@@ -154,7 +155,7 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
             except ConfigError as e:
                 raise ConfigError(f"{mwhere}: {e}") from None
             finetune = {**preset.finetune, **finetune}
-            if preset.pretrained:
+            if preset.pretrained or pre is not None:  # its [pretrain] applies wherever the method pre-trains
                 pre = {**preset.pretrain, **(pre or {})}
         methods.append(Method(mid, str(m.get("label", mid)), _need(m, "model", str, mwhere).lower(),
                               finetune, None if pre is None else dict(pre),
@@ -173,9 +174,13 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
     if setting == PRETRAIN_EPOCH and not all(isinstance(v, int) and v >= 0 for v in values):
         raise ConfigError(f"{where}: pretrain_epoch values must be integers >= 0")
     pairs = data.get("pairs", [])
-    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(x in ids for x in p)
-                                              and p[0] != p[1] for p in pairs):
-        raise ConfigError(f"{where}: pairs must be a list of [method id, other method id], ids among {ids}")
+    if not isinstance(pairs, list):
+        raise ConfigError(f"{where}: pairs must be a list of [method id, other method id]")
+    for p in pairs:
+        if not (isinstance(p, list) and len(p) == 2 and all(x in ids for x in p) and p[0] != p[1]):
+            raise ConfigError(f"{where}: pairs must be a list of [method id, other method id], ids among {ids}; got {p!r}")
+    if pairs and kind != "table":
+        raise ConfigError(f"{where}: pairs are tested in tables only (kind = \"table\"), not {kind!r}")
     seeds = tuple(_need(data, "seeds", list, where))
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
@@ -236,6 +241,8 @@ def narrowed(exp: Experiment, datasets=None, seeds=None, methods=None, values=No
         if missing:
             raise ConfigError(f"{exp.name} has no method {', '.join(missing)}; it has: {', '.join(m.id for m in exp.methods)}")
         changes["methods"] = tuple(known[m.lower()] for m in dict.fromkeys(methods))
+        kept = {m.id for m in changes["methods"]}
+        changes["pairs"] = tuple(p for p in exp.pairs if set(p) <= kept)
     if values:
         if not exp.vary_setting:
             raise ConfigError(f"{exp.name} varies no setting: --values does not apply")

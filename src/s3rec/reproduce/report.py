@@ -254,6 +254,8 @@ def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
                 best = max(means, key=means.get)
                 out.append(_pair_row({**row, "baseline": label[best]}, done, ours.id, best))
         for a, b in exp.pairs:
+            if a not in label or b not in label:  # a grid.json written by another version
+                continue
             row = {"dataset": d, "ours": label[a], "baseline": label[b], "metric": exp.primary_metric, "best": False}
             missing = [label[x] for x in (a, b) if x not in finished]
             out.append({**row, "note": f"not run: {', '.join(missing)}"} if missing else _pair_row(row, done, a, b))
@@ -538,9 +540,10 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
     if exp.kind == "table" and (any(m.ours for m in exp.methods) or exp.pairs):
         sig = significance(exp, runs)
         atomic_write_text(out_dir / f"{name}_significance.csv", _csv_text(
-            ["dataset", "ours", "baseline", "metric", "mrr_ours", "mrr_baseline", "t", "p", "users", "note"],
+            ["dataset", "ours", "baseline", "metric", "mrr_ours", "mrr_baseline", "t", "p", "users", "note", "best_baseline"],
             [[s["dataset"], s["ours"], s["baseline"], s["metric"], _num(s.get("mrr_ours")), _num(s.get("mrr_baseline")),
-              _num(s.get("t")), _num(s.get("p")), _num(s.get("users")), s.get("note", "")] for s in sig]))
+              _num(s.get("t")), _num(s.get("p")), _num(s.get("users")), s.get("note", ""), str(s["best"]).lower()]
+             for s in sig]))
         rows = [[s["dataset"], s["ours"], (s["baseline"] or "-") + (" (best baseline)" if s["best"] else ""),
                  *([f"{s['mrr_ours']:.4f}", f"{s['mrr_baseline']:.4f}", f"{s['t']:.2f}", _fmt_p(s["p"]), str(s["users"])]
                    if "t" in s else [s["note"], "", "", "", ""])] for s in sig]

@@ -470,19 +470,25 @@ def _preset_table(settings: dict, defaults: dict, searched: dict, params_default
 
 def _init_pretrain_settings(init: str) -> dict | None:
     """The settings of the pre-training run that wrote checkpoint ``init`` (its folder's config.json), as
-    a preset's [pretrain] table of the non-default ones; None when they cannot be read."""
+    a preset's [pretrain] table of those differing from the backbone's defaults, with the checkpoint's
+    epoch; None when they cannot be read or do not describe the checkpoint alone (a pre-training
+    continued from another checkpoint)."""
     from ..config import config_from_json
 
     try:
-        cfg = config_from_json((Path(init).parent / "config.json").read_text(encoding="utf-8"), PretrainConfig)
-    except (OSError, ValueError, ConfigError):
+        data = json.loads((Path(init).parent / "config.json").read_text(encoding="utf-8"))
+        data["device"] = "cpu"  # where it ran does not matter here (and CUDA may be missing)
+        cfg = config_from_json(json.dumps(data), PretrainConfig)
+    except (OSError, ValueError, TypeError, ConfigError):
+        return None
+    if cfg.init:
         return None
     m = re.fullmatch(r"pretrain-epoch-(\d+)\.pt", Path(init).name)
     if m:  # the checkpoint's epoch, not the run's total (a Fig. 5 style intermediate checkpoint)
         cfg = dataclasses.replace(cfg, epochs=int(m.group(1)))
-    defaults = PretrainConfig().to_dict()
+    defaults = with_overrides(PretrainConfig(), {"backbone": cfg.backbone}).to_dict()
     return {k: v for k, v in cfg.to_dict().items()
-            if k not in ("dataset", "seed", "device", "init", "save_every") and v != defaults.get(k)}
+            if k not in ("dataset", "device", "init", "save_every") and (v != defaults.get(k) or k == "backbone" and v != "s3rec")}
 
 
 def preset_from_best(best: dict) -> tuple[str, dict, dict | None, dict, bool]:
