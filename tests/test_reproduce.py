@@ -460,7 +460,7 @@ def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
     # a run under way: its own median epoch time, for its fraction only
     _fabricate(small.dir, {}, curve=[0.1, 0.2])
     measured = cost.measured_finetune_speeds(plan.runs)
-    assert measured == {("Sports", "sasrec", "sampled", 0.2): 0.1}
+    assert measured == {("Sports", "sasrec", "sampled", 0.2, "bce"): 0.1}
     seconds, basis = cost.estimate_finetune(small, n, measured)
     assert basis == "measured" and seconds == pytest.approx(0.1 * (cost.EARLY_STOP_EPOCHS - 2))
     assert cost.estimate_finetune(full, n, measured)[1] == "assumed"
@@ -585,3 +585,24 @@ def test_a_method_can_take_a_preset_and_stand_beside_another_paper_row(tmp_path,
     row = next(line for line in text.splitlines() if line.startswith("| S3-Rec+ (preset s3rec-plus) |"))
     assert "0.0600 (paper 0.0327, +83.5%)" in row
     assert "preset `s3rec-plus`" in text and "the paper's numbers for S3-Rec" in text
+
+
+def test_cost_learns_speed_and_length_from_experiments_beside_it(tmp_path):
+    from s3rec.reproduce import cost
+
+    plan = _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty"], seeds=[1])
+    ssm = next(r for r in plan.runs if r.id == "Beauty-SASRec-SSM-seed1")
+    # nothing measured: a softmax-type loss is assumed to train longer than BCE
+    bce = next(r for r in plan.runs if r.id == "Beauty-SASRec-seed1")
+    assert cost.finetune_epochs(ssm) == cost.SOFTMAX_STOP_EPOCHS and cost.finetune_epochs(bce) == cost.EARLY_STOP_EPOCHS
+    # a finished sampled-softmax run in another experiment's folder: its speed and length are used
+    other = tmp_path / "runs" / "elsewhere" / "Beauty-X-seed9"
+    other.mkdir(parents=True)
+    (other / "config.json").write_text(json.dumps({**ssm.cfg.to_dict(), "seed": 9}))
+    (other / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i, "seconds": 4.0}) + "\n" for i in range(1, 31)))
+    (other / "results.json").write_text(json.dumps({"epochs": 30, "test": {}}))
+    others = tmp_path / "runs"
+    speeds, lengths = cost.measured_finetune_speeds(plan.runs, others), cost.measured_finetune_lengths(plan.runs, others)
+    assert speeds[cost.speed_key(ssm.cfg)] == 4.0 and lengths[cost.speed_key(ssm.cfg)] == 30
+    assert cost.estimate_finetune(ssm, 198_502, speeds, lengths) == (120.0, "measured")
+    assert cost.speed_key(bce.cfg) not in speeds  # another loss: pooled apart

@@ -7,10 +7,14 @@ Base figures, from this project's 2-core CPU machine (README, "Speed"):
 - pre-training on Beauty: 64 s per epoch (measured, 150,258 instances); LastFM 1,252 instances/s
   (measured); other datasets at 2,400 instances/s (assumed); other models' encoders (Fig. 3) by a
   measured factor;
-- an early-stopped fine-tuning run is assumed to last 50 epochs (patience 10; Beauty stops at 30-70).
+- an early-stopped fine-tuning run is assumed to last 50 epochs (patience 10; Beauty stops at 30-70),
+  110 with a softmax-type loss (ce, sampled-softmax, gbce: Beauty's sampled-softmax runs stopped
+  after 55-155 epochs).
 
-Where the experiment's folder already holds runs of the same dataset and model (or the same
-pre-training), their measured median seconds per epoch replace the assumption.
+Where the experiment's folder, or another experiment's beside it, already holds runs of the same
+dataset, model, protocol, training fraction and loss (or the same pre-training), their measured
+median seconds per epoch replace the assumed speed, and the median length of the finished ones
+the assumed length.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ PRETRAIN_RATE = 2_400.0  # instances per second elsewhere (assumed)
 # (s3rec 1,290, gru4rec 1,320, gru4rec_f 785, sasrec_f 1,071 instances/s)
 BACKBONE_FACTOR = {"s3rec": 1.0, "gru4rec": 1.0, "gru4rec_f": 1.64, "sasrec_f": 1.2}
 EARLY_STOP_EPOCHS = 50  # assumed length of an early-stopped fine-tuning run
+SOFTMAX_STOP_EPOCHS = 110  # the same with a softmax-type loss, which keeps improving for longer
+SOFTMAX_LOSSES = ("ce", "sampled-softmax", "gbce")
 # seconds per epoch relative to SASRec on Beauty (`benchmarks/model_epochs.py`, 2 threads, measured
 # 2026-11-27; BERT4Rec's before it packed its sequences, an upper bound)
 MODEL_FACTOR = {"poprec": 0.0, "fm": 0.58, "autoint": 7.7, "gru4rec": 1.37, "caser": 2.56, "sasrec": 1.0,
@@ -75,11 +81,22 @@ def epochs_done(run_dir: Path) -> int:
     return len(_epoch_seconds(run_dir / "metrics.jsonl"))
 
 
-def finetune_epochs(run: FinetuneRun) -> int:
+def speed_key(cfg) -> tuple:
+    """What a fine-tuning run's speed and length are pooled by (a TrainConfig, or its dict)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return (get("dataset"), get("model"), get("protocol"), float(get("train_fraction", 1.0)), get("loss"))
+
+
+def finetune_epochs(run: FinetuneRun, lengths: dict | None = None) -> int:
     cfg = run.cfg
     if cfg.model == "poprec":
         return 0
-    return cfg.epochs if cfg.patience >= cfg.epochs else min(cfg.epochs, EARLY_STOP_EPOCHS)
+    if cfg.patience >= cfg.epochs:
+        return cfg.epochs
+    known = (lengths or {}).get(speed_key(cfg))
+    if known:
+        return min(cfg.epochs, known)
+    return min(cfg.epochs, SOFTMAX_STOP_EPOCHS if cfg.loss in SOFTMAX_LOSSES else EARLY_STOP_EPOCHS)
 
 
 def finetune_epoch_seconds(run: FinetuneRun, interactions: int | None) -> float | None:
@@ -112,12 +129,13 @@ def pretrain_epoch_seconds(run: PretrainRun, interactions: int | None) -> float 
     return base * run.cfg.train_fraction * BACKBONE_FACTOR.get(run.cfg.backbone, 1.5)
 
 
-def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict) -> tuple[float | None, str]:
+def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict,
+                      lengths: dict | None = None) -> tuple[float | None, str]:
     """Seconds left for a fine-tuning run, and whether that rests on measured or assumed speed."""
     if run.cfg is None:
         return 0.0, "-"
-    key = (run.dataset, run.cfg.model, run.cfg.protocol, run.cfg.train_fraction)
-    left = max(finetune_epochs(run) - epochs_done(run.dir), 0)
+    key = speed_key(run.cfg)
+    left = max(finetune_epochs(run, lengths) - epochs_done(run.dir), 0)
     if key in measured and not run.method.checkpoint_from:
         return measured[key] * left, "measured"
     eval_s = finetune_epoch_seconds(run, interactions)
@@ -137,10 +155,40 @@ def estimate_pretrain(run: PretrainRun, interactions: int | None, measured: dict
     return (None, "unknown") if per is None else (per * left, "assumed")
 
 
-def measured_finetune_speeds(runs: list[FinetuneRun]) -> dict:
-    """Median seconds per epoch of the runs already under way, by (dataset, model, protocol, train_fraction)."""
+def _run_dirs(runs: list[FinetuneRun], others: Path | None) -> list[tuple[tuple, Path]]:
+    """(speed key, folder) of this plan's runs, then of the runs in the experiment folders under ``others``."""
+    out = [(speed_key(r.cfg), r.dir) for r in runs if r.cfg is not None]
+    mine = {d for _, d in out}
+    if others is not None and Path(others).is_dir():
+        for cfg_path in sorted(Path(others).glob("*/*/config.json")):
+            if cfg_path.parent in mine:
+                continue
+            try:
+                cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(cfg, dict) and "model" in cfg:
+                out.append((speed_key(cfg), cfg_path.parent))
+    return out
+
+
+def measured_finetune_speeds(runs: list[FinetuneRun], others: Path | None = None) -> dict:
+    """Median seconds per epoch of the runs already under way, by :func:`speed_key`: this plan's, and
+    with ``others`` (the folder holding the experiment folders) every experiment's beside it."""
     by: dict[tuple, list[float]] = {}
-    for r in runs:
-        if r.cfg is not None:
-            by.setdefault((r.dataset, r.cfg.model, r.cfg.protocol, r.cfg.train_fraction), []).extend(_epoch_seconds(r.dir / "metrics.jsonl"))
+    for key, d in _run_dirs(runs, others):
+        by.setdefault(key, []).extend(_epoch_seconds(d / "metrics.jsonl"))
     return {k: statistics.median(v) for k, v in by.items() if v}
+
+
+def measured_finetune_lengths(runs: list[FinetuneRun], others: Path | None = None) -> dict:
+    """Median number of epochs of the finished, trained runs, by :func:`speed_key` (as above)."""
+    by: dict[tuple, list[int]] = {}
+    for key, d in _run_dirs(runs, others):
+        try:
+            done = json.loads((d / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(done, dict) and isinstance(done.get("epochs"), int) and not done.get("checkpoint_from"):
+            by.setdefault(key, []).append(done["epochs"])
+    return {k: int(statistics.median(v)) for k, v in by.items() if v}

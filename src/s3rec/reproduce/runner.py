@@ -226,7 +226,8 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     """The grid, each run's status and estimated time left, and the total: what a run would do."""
     exp = plan.experiment
     sizes = {d: cost.dataset_size(d, data_dir) for d in {r.dataset for r in plan.runs}}
-    measured = cost.measured_finetune_speeds(plan.runs)
+    measured = cost.measured_finetune_speeds(plan.runs, plan.out.parent)
+    lengths = cost.measured_finetune_lengths(plan.runs, plan.out.parent)
     lines = [f"{exp.name}: {exp.title}",
              f"grid: {len(exp.datasets)} datasets x {len(exp.methods)} methods"
              + (f" x {len(exp.vary_values)} values of {exp.vary_setting}" if exp.vary_setting else "")
@@ -252,7 +253,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
         elif status == "pending" and reuse and (same := identical_finished_run(r, plan.out.parent)) is not None:
             est, basis = 0.0, f"the same run as {_rel(same, plan.out.parent)}: its records are copied"
         else:
-            est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured)
+            est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured, lengths)
             if r.cfg is not None and r.cfg.model != "poprec":
                 basis += f"; <= {r.cfg.epochs} epochs"
             if r.pretrain:
@@ -264,7 +265,8 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     lines += ["", "status: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
               f"estimated time to finish: {_duration(total)}" + (f" (+ {unknown} runs of unknown cost)" if unknown else "")
               + " on one 2-core CPU machine like this project's; an estimate (seconds per epoch measured where runs "
-              "exist, else assumed from the README's measurements; early-stopped fine-tuning assumed 50 epochs)"]
+              "exist, else assumed from the README's measurements; an early-stopped fine-tuning lasts as long as the "
+              "finished runs like it, else an assumed 50 epochs, 110 with a softmax-type loss)"]
     return "\n".join(lines)
 
 
