@@ -606,3 +606,15 @@ def test_cost_learns_speed_and_length_from_experiments_beside_it(tmp_path):
     assert speeds[cost.speed_key(ssm.cfg)] == 4.0 and lengths[cost.speed_key(ssm.cfg)] == 30
     assert cost.estimate_finetune(ssm, 198_502, speeds, lengths) == (120.0, "measured")
     assert cost.speed_key(bce.cfg) not in speeds  # another loss: pooled apart
+
+
+def test_grid_records_of_differently_narrowed_runs_merge_their_pairs(tmp_path):
+    from s3rec.reproduce.experiment import load_experiment, narrowed
+
+    out = tmp_path / "runs" / "strong_finetuning"
+    full = load_experiment("strong_finetuning")
+    for methods in (["SASRec-SSM", "S3-Rec-SSM"], ["SASRec", "S3-Rec"]):
+        write_grid(make_plan(narrowed(full, datasets=["Beauty"], seeds=[1], methods=methods), out, tmp_path / "pre"))
+    exp = json.loads((out / "grid.json").read_text())["experiment"]
+    assert sorted(map(tuple, exp["pairs"])) == [("S3-Rec", "SASRec"), ("S3-Rec-SSM", "SASRec-SSM")]
+    assert {m["id"] for m in exp["methods"]} == {"SASRec-SSM", "S3-Rec-SSM", "SASRec", "S3-Rec"}

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..config import config_from_json
 from ..errors import S3RecError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, exclusive_lock
 from . import cost
 from .plan import FinetuneRun, Plan, PretrainRun
 
@@ -180,7 +180,7 @@ def _union(a: list, b: list, key=lambda x: json.dumps(x, sort_keys=True)) -> lis
 def merge_records(old: dict, new: dict) -> dict:
     """``new`` plus what an earlier, differently narrowed reproduction into the same folder recorded:
     its runs and pre-training runs not in ``new`` (their statuses as then; the report reads the run
-    folders), the union of datasets, seeds, methods and values, and every distinct set of overrides."""
+    folders), the union of datasets, seeds, methods, values and pairs, and every distinct set of overrides."""
     if old.get("experiment", {}).get("name") != new["experiment"]["name"]:
         return new
     exp, oexp = dict(new["experiment"]), old["experiment"]
@@ -190,6 +190,7 @@ def merge_records(old: dict, new: dict) -> dict:
     exp["methods"] = _union(oexp.get("methods", []), exp["methods"], key=lambda m: m["id"])
     order = [m["id"] for m in new["experiment"]["methods"]]
     exp["methods"].sort(key=lambda m: order.index(m["id"]) if m["id"] in order else len(order))
+    exp["pairs"] = _union(oexp.get("pairs", []), exp.get("pairs", []))
     ids = {r["id"] for r in new["runs"]}
     pre_ids = {p["id"] for p in new["pretrains"]}
     return {**new, "experiment": exp,
