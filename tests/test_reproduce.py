@@ -3,6 +3,7 @@ the paired t-test, and the limited-training-data setting."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -618,3 +619,13 @@ def test_grid_records_of_differently_narrowed_runs_merge_their_pairs(tmp_path):
     exp = json.loads((out / "grid.json").read_text())["experiment"]
     assert sorted(map(tuple, exp["pairs"])) == [("S3-Rec", "SASRec"), ("S3-Rec-SSM", "SASRec-SSM")]
     assert {m["id"] for m in exp["methods"]} == {"SASRec-SSM", "S3-Rec-SSM", "SASRec", "S3-Rec"}
+
+
+def test_grid_record_keeps_the_newest_definition_of_a_method(tmp_path):
+    out = tmp_path / "runs" / "table2"
+    exp = narrowed(load_experiment("table2"), datasets=["Beauty"], seeds=[1], methods=["SASRec", "S3-Rec"])
+    old = dataclasses.replace(exp, methods=tuple(dataclasses.replace(m, label=m.label + " (old)") for m in exp.methods))
+    write_grid(make_plan(old, out, tmp_path / "pre"))
+    write_grid(make_plan(narrowed(exp, methods=["SASRec"]), out, tmp_path / "pre"))
+    labels = {m["id"]: m["label"] for m in json.loads((out / "grid.json").read_text())["experiment"]["methods"]}
+    assert labels == {"SASRec": "SASRec", "S3-Rec": "S3-Rec (old)"}  # redefined where given, kept where not

@@ -187,7 +187,8 @@ def merge_records(old: dict, new: dict) -> dict:
     for k in ("datasets", "seeds"):
         exp[k] = _union(oexp.get(k, []), exp[k])
     exp["vary_values"] = sorted(_union(oexp.get("vary_values", []), exp["vary_values"]))
-    exp["methods"] = _union(oexp.get("methods", []), exp["methods"], key=lambda m: m["id"])
+    # a method both recorded: this reproduction's definition (labels and notes may have changed since)
+    exp["methods"] = _union(exp["methods"], oexp.get("methods", []), key=lambda m: m["id"])
     order = [m["id"] for m in new["experiment"]["methods"]]
     exp["methods"].sort(key=lambda m: order.index(m["id"]) if m["id"] in order else len(order))
     exp["pairs"] = _union(oexp.get("pairs", []), exp.get("pairs", []))
