@@ -629,3 +629,18 @@ def test_grid_record_keeps_the_newest_definition_of_a_method(tmp_path):
     write_grid(make_plan(narrowed(exp, methods=["SASRec"]), out, tmp_path / "pre"))
     labels = {m["id"]: m["label"] for m in json.loads((out / "grid.json").read_text())["experiment"]["methods"]}
     assert labels == {"SASRec": "SASRec", "S3-Rec": "S3-Rec (old)"}  # redefined where given, kept where not
+
+
+def test_index_counts_where_a_preset_beats_the_paper(tmp_path, reference):
+    from s3rec.reproduce.report import presets_vs_paper
+
+    plan = _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty"], seeds=[1, 2])
+    runs = {r.id: r for r in plan.runs}
+    # the paper's Beauty S3-Rec (full ranking): HR@10 0.0647, NDCG@10 0.0327; one seed only so far
+    _fabricate(runs["Beauty-S3-Rec-plus-seed1"].dir, {"HR@10": 0.07, "NDCG@10": 0.03, "HR@5": 0.05, "NDCG@5": 0.03,
+                                                      "HR@20": 0.1, "NDCG@20": 0.04}, np.arange(1, 11))
+    lines = presets_vs_paper([tmp_path / "runs" / "strong_finetuning"])
+    (row,) = [line for line in lines if line.startswith("- **s3rec-plus**")]
+    assert "the paper's S3-Rec, Beauty: above on 4 of 6" in row
+    assert "full HR@10 0.0700 [1/2] vs 0.0647 ✓" in row and "full NDCG@10 0.0300 [1/2] vs 0.0327 ✗" in row
+    assert presets_vs_paper([]) == []

@@ -649,6 +649,40 @@ def paper_tables_summary(dirs: list[Path]) -> list[str]:
     return lines
 
 
+def presets_vs_paper(dirs: list[Path]) -> list[str]:
+    """Markdown lines: for every method that runs a shipped preset and stands beside a paper row
+    (``preset`` and ``paper_as``), in every table experiment among ``dirs``: per dataset, each metric's
+    mean over the finished seeds against the paper's number, and whether it is above it. Empty when
+    there is no such method."""
+    rows: dict[tuple[str, str, str], list] = {}  # (preset, paper row, dataset) -> cells
+    protocols: dict[str, str] = {}
+    for d in dirs:
+        exp, grid = load_grid(d)
+        if exp.kind != "table" or not any(m.preset and m.paper_as for m in exp.methods):
+            continue
+        for c in make_cells(exp, collect(d, exp, grid)):
+            m = c.method
+            if m.preset and m.paper_as and c.paper is not None:
+                rows.setdefault((m.preset, m.paper_as, c.dataset), []).append((exp.protocol, c))
+                protocols[exp.protocol] = exp.name
+    if not rows:
+        return []
+    lines = ["## Presets against the paper", "",
+             "Each preset's test numbers (mean over the finished seeds; [k/n]: k of n seeds finished) against the "
+             "paper's row it is meant to beat, in every table it ran in (" + ", ".join(
+                 f"`{e}`: {p} protocol" for p, e in protocols.items()) + "); `above`: how many of the paper's "
+             "numbers the mean exceeds. Not run: nothing to compare, never filled in.", ""]
+    for (preset, paper_as, dataset), cells in rows.items():
+        done = [(p, c) for p, c in cells if c.mean is not None]
+        above = sum(c.mean > c.paper for _, c in done)
+        text = "; ".join(f"{p} {c.metric} {c.mean:.4f}" + (f" [{len(c.values)}/{c.planned}]" if len(c.values) < c.planned
+                                                             else "") + f" vs {c.paper:.4f}" + (" ✓" if c.mean > c.paper else " ✗")
+                         for p, c in done) or "not run"
+        lines += [f"- **{preset}** vs the paper's {paper_as}, {dataset}: above on {above} of {len(cells)}"
+                  + (f" ({len(cells) - len(done)} not run)" if len(done) < len(cells) else "") + f": {text}"]
+    return lines + [""]
+
+
 def experiment_dirs(runs_dir: Path) -> list[Path]:
     """``runs_dir`` itself when it holds ``grid.json``, else its sub-folders that do."""
     runs_dir = Path(runs_dir)
@@ -684,5 +718,6 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
                      f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
     index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
     index += paper_tables_summary(dirs)
+    index += presets_vs_paper(dirs)
     atomic_write_text(out_dir / "report.md", "\n".join(index))
     return [out_dir / "report.md", *paths]
