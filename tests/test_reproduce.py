@@ -644,3 +644,12 @@ def test_index_counts_where_a_preset_beats_the_paper(tmp_path, reference):
     assert "the paper's S3-Rec, Beauty: above on 4 of 6" in row
     assert "full HR@10 0.0700 [1/2] vs 0.0647 ✓" in row and "full NDCG@10 0.0300 [1/2] vs 0.0327 ✗" in row
     assert presets_vs_paper([]) == []
+
+
+def test_crowded_tick_labels_are_left_out():
+    from s3rec.reproduce.report import _tick_labels
+
+    exp = load_experiment("strong_pretrain_epochs")
+    assert _tick_labels(exp, [0, 10, 30, 50, 150], [0.0, 10.0, 30.0, 50.0, 150.0]) == ["0", "", "30", "50", "150"]
+    exp = load_experiment("limited_data")
+    assert _tick_labels(exp, [0.2, 0.4, 1.0], [20.0, 40.0, 100.0]) == ["20%", "40%", "100%"]

@@ -344,6 +344,18 @@ def plot_bars(exp: Experiment, cells: list[Cell], path: Path) -> None:
     plt.close(fig)
 
 
+def _tick_labels(exp: Experiment, values: list, xs: list[float]) -> list[str]:
+    """Tick labels, leaving out one that would touch the label before it (uneven values: 0, 10, 30, 50, 150)."""
+    span = (max(xs) - min(xs)) or 1.0
+    gap = 0.08 if len(values) <= 8 else 0.0  # (more values: the labels are turned 45 degrees and fit)
+    labels, last = [], None
+    for v, x in zip(values, xs):
+        crowded = last is not None and x - last < gap * span
+        labels.append("" if crowded else _fmt_value(exp, v))
+        last = last if crowded else x
+    return labels
+
+
 def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
     """One panel per (metric, dataset): the metric against the varied setting, one line per method."""
     plt = _pyplot()
@@ -367,8 +379,7 @@ def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
                     ax.errorbar(x, y, yerr=e, marker=markers[j % len(markers)], ms=4, capsize=2, label=label, lw=1.3)
                 else:
                     ax.plot([], [], marker=markers[j % len(markers)], ls="none", label=label, color="0.6")
-            ax.set_xticks(xs_all, [_fmt_value(exp, v) for v in values],
-                          rotation=45 if len(values) > 8 else 0, fontsize=8)
+            ax.set_xticks(xs_all, _tick_labels(exp, values, xs_all), rotation=45 if len(values) > 8 else 0, fontsize=8)
             if not any(len(line.get_xdata()) for line in ax.lines):
                 _empty(ax)
             ax.set_xlabel(exp.vary_label)
