@@ -350,6 +350,8 @@ def test_shipped_plus_preset_fine_tunes_from_the_paper_pretraining(capsys):
     plus = load_preset("s3rec-plus")
     assert plus.pretrained and plus.pretrain == {} and plus.finetune["loss"] in ("ce", "sampled-softmax", "gbce")
     assert not load_preset("paper").pretrained
+    ce = load_preset("s3rec-plus-ce")
+    assert ce.pretrained and ce.finetune == {"loss": "ce"} and ce.pretrain == {}
     assert main(["presets", "s3rec-plus"]) == 0
     assert "pre-trains first" in capsys.readouterr().out
 
