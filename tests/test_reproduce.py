@@ -653,3 +653,26 @@ def test_crowded_tick_labels_are_left_out():
     assert _tick_labels(exp, [0, 10, 30, 50, 150], [0.0, 10.0, 30.0, 50.0, 150.0]) == ["0", "", "30", "50", "150"]
     exp = load_experiment("limited_data")
     assert _tick_labels(exp, [0.2, 0.4, 1.0], [20.0, 40.0, 100.0]) == ["20%", "40%", "100%"]
+
+
+def test_a_method_can_be_limited_to_some_datasets(tmp_path):
+    from s3rec.reproduce.experiment import parse_experiment
+
+    base = {"kind": "table", "metrics": ["NDCG@10"], "datasets": ["Beauty", "LastFM"], "seeds": [1], "protocol": "full",
+            "pairs": [["A", "B"]]}
+    exp = parse_experiment({**base, "methods": [{"id": "A", "model": "sasrec", "datasets": ["lastfm"]},
+                                                {"id": "B", "model": "sasrec"}]}, "x", "x")
+    plan = make_plan(exp, tmp_path / "runs" / "x", tmp_path / "pre")
+    assert sorted(r.id for r in plan.runs) == ["Beauty-B-seed1", "LastFM-A-seed1", "LastFM-B-seed1"]
+    write_grid(plan)
+    for r in plan.runs:
+        _fabricate(r.dir, {"NDCG@10": 0.05}, np.arange(1, 11))
+    write_report(tmp_path / "runs" / "x", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    beauty = text[text.index("### Beauty"):text.index("### LastFM")]
+    assert "| A |" not in beauty and "| B |" in beauty and "| A |" in text[text.index("### LastFM"):]
+    sig = (tmp_path / "report" / "x_significance.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in sig[1:]] == ["LastFM"]  # the pair is tested where both ran
+    with pytest.raises(ConfigError, match="tables only"):
+        parse_experiment({**base, "kind": "bars", "pairs": [], "methods": [{"id": "A", "model": "sasrec", "datasets": ["x"]}]},
+                         "x", "x")

@@ -26,7 +26,8 @@ same form can be given by path. Keys:
   settings under the method's ``finetune`` (and over the experiment's ``[finetune]``); its
   ``[pretrain]`` under the method's ``pretrain``: a ``pretrained`` preset makes the method fine-tune
   from that pre-training), ``paper_as`` (the paper's method
-  whose published numbers the report puts beside this one, e.g. "S3-Rec"; default: the label).
+  whose published numbers the report puts beside this one, e.g. "S3-Rec"; default: the label),
+  ``datasets`` (tables only: the method runs on these datasets only, e.g. a dataset's own preset).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _TOP_KEYS = {"title", "figure", "kind", "protocol", "datasets", "seeds", "pretrain_seed", "metrics", "primary_metric",
              "notes", "finetune", "pretrain", "vary", "methods", "pairs"}
 _METHOD_KEYS = {"id", "label", "model", "finetune", "pretrain", "ours", "unsupported", "checkpoint_from", "preset",
-                "paper_as"}
+                "paper_as", "datasets"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class Method:
     checkpoint_from: str = ""  # an experiment folder: test the best checkpoint of the same run id there
     preset: str = ""  # a shipped preset whose settings lie under the method's own (already merged in)
     paper_as: str = ""  # the paper's method whose numbers stand beside this one (default: the label)
+    datasets: tuple[str, ...] = ()  # run on these datasets only (a dataset's own preset); empty: all
+
+    def applies(self, dataset: str) -> bool:
+        """Whether this method runs on ``dataset`` (its ``datasets``, compared case-insensitively)."""
+        return not self.datasets or dataset.lower() in {d.lower() for d in self.datasets}
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class Experiment:
     @classmethod
     def from_dict(cls, data: dict) -> "Experiment":
         data = dict(data)
-        data["methods"] = tuple(Method(**m) for m in data["methods"])
+        data["methods"] = tuple(Method(**{**m, "datasets": tuple(m.get("datasets", ()))}) for m in data["methods"])
         for k in ("datasets", "seeds", "metrics", "vary_values"):
             data[k] = tuple(data[k])
         data["pairs"] = tuple(tuple(p) for p in data.get("pairs", ()))
@@ -160,7 +166,10 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
         methods.append(Method(mid, str(m.get("label", mid)), _need(m, "model", str, mwhere).lower(),
                               finetune, None if pre is None else dict(pre),
                               bool(m.get("ours", False)), str(m.get("unsupported", "")),
-                              str(m.get("checkpoint_from", "")), preset_name, str(m.get("paper_as", ""))))
+                              str(m.get("checkpoint_from", "")), preset_name, str(m.get("paper_as", "")),
+                              tuple(m.get("datasets", ()))))
+        if not all(isinstance(d, str) for d in methods[-1].datasets):
+            raise ConfigError(f"{mwhere}: datasets must be a list of dataset names")
         if methods[-1].checkpoint_from and not _ID.match(methods[-1].checkpoint_from):
             raise ConfigError(f"{mwhere}: checkpoint_from must name an experiment folder, got {methods[-1].checkpoint_from!r}")
     ids = [m.id for m in methods]
@@ -179,6 +188,8 @@ def parse_experiment(data: dict, name: str, where: str) -> Experiment:
     for p in pairs:
         if not (isinstance(p, list) and len(p) == 2 and all(x in ids for x in p) and p[0] != p[1]):
             raise ConfigError(f"{where}: pairs must be a list of [method id, other method id], ids among {ids}; got {p!r}")
+    if any(m.datasets for m in methods) and kind != "table":
+        raise ConfigError(f"{where}: a method's datasets are for tables only (kind = \"table\"), not {kind!r}")
     if pairs and kind != "table":
         raise ConfigError(f"{where}: pairs are tested in tables only (kind = \"table\"), not {kind!r}")
     seeds = tuple(_need(data, "seeds", list, where))

@@ -122,6 +122,8 @@ def make_plan(
     values = exp.vary_values if exp.vary_setting else (None,)
     for dataset in map(canonical_dataset, exp.datasets):
         for m in exp.methods:
+            if not m.applies(dataset):
+                continue
             for value in values:
                 vary_ft: dict = {}
                 vary_pre: dict = {}

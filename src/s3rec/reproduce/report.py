@@ -167,6 +167,8 @@ def make_cells(exp: Experiment, runs: list[RunResult]) -> list[Cell]:
     datasets = list(dict.fromkeys(r.dataset for r in runs))
     for d in datasets:
         for m in exp.methods:
+            if not m.applies(d):
+                continue
             for v in _values(exp):
                 mine = [r for r in runs if r.dataset == d and r.method.id == m.id and r.value == v]
                 for metric in exp.metrics:
@@ -253,8 +255,9 @@ def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
             else:
                 best = max(means, key=means.get)
                 out.append(_pair_row({**row, "baseline": label[best]}, done, ours.id, best))
+        applies = {m.id: m.applies(d) for m in exp.methods}
         for a, b in exp.pairs:
-            if a not in label or b not in label:  # a grid.json written by another version
+            if not (applies.get(a) and applies.get(b)):  # not on this dataset (or a grid.json of another version)
                 continue
             row = {"dataset": d, "ours": label[a], "baseline": label[b], "metric": exp.primary_metric, "best": False}
             missing = [label[x] for x in (a, b) if x not in finished]
@@ -470,6 +473,8 @@ def _table_sections(exp: Experiment, cells: list[Cell]) -> list[str]:
         for d in datasets:
             rows = []
             for m in exp.methods:
+                if not m.applies(d):
+                    continue
                 rows.append([m.label] + [fmt_cell(next(c for c in cells if c.dataset == d and c.method.id == m.id
                                                         and c.metric == k)) for k in exp.metrics])
             out += [f"### {d}", "", _md_table(["method", *exp.metrics], rows), ""]
