@@ -60,10 +60,12 @@ def test_dry_run_shows_grid_and_cost_and_writes_nothing(name, tmp_path, capsys):
     assert main(["reproduce", name, "--dry-run", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     exp = load_experiment(name)
-    n = len(exp.datasets) * len(exp.methods) * len(exp.seeds) * max(len(exp.vary_values), 1)
-    assert f"= {n} fine-tuning runs" in text
+    per_dataset = {d: sum(m.applies(d) for m in exp.methods) * len(exp.seeds) * max(len(exp.vary_values), 1)
+                   for d in exp.datasets}
+    assert f"= {sum(per_dataset.values())} fine-tuning runs" in text
     assert "estimated time to finish: " in text and ("h on one" in text or "min on one" in text)
-    assert sum(line.startswith(exp.datasets[0] + "-") for line in text.splitlines()) == n // len(exp.datasets)
+    for d, n in per_dataset.items():
+        assert sum(line.startswith(d + "-") for line in text.splitlines()) == n
     assert not out.exists() and not (tmp_path / "runs" / "pretrain").exists()
 
 

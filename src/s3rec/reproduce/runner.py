@@ -233,7 +233,9 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     lines = [f"{exp.name}: {exp.title}",
              f"grid: {len(exp.datasets)} datasets x {len(exp.methods)} methods"
              + (f" x {len(exp.vary_values)} values of {exp.vary_setting}" if exp.vary_setting else "")
-             + f" x {len(exp.seeds)} seeds = {len(plan.runs)} fine-tuning runs; {len(plan.pretrains)} pre-training runs",
+             + f" x {len(exp.seeds)} seeds = {len(plan.runs)} fine-tuning runs"
+             + (" (some methods on some datasets only)" if any(m.datasets for m in exp.methods) else "")
+             + f"; {len(plan.pretrains)} pre-training runs",
              f"folders: {plan.out} (runs), {plan.pretrain_dir} (pre-training, shared)", ""]
     total, unknown = 0.0, 0
     width = max([len(r.id) for r in plan.runs] + [len(p.id) + 9 for p in plan.pretrains] + [10])
