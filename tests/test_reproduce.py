@@ -678,3 +678,25 @@ def test_a_method_can_be_limited_to_some_datasets(tmp_path):
     with pytest.raises(ConfigError, match="tables only"):
         parse_experiment({**base, "kind": "bars", "pairs": [], "methods": [{"id": "A", "model": "sasrec", "datasets": ["x"]}]},
                          "x", "x")
+
+
+def test_a_run_another_process_holds_is_left_to_it(tiny_data, tmp_path, capsys):
+    from s3rec.fileio import try_lock
+
+    common = ["--methods", "S3-Rec", "SASRec", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1"]
+    out = tmp_path / "runs" / "table2"
+    # another process is fine-tuning SASRec and pre-training S3-Rec's encoder: this one skips both
+    pre_id = "Tiny-batch_size=50,hidden_size=16-seed42"  # SMALL's pre-training settings
+    with try_lock(out / ".locks" / "Tiny-SASRec-seed1.lock") as a, \
+            try_lock(tmp_path / "runs" / "pretrain" / ".locks" / f"{pre_id}.lock") as b:
+        assert a and b
+        assert _reproduce(tmp_path, "table2", *common) == 0  # nothing failed: left to the other process
+    err = capsys.readouterr().err
+    assert "Tiny-SASRec-seed1: skipped: another process is running it" in err
+    assert f"pre-training {pre_id} is running in another process" in err
+    assert "left to another process running them: Tiny-S3-Rec-seed1, Tiny-SASRec-seed1" in err
+    assert not (out / "Tiny-SASRec-seed1" / "results.json").exists()
+    assert not (out / "Tiny-S3-Rec-seed1" / "error.txt").exists()  # not recorded as a failure
+    # released: the same command finishes them
+    assert _reproduce(tmp_path, "table2", *common) == 0
+    assert (out / "Tiny-SASRec-seed1" / "results.json").is_file() and (out / "Tiny-S3-Rec-seed1" / "results.json").is_file()

@@ -960,6 +960,8 @@ def cmd_reproduce(args) -> int:
          + f"; grid.json and the runs in {out}; report: s3rec report {out}")
     for run_id, line in summary.failed.items():
         _log(f"  failed: {run_id}: {line}")
+    if summary.busy:
+        _log(f"  left to another process running them: {', '.join(summary.busy)}")
     return 0 if summary.ok else 1
 
 

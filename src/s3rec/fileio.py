@@ -56,3 +56,26 @@ def exclusive_lock(path: str | os.PathLike, on_wait=None):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def try_lock(path: str | os.PathLike):
+    """Try to hold an exclusive advisory lock on ``path`` (created, with its folder, if missing) for the
+    ``with`` block without waiting: yields True when held, False when another process holds it. Where
+    ``fcntl`` is missing (Windows), yields True and locks nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX everywhere this project runs
+        yield True
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..config import config_from_json
 from ..errors import S3RecError
-from ..fileio import atomic_write_text, exclusive_lock
+from ..fileio import atomic_write_text, exclusive_lock, try_lock
 from . import cost
 from .plan import FinetuneRun, Plan, PretrainRun
 
@@ -281,10 +281,18 @@ def _counts(plan: Plan) -> dict[str, int]:
     return counts
 
 
+LOCKS = ".locks"  # beside the run folders: one lock file per run another process may be running
+
+
+class _Busy(Exception):
+    """A run (or the pre-training it needs) is being run by another process."""
+
+
 @dataclass
 class Summary:
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # finished elsewhere with identical settings: copied
+    busy: list[str] = field(default_factory=list)  # being run by another process: left to it
     failed: dict[str, str] = field(default_factory=dict)  # run id -> first line of its error
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -379,8 +387,17 @@ class Runner:
         return results
 
     def _ensure_pretrain(self, p: PretrainRun, retry_failed: bool, summary: Summary) -> str:
-        """'' when its checkpoints are there (running it if needed), else why not."""
-        status = pretrain_status(p)
+        """'' when its checkpoints are there (running it if needed), else why not; raises :class:`_Busy`
+        when another process is running it."""
+        if pretrain_status(p) == "done":
+            return ""
+        with try_lock(p.dir.parent / LOCKS / f"{p.id}.lock") as held:
+            if not held:
+                raise _Busy(f"pre-training {p.id} is running in another process")
+            return self._pretrain_locked(p, retry_failed, summary)
+
+    def _pretrain_locked(self, p: PretrainRun, retry_failed: bool, summary: Summary) -> str:
+        status = pretrain_status(p)  # again: another process may have finished it meanwhile
         if status == "done":
             return ""
         if status == "failed" and not retry_failed:
@@ -403,6 +420,56 @@ class Runner:
         self.log(f"pre-training {p.id} done in {_duration(time.time() - t0)}")
         return ""
 
+    def _one(self, run: FinetuneRun, tag: str, retry_failed: bool, summary: Summary) -> None:
+        """Run (or reuse, or record why not) one fine-tuning run of the grid, holding its lock."""
+        plan = self.plan
+        status = finetune_status(run)  # after taking the lock: another process may have finished it
+        if status in ("done", "unsupported"):
+            return
+        if status == "conflict":
+            summary.failed[run.id] = f"finished with other settings ({', '.join(conflicts(run))}); use another --out"
+            self.log(f"{tag}: CONFLICT: {summary.failed[run.id]}")
+            return
+        if status == "failed" and not retry_failed:
+            summary.failed[run.id] = error_line(run.dir)
+            self.log(f"{tag}: failed earlier (--retry-failed retries it): {summary.failed[run.id]}")
+            return
+        (run.dir / ERROR_FILE).unlink(missing_ok=True)
+        same = identical_finished_run(run, plan.out.parent) if self.reuse and status == "pending" else None
+        if same is not None:
+            label = _rel(same, plan.out.parent)
+            res = copy_finished_run(same, run.dir, label)
+            summary.reused.append(run.id)
+            m = plan.experiment.primary_metric
+            self.log(f"{tag}: the same run as {label} (identical settings): its records, not run again; "
+                     f"test {m} {res['test'][m]:.4f}")
+            write_grid(plan)
+            return
+        if run.pretrain is not None and run.pretrain_epoch:
+            why = self._ensure_pretrain(run.pretrain, retry_failed, summary)
+            if why:
+                run.dir.mkdir(parents=True, exist_ok=True)
+                summary.failed[run.id] = _record_error(run.dir, f"blocked: {why}")
+                self.log(f"{tag}: not run: {why}")
+                write_grid(plan)
+                return
+        start = f"from pretrain/{run.pretrain.id} epoch {run.pretrain_epoch}" if run.cfg.init else "from scratch"
+        if run.method.checkpoint_from:
+            start = f"testing the model of {run.method.checkpoint_from}/{run.id}, nothing trained"
+        self.log(f"{tag}: {run.method.label} ({run.cfg.model}, {start}, seed {run.seed})"
+                 + (" resuming" if status == "partial" else ""))
+        t0 = time.time()
+        try:
+            res = self.run_finetune(run)
+        except Exception as e:  # recorded; the grid goes on
+            summary.failed[run.id] = _record_error(run.dir, e)
+            self.log(f"{tag}: FAILED: {summary.failed[run.id]}")
+        else:
+            summary.ran.append(run.id)
+            m = plan.experiment.primary_metric
+            self.log(f"{tag}: done in {_duration(time.time() - t0)}; test {m} {res['test'][m]:.4f}")
+        write_grid(plan)
+
     def run(self, retry_failed: bool = False) -> Summary:
         plan, summary = self.plan, Summary()
         plan.out.mkdir(parents=True, exist_ok=True)
@@ -412,51 +479,15 @@ class Runner:
         self.log(f"{plan.experiment.name}: {len(plan.runs)} runs, {len(plan.runs) - n} finished or unsupported, {n} to go "
                  f"({plan.out})")
         for i, run in enumerate(todo, 1):
-            status = finetune_status(run)
             tag = f"[{i}/{n}] {run.id}"
-            if status == "conflict":
-                summary.failed[run.id] = f"finished with other settings ({', '.join(conflicts(run))}); use another --out"
-                self.log(f"{tag}: CONFLICT: {summary.failed[run.id]}")
-                continue
-            if status == "failed" and not retry_failed:
-                summary.failed[run.id] = error_line(run.dir)
-                self.log(f"{tag}: failed earlier (--retry-failed retries it): {summary.failed[run.id]}")
-                continue
-            (run.dir / ERROR_FILE).unlink(missing_ok=True)
-            same = identical_finished_run(run, plan.out.parent) if self.reuse and status == "pending" else None
-            if same is not None:
-                label = _rel(same, plan.out.parent)
-                res = copy_finished_run(same, run.dir, label)
-                summary.reused.append(run.id)
-                m = plan.experiment.primary_metric
-                self.log(f"{tag}: the same run as {label} (identical settings): its records, not run again; "
-                         f"test {m} {res['test'][m]:.4f}")
-                write_grid(plan)
-                continue
-            if run.pretrain is not None and run.pretrain_epoch:
-                why = self._ensure_pretrain(run.pretrain, retry_failed, summary)
-                if why:
-                    run.dir.mkdir(parents=True, exist_ok=True)
-                    summary.failed[run.id] = _record_error(run.dir, f"blocked: {why}")
-                    self.log(f"{tag}: not run: {why}")
-                    write_grid(plan)
-                    continue
-            start = f"from pretrain/{run.pretrain.id} epoch {run.pretrain_epoch}" if run.cfg.init else "from scratch"
-            if run.method.checkpoint_from:
-                start = f"testing the model of {run.method.checkpoint_from}/{run.id}, nothing trained"
-            self.log(f"{tag}: {run.method.label} ({run.cfg.model}, {start}, seed {run.seed})"
-                     + (" resuming" if status == "partial" else ""))
-            t0 = time.time()
-            try:
-                res = self.run_finetune(run)
-            except Exception as e:  # recorded; the grid goes on
-                summary.failed[run.id] = _record_error(run.dir, e)
-                self.log(f"{tag}: FAILED: {summary.failed[run.id]}")
-            else:
-                summary.ran.append(run.id)
-                m = plan.experiment.primary_metric
-                self.log(f"{tag}: done in {_duration(time.time() - t0)}; test {m} {res['test'][m]:.4f}")
-            write_grid(plan)
+            with try_lock(plan.out / LOCKS / f"{run.id}.lock") as held:
+                try:
+                    if not held:
+                        raise _Busy("another process is running it")
+                    self._one(run, tag, retry_failed, summary)
+                except _Busy as e:
+                    summary.busy.append(run.id)
+                    self.log(f"{tag}: skipped: {e} (run this command again once it is done)")
         write_grid(plan)
         summary.counts = _counts(plan)
         return summary
