@@ -35,34 +35,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, on_wait=None):
-    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block; when
-    another process holds it, call ``on_wait()`` once and block until it is released. The lock goes
-    with the process, so a killed holder never leaves it stuck. Where ``fcntl`` is missing (Windows),
-    no lock is taken."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - POSIX everywhere this project runs
-        yield
-        return
-    with open(path, "a+b") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait:
-                on_wait()
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def try_lock(path: str | os.PathLike):
-    """Try to hold an exclusive advisory lock on ``path`` (created, with its folder, if missing) for the
-    ``with`` block without waiting: yields True when held, False when another process holds it. Where
-    ``fcntl`` is missing (Windows), yields True and locks nothing."""
+def try_lock(path: str | os.PathLike, wait: bool = False, on_wait=None):
+    """Hold an exclusive advisory lock on ``path`` (created, with its folder, if missing) for the
+    ``with`` block: yields True when held; when another process holds it, yields False at once, or
+    with ``wait`` calls ``on_wait()`` and blocks until it is released (then yields True). The lock
+    goes with the process, so a killed holder never leaves it stuck. Where ``fcntl`` is missing
+    (Windows), yields True and locks nothing."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - POSIX everywhere this project runs
@@ -73,9 +51,18 @@ def try_lock(path: str | os.PathLike):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            if on_wait:
+                on_wait()
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def exclusive_lock(path: str | os.PathLike, on_wait=None):
+    """:func:`try_lock` that waits for the lock (calling ``on_wait()`` once if it has to)."""
+    return try_lock(path, wait=True, on_wait=on_wait)
