@@ -31,7 +31,8 @@ SMALL = ["--datasets", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "b
          "--pretrain-set", "batch_size=50"]
 PAPER_EXPERIMENTS = ["table2", "full_ranking", "ablation", "pretrain_others", "limited_data", "pretrain_epochs",
                      "convergence"]
-OTHER_EXPERIMENTS = ["strong_finetuning", "strong_pretrain_epochs", "strong_sampled"]
+OTHER_EXPERIMENTS = ["strong_finetuning", "strong_negatives", "strong_negatives_sampled", "strong_pretrain_epochs",
+                     "strong_sampled"]
 
 
 def _reproduce(tmp_path, name, *extra) -> int:
@@ -379,7 +380,7 @@ def test_checkpoint_from_tests_another_experiments_model(tiny_data, tmp_path, ca
     run = tmp_path / "runs" / "full_ranking" / "Tiny-AutoInt-seed1"
     res = json.loads((run / "results.json").read_text())
     assert res["checkpoint_from"] == os.path.join("table2", "Tiny-AutoInt-seed1")
-    assert res["selected_on"] == "sampled validation MRR" and res["protocol"] == "full" and res["valid"] is None
+    assert res["selected_on"] == "sampled validation MRR" and res["protocol"] == "full"
     assert not (run / "best.pt").exists()  # nothing trained here
     ranks = np.load(run / "test_ranks.npy")
     assert ranks.max() > 100  # ranked against every item, not 100 candidates
@@ -387,6 +388,9 @@ def test_checkpoint_from_tests_another_experiments_model(tiny_data, tmp_path, ca
     source = tmp_path / "runs" / "table2" / "Tiny-AutoInt-seed1" / "best.pt"
     assert main(["evaluate", str(source), "--protocol", "full", "--json"]) == 0
     assert res["test"] == json.loads(capsys.readouterr().out)["metrics"]
+    # its validation metrics under this protocol too (to choose between such models on validation)
+    assert main(["evaluate", str(source), "--protocol", "full", "--split", "valid", "--json"]) == 0
+    assert res["valid"] == json.loads(capsys.readouterr().out)["metrics"] != res["test"]
     assert main(["report", str(tmp_path / "runs" / "full_ranking"), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Tested, not trained, under this protocol: AutoInt" in text and "`table2`" in text

@@ -359,7 +359,9 @@ class Runner:
     def test_checkpoint_from(self, run: FinetuneRun) -> dict:
         """Test, under this run's protocol, the best checkpoint of the run with the same id in the
         experiment folder ``run.method.checkpoint_from`` (beside this one); nothing is trained and
-        the model stays the one selected there. Writes config.json, test_ranks.npy, results.json."""
+        the model stays the one selected there. Its validation metrics under this protocol are recorded
+        too (for choosing between such models on validation, never on test). Writes config.json,
+        test_ranks.npy, results.json."""
         from ..evaluate import SELECTION_METRIC, evaluate_ranks
         from ..metrics import metrics_from_ranks
         from ..train import model_from_checkpoint, save_ranks
@@ -372,12 +374,13 @@ class Runner:
         model, src_cfg, _ = model_from_checkpoint(source / "best.pt", run.cfg.device)
         ds = self._dataset(run.dataset, run.cfg.protocol == "sampled")
         t0 = time.time()
+        valid_ranks, _ = evaluate_ranks(model, ds, "valid", run.cfg.protocol, run.cfg.device)
         ranks, info = evaluate_ranks(model, ds, "test", run.cfg.protocol, run.cfg.device)
         run.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.dir / "config.json", run.cfg.to_json() + "\n")
         save_ranks(run.dir / "test_ranks.npy", ranks)
         results = {
-            "valid": None, "test": metrics_from_ranks(ranks), "best_epoch": done.get("best_epoch"),
+            "valid": metrics_from_ranks(valid_ranks), "test": metrics_from_ranks(ranks), "best_epoch": done.get("best_epoch"),
             "epochs": done.get("epochs"), "seconds": round(time.time() - t0, 3), "dataset": ds.name,
             "model": src_cfg.model, "protocol": run.cfg.protocol, "test_info": info,
             "checkpoint_from": _rel(source, self.plan.out.parent),
