@@ -652,6 +652,47 @@ def test_index_counts_where_a_preset_beats_the_paper(tmp_path, reference):
     assert presets_vs_paper([]) == []
 
 
+def _fabricate_split(run_dir: Path, valid: dict, test: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
+    valid, test = ({k: d.get(k, 0.1) for k in names} for d in (valid, test))
+    (run_dir / "results.json").write_text(json.dumps({"valid": valid, "test": test, "best_epoch": 3}))
+
+
+def test_preset_is_chosen_on_validation_over_both_protocols(tmp_path, reference):
+    """Each preset's mean relative validation gain over the paper-faithful S3-Rec (full: NDCG@20,
+    sampled: MRR) picks the dataset's preset; test numbers play no part; a preset with a seed missing
+    under one protocol is shown, not chosen."""
+    from s3rec.reproduce.report import chosen_presets, preset_choice, preset_scores, presets_vs_paper
+
+    kw = dict(datasets=["Beauty"], seeds=[1, 2], methods=["S3-Rec", "S3-Rec-plus", "S3-Rec-CE"])
+    full = {r.id: r for r in _fabricated_plan(tmp_path, "strong_finetuning", **kw).runs}
+    sampled = {r.id: r for r in _fabricated_plan(tmp_path, "strong_sampled", **kw).runs}
+    # validation: S3-Rec 0.05 / 0.30; plus +60% / +0% (mean +30%); CE +40% / +30% (mean +35%).
+    # test says the opposite (plus far ahead), and must not matter.
+    for seed in (1, 2):
+        for runs, metric, values, tests in ((full, "NDCG@20", (0.05, 0.08, 0.07), (0.01, 0.9, 0.02)),
+                                            (sampled, "MRR", (0.30, 0.30, 0.39), (0.1, 0.9, 0.2))):
+            for mid, v, t in zip(("S3-Rec", "S3-Rec-plus", "S3-Rec-CE"), values, tests):
+                _fabricate_split(runs[f"Beauty-{mid}-seed{seed}"].dir, {metric: v}, {metric: t})
+    dirs = [tmp_path / "runs" / "strong_finetuning", tmp_path / "runs" / "strong_sampled"]
+    scores = preset_scores(dirs)
+    assert scores[("s3rec-plus", "Beauty")].gain == pytest.approx(0.30)
+    assert scores[("s3rec-plus-ce", "Beauty")].gain == pytest.approx(0.35)
+    assert chosen_presets(scores) == {"Beauty": "s3rec-plus-ce"}
+    text = "\n".join(preset_choice(dirs))
+    assert "| Beauty | s3rec-plus-ce | full NDCG@20 0.0700 vs 0.0500 (+40.0%, seeds 1,2); sampled MRR 0.3900 vs " \
+           "0.3000 (+30.0%, seeds 1,2) | +35.0% | ✓ |" in text
+    assert any(line.startswith("- **s3rec-plus-ce** (chosen on validation)") for line in presets_vs_paper(dirs))
+    # CE's second seed under the sampled protocol not finished: CE is not chosen, plus is
+    (sampled["Beauty-S3-Rec-CE-seed2"].dir / "results.json").unlink()
+    scores = preset_scores(dirs)
+    assert scores[("s3rec-plus-ce", "Beauty")].gain is None and scores[("s3rec-plus-ce", "Beauty")].missing == ["sampled"]
+    assert chosen_presets(scores) == {"Beauty": "s3rec-plus"}
+    assert "sampled: not finished" in "\n".join(preset_choice(dirs))
+    assert preset_choice([]) == []
+
+
 def test_crowded_tick_labels_are_left_out():
     from s3rec.reproduce.report import _tick_labels
 

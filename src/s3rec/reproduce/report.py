@@ -50,6 +50,7 @@ class RunResult:
     status: str  # done | failed | unsupported | conflict | not run
     error: str = ""
     test: dict | None = None
+    valid: dict | None = None
     best_epoch: int | None = None
     epochs: int | None = None
     seconds: float | None = None
@@ -140,7 +141,7 @@ def collect(exp_dir: Path, exp: Experiment, grid: dict) -> list[RunResult]:
             r.status, r.error = "conflict", rec.get("error", "")
         elif results.is_file():
             data = json.loads(results.read_text(encoding="utf-8"))
-            r.status, r.test = "done", data["test"]
+            r.status, r.test, r.valid = "done", data["test"], data.get("valid")
             r.best_epoch, r.epochs, r.seconds = data.get("best_epoch"), data.get("epochs"), data.get("seconds")
         elif (run_dir / "error.txt").is_file():
             r.status = "failed"
@@ -665,6 +666,99 @@ def paper_tables_summary(dirs: list[Path]) -> list[str]:
     return lines
 
 
+# the paper-faithful S3-Rec of the experiments that try presets: what a preset's validation gain is measured against
+REFERENCE_METHOD = "S3-Rec"
+
+
+@dataclass
+class PresetScore:
+    """A preset's validation record on one dataset: per protocol, its mean validation selection metric
+    and the paper-faithful S3-Rec's, over the seeds both finished."""
+
+    preset: str
+    dataset: str
+    per_protocol: dict = field(default_factory=dict)  # protocol -> (metric, preset mean, reference mean, seeds)
+    missing: list = field(default_factory=list)  # protocols (or seeds) not finished yet
+
+    @property
+    def gain(self) -> float | None:
+        """Mean over the protocols of (preset / reference - 1); None until every protocol is there."""
+        if self.missing or not self.per_protocol:
+            return None
+        return statistics.fmean(mine / ref - 1 for _, mine, ref, _ in self.per_protocol.values())
+
+
+def preset_scores(dirs: list[Path]) -> dict[tuple[str, str], PresetScore]:
+    """Validation scores of every shipped preset (a method with ``preset``) in the table experiments
+    among ``dirs`` that also hold the paper-faithful S3-Rec, keyed by (preset, dataset). Validation only:
+    the test split never enters a preset's choice. A preset counts on a dataset once each protocol it
+    ran under has all its planned seeds finished with validation metrics."""
+    from ..evaluate import SELECTION_METRIC
+
+    scores: dict[tuple[str, str], PresetScore] = {}
+    for d in dirs:
+        exp, grid = load_grid(d)
+        if exp.kind != "table" or not any(m.preset for m in exp.methods):
+            continue
+        metric = SELECTION_METRIC[exp.protocol]
+        runs = collect(d, exp, grid)
+        for r in runs:
+            if not r.method.preset:
+                continue
+            score = scores.setdefault((r.method.preset, r.dataset), PresetScore(r.method.preset, r.dataset))
+            if exp.protocol in score.per_protocol or exp.protocol in score.missing:
+                continue
+            mine = {x.seed: x.valid[metric] for x in runs if x.method.id == r.method.id and x.dataset == r.dataset
+                    and x.status == "done" and x.valid}
+            ref = {x.seed: x.valid[metric] for x in runs if x.method.id == REFERENCE_METHOD
+                   and x.dataset == r.dataset and x.status == "done" and x.valid}
+            planned = {x.seed for x in runs if x.method.id == r.method.id and x.dataset == r.dataset}
+            seeds = sorted(set(mine) & set(ref))
+            if not seeds or set(mine) != planned:
+                score.missing.append(exp.protocol)
+                continue
+            score.per_protocol[exp.protocol] = (metric, statistics.fmean(mine[s] for s in seeds),
+                                                statistics.fmean(ref[s] for s in seeds), seeds)
+    return scores
+
+
+def chosen_presets(scores: dict[tuple[str, str], PresetScore]) -> dict[str, str]:
+    """Per dataset, the preset with the largest validation gain over the paper-faithful S3-Rec among
+    those scored under the same protocols as the most complete one (a preset missing a protocol is not
+    chosen)."""
+    best: dict[str, PresetScore] = {}
+    for sc in scores.values():
+        if sc.gain is None:
+            continue
+        cur = best.get(sc.dataset)
+        if cur is None or (len(sc.per_protocol), sc.gain) > (len(cur.per_protocol), cur.gain):
+            best[sc.dataset] = sc
+    return {d: sc.preset for d, sc in best.items()}
+
+
+def preset_choice(dirs: list[Path]) -> list[str]:
+    """Markdown lines: how each dataset's preset is chosen on validation (see :func:`preset_scores`)."""
+    scores = preset_scores(dirs)
+    if not scores:
+        return []
+    chosen = chosen_presets(scores)
+    lines = ["## Choosing a preset on validation", "",
+             "For each preset, per protocol: its mean validation selection metric (full ranking: NDCG@20; "
+             "sampled: MRR) over the seeds, against the paper-faithful S3-Rec's on the same seeds, and the mean "
+             "of those relative gains over the protocols. The chosen preset of a dataset is the one with the "
+             "largest mean gain; test numbers play no part. Incomplete presets (a protocol or a seed not "
+             "finished) are shown, not chosen.", ""]
+    rows = []
+    for (preset, dataset), sc in sorted(scores.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        parts = [f"{p} {m} {mine:.4f} vs {ref:.4f} ({mine / ref - 1:+.1%}, seeds {','.join(map(str, seeds))})"
+                 for p, (m, mine, ref, seeds) in sc.per_protocol.items()]
+        parts += [f"{p}: not finished" for p in sc.missing]
+        rows.append([dataset, preset, "; ".join(parts), "-" if sc.gain is None else f"{sc.gain:+.1%}",
+                     "✓" if chosen.get(dataset) == preset else ""])
+    lines += [_md_table(["dataset", "preset", "validation, per protocol", "mean gain", "chosen"], rows), ""]
+    return lines
+
+
 def presets_vs_paper(dirs: list[Path]) -> list[str]:
     """Markdown lines: for every method that runs a shipped preset and stands beside a paper row
     (``preset`` and ``paper_as``), in every table experiment among ``dirs``: per dataset, each metric's
@@ -683,6 +777,7 @@ def presets_vs_paper(dirs: list[Path]) -> list[str]:
                 protocols[exp.protocol] = exp.name
     if not rows:
         return []
+    chosen = chosen_presets(preset_scores(dirs))
     lines = ["## Presets against the paper", "",
              "Each preset's test numbers (mean over the finished seeds; [k/n]: k of n seeds finished) against the "
              "paper's row it is meant to beat, in every table it ran in (" + ", ".join(
@@ -694,7 +789,8 @@ def presets_vs_paper(dirs: list[Path]) -> list[str]:
         text = "; ".join(f"{p} {c.metric} {c.mean:.4f}" + (f" [{len(c.values)}/{c.planned}]" if len(c.values) < c.planned
                                                              else "") + f" vs {c.paper:.4f}" + (" ✓" if c.mean > c.paper else " ✗")
                          for p, c in done) or "not run"
-        lines += [f"- **{preset}** vs the paper's {paper_as}, {dataset}: above on {above} of {len(cells)}"
+        mark = " (chosen on validation)" if chosen.get(dataset) == preset else ""
+        lines += [f"- **{preset}**{mark} vs the paper's {paper_as}, {dataset}: above on {above} of {len(cells)}"
                   + (f" ({len(cells) - len(done)} not run)" if len(done) < len(cells) else "") + f": {text}"]
     return lines + [""]
 
@@ -734,6 +830,7 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
                      f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
     index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
     index += paper_tables_summary(dirs)
+    index += preset_choice(dirs)
     index += presets_vs_paper(dirs)
     atomic_write_text(out_dir / "report.md", "\n".join(index))
     return [out_dir / "report.md", *paths]
