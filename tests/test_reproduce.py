@@ -662,7 +662,8 @@ def _fabricate_split(run_dir: Path, valid: dict, test: dict) -> None:
 def test_preset_is_chosen_on_validation_over_both_protocols(tmp_path, reference):
     """Each preset's mean relative validation gain over the paper-faithful S3-Rec (full: NDCG@20,
     sampled: MRR) picks the dataset's preset; test numbers play no part; a preset with a seed missing
-    under one protocol is shown, not chosen."""
+    under one protocol is shown, not chosen, and makes the choice provisional; so does a dataset that
+    one experiment did not run."""
     from s3rec.reproduce.report import chosen_presets, preset_choice, preset_scores, presets_vs_paper
 
     kw = dict(datasets=["Beauty"], seeds=[1, 2], methods=["S3-Rec", "S3-Rec-plus", "S3-Rec-CE"])
@@ -679,18 +680,47 @@ def test_preset_is_chosen_on_validation_over_both_protocols(tmp_path, reference)
     scores = preset_scores(dirs)
     assert scores[("s3rec-plus", "Beauty")].gain == pytest.approx(0.30)
     assert scores[("s3rec-plus-ce", "Beauty")].gain == pytest.approx(0.35)
-    assert chosen_presets(scores) == {"Beauty": "s3rec-plus-ce"}
+    assert chosen_presets(scores) == {"Beauty": ("s3rec-plus-ce", True)}
     text = "\n".join(preset_choice(dirs))
     assert "| Beauty | s3rec-plus-ce | full NDCG@20 0.0700 vs 0.0500 (+40.0%, seeds 1,2); sampled MRR 0.3900 vs " \
-           "0.3000 (+30.0%, seeds 1,2) | +35.0% | ✓ |" in text
-    assert any(line.startswith("- **s3rec-plus-ce** (chosen on validation)") for line in presets_vs_paper(dirs))
-    # CE's second seed under the sampled protocol not finished: CE is not chosen, plus is
+           "0.3000 (+30.0%, seeds 1,2) | +35.0% | chosen |" in text
+    assert any(line.startswith("- **s3rec-plus-ce** (chosen on validation) vs") for line in presets_vs_paper(dirs))
+    # CE's second seed under the sampled protocol not finished: CE is not chosen, plus is, provisionally
     (sampled["Beauty-S3-Rec-CE-seed2"].dir / "results.json").unlink()
     scores = preset_scores(dirs)
-    assert scores[("s3rec-plus-ce", "Beauty")].gain is None and scores[("s3rec-plus-ce", "Beauty")].missing == ["sampled"]
-    assert chosen_presets(scores) == {"Beauty": "s3rec-plus"}
-    assert "sampled: not finished" in "\n".join(preset_choice(dirs))
+    assert scores[("s3rec-plus-ce", "Beauty")].gain is None
+    assert scores[("s3rec-plus-ce", "Beauty")].missing == {"strong_sampled": "sampled: seeds 1/2 finished (S3-Rec: 2/2)"}
+    assert chosen_presets(scores) == {"Beauty": ("s3rec-plus", False)}
+    assert "| +30.0% | chosen so far (other presets unfinished) |" in "\n".join(preset_choice(dirs))
+    assert any(line.startswith("- **s3rec-plus** (chosen on validation so far; other presets unfinished) vs")
+               for line in presets_vs_paper(dirs))
+    # a reference of 0 counts as unfinished, not a crash
+    for seed in (1, 2):
+        _fabricate_split(full[f"Beauty-S3-Rec-seed{seed}"].dir, {"NDCG@20": 0.0}, {})
+    assert preset_scores(dirs)[("s3rec-plus", "Beauty")].missing == {
+        "strong_finetuning": "full: S3-Rec's validation NDCG@20 is 0"}
     assert preset_choice([]) == []
+
+
+def test_preset_choice_needs_every_experiment_on_the_dataset(tmp_path, reference):
+    """A dataset only one of the experiments ran (or without the paper-faithful S3-Rec to compare with)
+    gets no choice, and the table says what is missing."""
+    from s3rec.reproduce.report import chosen_presets, preset_scores
+
+    full = {r.id: r for r in _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty", "Toys"], seeds=[1],
+                                              methods=["S3-Rec", "S3-Rec-plus"]).runs}
+    sampled = {r.id: r for r in _fabricated_plan(tmp_path, "strong_sampled", datasets=["Beauty"], seeds=[1],
+                                                 methods=["S3-Rec-plus"]).runs}
+    for d in ("Beauty", "Toys"):
+        _fabricate_split(full[f"{d}-S3-Rec-seed1"].dir, {"NDCG@20": 0.05}, {})
+        _fabricate_split(full[f"{d}-S3-Rec-plus-seed1"].dir, {"NDCG@20": 0.08}, {})
+    _fabricate_split(sampled["Beauty-S3-Rec-plus-seed1"].dir, {"MRR": 0.3}, {})
+    dirs = [tmp_path / "runs" / "strong_finetuning", tmp_path / "runs" / "strong_sampled"]
+    scores = preset_scores(dirs)
+    assert scores[("s3rec-plus", "Toys")].missing == {"strong_sampled": "`strong_sampled`: not run on Toys"}
+    assert scores[("s3rec-plus", "Beauty")].missing == {
+        "strong_sampled": "no S3-Rec run in `strong_sampled` to compare with"}
+    assert chosen_presets(scores) == {}
 
 
 def test_crowded_tick_labels_are_left_out():

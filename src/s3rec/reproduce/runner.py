@@ -359,8 +359,8 @@ class Runner:
     def test_checkpoint_from(self, run: FinetuneRun) -> dict:
         """Test, under this run's protocol, the best checkpoint of the run with the same id in the
         experiment folder ``run.method.checkpoint_from`` (beside this one); nothing is trained and
-        the model stays the one selected there. Its validation metrics under this protocol are recorded
-        too (for choosing between such models on validation, never on test). Writes config.json,
+        the model stays the one selected there. Its validation metrics under this protocol (every user)
+        are recorded too (for choosing between such models on validation, never on test). Writes config.json,
         test_ranks.npy, results.json."""
         from ..evaluate import SELECTION_METRIC, evaluate_ranks
         from ..metrics import metrics_from_ranks
