@@ -723,6 +723,15 @@ def test_preset_choice_needs_every_experiment_on_the_dataset(tmp_path, reference
     assert chosen_presets(scores) == {}
 
 
+def test_geometric_settings_get_a_log_axis():
+    from s3rec.reproduce.report import log_axis
+
+    assert log_axis(load_experiment("strong_negatives").vary_values)  # 4 ... 256
+    assert not log_axis(load_experiment("pretrain_epochs").vary_values)  # starts at 0
+    assert not log_axis(load_experiment("limited_data").vary_values)  # 0.2 ... 1: a factor of 5
+    assert not log_axis([1, 2])
+
+
 def test_crowded_tick_labels_are_left_out():
     from s3rec.reproduce.report import _tick_labels
 

@@ -360,6 +360,13 @@ def _tick_labels(exp: Experiment, values: list, xs: list[float]) -> list[str]:
     return labels
 
 
+def log_axis(values: list) -> bool:
+    """Whether a varied setting's values read better on a logarithmic axis: all positive and spanning
+    at least a factor of 16 (negatives 4 ... 256), not the epoch or fraction grids that start at 0."""
+    xs = [float(v) for v in values]
+    return len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 16
+
+
 def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
     """One panel per (metric, dataset): the metric against the varied setting, one line per method."""
     plt = _pyplot()
@@ -383,7 +390,13 @@ def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
                     ax.errorbar(x, y, yerr=e, marker=markers[j % len(markers)], ms=4, capsize=2, label=label, lw=1.3)
                 else:
                     ax.plot([], [], marker=markers[j % len(markers)], ls="none", label=label, color="0.6")
-            ax.set_xticks(xs_all, _tick_labels(exp, values, xs_all), rotation=45 if len(values) > 8 else 0, fontsize=8)
+            if log_axis(values):
+                ax.set_xscale("log", base=2)
+                ax.minorticks_off()
+                ax.set_xticks(xs_all, [_fmt_value(exp, v) for v in values], fontsize=8)
+            else:
+                ax.set_xticks(xs_all, _tick_labels(exp, values, xs_all), rotation=45 if len(values) > 8 else 0,
+                              fontsize=8)
             if not any(len(line.get_xdata()) for line in ax.lines):
                 _empty(ax)
             ax.set_xlabel(exp.vary_label)
