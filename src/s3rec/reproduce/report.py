@@ -710,14 +710,14 @@ def preset_scores(dirs: list[Path]) -> dict[tuple[str, str], PresetScore]:
     from ..evaluate import SELECTION_METRIC
 
     scores: dict[tuple[str, str], PresetScore] = {}
-    tried: list[tuple[str, list[RunResult]]] = []
+    tried: list[str] = []  # the experiments that try presets
     for d in dirs:
         exp, grid = load_grid(d)
         if exp.kind != "table" or exp.vary_setting or not any(m.preset for m in exp.methods):
             continue
         metric = SELECTION_METRIC[exp.protocol]
         runs = collect(d, exp, grid)
-        tried.append((exp.name, runs))
+        tried.append(exp.name)
         for preset_id, preset, dataset in dict.fromkeys((r.method.id, r.method.preset, r.dataset) for r in runs
                                                          if r.method.preset):
             score = scores.setdefault((preset, dataset), PresetScore(preset, dataset))
@@ -738,7 +738,7 @@ def preset_scores(dirs: list[Path]) -> dict[tuple[str, str], PresetScore]:
                 score.parts[exp.name] = (exp.protocol, metric, statistics.fmean(mine.values()),
                                          statistics.fmean(ref.values()), sorted(mine))
     for score in scores.values():  # an experiment that tries presets, not yet on this dataset
-        for name, runs in tried:
+        for name in tried:
             if name not in score.parts and name not in score.missing:
                 score.missing[name] = f"`{name}`: not run on {score.dataset}"
     return scores
@@ -757,14 +757,17 @@ def chosen_presets(scores: dict[tuple[str, str], PresetScore]) -> dict[str, tupl
 
 
 def _chosen_text(chosen: dict, dataset: str, preset: str) -> str:
-    if chosen.get(dataset, ("", False))[0] != preset:
+    """'' unless ``preset`` is ``dataset``'s choice; else whether the choice is final or provisional."""
+    pick, final = chosen.get(dataset, ("", False))
+    if pick != preset:
         return ""
-    return "chosen" if chosen[dataset][1] else "chosen so far (other presets unfinished)"
+    return "chosen" if final else "chosen so far (other presets unfinished)"
 
 
-def preset_choice(dirs: list[Path]) -> list[str]:
-    """Markdown lines: how each dataset's preset is chosen on validation (see :func:`preset_scores`)."""
-    scores = preset_scores(dirs)
+def preset_choice(dirs: list[Path], scores: dict | None = None) -> list[str]:
+    """Markdown lines: how each dataset's preset is chosen on validation (see :func:`preset_scores`;
+    ``scores``: theirs when already computed)."""
+    scores = preset_scores(dirs) if scores is None else scores
     if not scores:
         return []
     chosen = chosen_presets(scores)
@@ -788,10 +791,11 @@ def preset_choice(dirs: list[Path]) -> list[str]:
     return lines
 
 
-def presets_vs_paper(dirs: list[Path]) -> list[str]:
+def presets_vs_paper(dirs: list[Path], scores: dict | None = None) -> list[str]:
     """Markdown lines: for every method that runs a shipped preset and stands beside a paper row
     (``preset`` and ``paper_as``), in every table experiment among ``dirs``: per dataset, each metric's
-    mean over the finished seeds against the paper's number, and whether it is above it. Empty when
+    mean over the finished seeds against the paper's number, and whether it is above it; the preset
+    chosen on validation is marked (``scores``: :func:`preset_scores` when already computed). Empty when
     there is no such method."""
     rows: dict[tuple[str, str, str], list] = {}  # (preset, paper row, dataset) -> cells
     protocols: dict[str, str] = {}
@@ -806,7 +810,7 @@ def presets_vs_paper(dirs: list[Path]) -> list[str]:
                 protocols[exp.protocol] = exp.name
     if not rows:
         return []
-    chosen = chosen_presets(preset_scores(dirs))
+    chosen = chosen_presets(preset_scores(dirs) if scores is None else scores)
     lines = ["## Presets against the paper", "",
              "Each preset's test numbers (mean over the finished seeds; [k/n]: k of n seeds finished) against the "
              "paper's row it is meant to beat, in every table it ran in (" + ", ".join(
@@ -818,8 +822,9 @@ def presets_vs_paper(dirs: list[Path]) -> list[str]:
         text = "; ".join(f"{p} {c.metric} {c.mean:.4f}" + (f" [{len(c.values)}/{c.planned}]" if len(c.values) < c.planned
                                                              else "") + f" vs {c.paper:.4f}" + (" ✓" if c.mean > c.paper else " ✗")
                          for p, c in done) or "not run"
-        mark = {"": "", "chosen": " (chosen on validation)"}.get(
-            _chosen_text(chosen, dataset, preset), " (chosen on validation so far; other presets unfinished)")
+        pick, final = chosen.get(dataset, ("", False))
+        mark = ("" if pick != preset else " (chosen on validation)" if final
+                else " (chosen on validation so far; other presets unfinished)")
         lines += [f"- **{preset}**{mark} vs the paper's {paper_as}, {dataset}: above on {above} of {len(cells)}"
                   + (f" ({len(cells) - len(done)} not run)" if len(done) < len(cells) else "") + f": {text}"]
     return lines + [""]
@@ -860,7 +865,8 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
                      f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
     index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
     index += paper_tables_summary(dirs)
-    index += preset_choice(dirs)
-    index += presets_vs_paper(dirs)
+    scores = preset_scores(dirs)
+    index += preset_choice(dirs, scores)
+    index += presets_vs_paper(dirs, scores)
     atomic_write_text(out_dir / "report.md", "\n".join(index))
     return [out_dir / "report.md", *paths]
