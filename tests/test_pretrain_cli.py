@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from conftest import kill_after_epochs, shared_data_dir, shared_reference_dir
 from s3rec.cli import main
 from s3rec.data import registry
-from s3rec.pretrain import init_for_finetuning, read_pretrained
+from s3rec.pretrain import Pretrainer, init_for_finetuning, read_pretrained, sp_stuck
 
 SMALL = ["--set", "hidden_size=16", "--set", "batch_size=20"]
 PRE = ["pretrain", "--dataset", "Tiny", "--quiet", *SMALL]
@@ -136,3 +137,38 @@ def test_non_contiguous_attribute_ids_are_rejected(tmp_path, capsys):
     assert main(["data", "stats", "Gap", "--data-dir", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "not contiguous" in err and "Gap_item2attributes.json:1:" in err
+
+
+def test_sp_stuck_needs_a_full_window_at_chance():
+    chance = [{"epoch": i, "sp": math.log(2)} for i in range(1, 11)]
+    assert sp_stuck(chance)
+    assert not sp_stuck(chance[:9])  # too few epochs
+    assert not sp_stuck([*chance[:9], {"epoch": 10, "sp": 0.69}])  # one epoch off chance
+    assert not sp_stuck([{"epoch": i, "mip": math.log(2)} for i in range(1, 11)])  # SP off (ablation)
+
+
+def test_a_saturated_sp_is_reported_once(tiny_data, tmp_path, capsys, monkeypatch):
+    # stand-in for a run whose SP scores have saturated (every epoch's SP term at ln 2)
+    real_step = Pretrainer.step
+    monkeypatch.setattr(Pretrainer, "step", lambda self, idx, gen: {**real_step(self, idx, gen), "sp": math.log(2) * len(idx)})
+    assert main([*PRE, "--epochs", "12", "--set", "save_every=12", "--out", str(tmp_path / "pre")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: SP has been 0.6931 (chance) for 10 epochs") == 1
+
+
+def test_sp_saturation_script_prints_the_quantiles(tiny_data, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "1", "--out", str(out)]) == 0
+    script = Path(__file__).parents[1] / "scripts" / "sp_saturation.py"
+    res = subprocess.run([sys.executable, str(script), str(out), "1", "--instances", "30"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    row = res.stdout.strip().splitlines()[-1].strip("| ").split(" | ")
+    assert row[0] == "1"
+    for cell in row[1:]:
+        lo, mid, hi = map(float, cell.split(" / "))
+        assert lo <= mid <= hi

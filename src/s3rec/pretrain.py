@@ -41,6 +41,20 @@ def default_epochs(dataset: str) -> int:
     return info.pretrain_epochs if info else DEFAULT_EPOCHS
 
 
+CHANCE = math.log(2.0)  # -log sigmoid(0): SP's value when the positive and negative scores are equal
+STUCK_EPOCHS = 10
+
+
+def sp_stuck(history: list[dict], window: int = STUCK_EPOCHS, tol: float = 1e-4) -> bool:
+    """Whether SP has sat at chance (ln 2 per instance) for the last ``window`` epochs.
+
+    SP is ``-log sigmoid(sigmoid(<z, p>) - sigmoid(<z, n>))`` (the paper's form): when both scores'
+    sigmoids saturate (measured on Beauty's 40% limited-data pre-training: every logit near -50),
+    the term is ln 2 with no gradient and can stay there for the rest of the run."""
+    tail = history[-window:]
+    return len(tail) == window and all("sp" in h and abs(h["sp"] - CHANCE) < tol for h in tail)
+
+
 def loss_weights(cfg: PretrainConfig) -> LossWeights:
     return LossWeights(cfg.aap_weight, cfg.mip_weight, cfg.map_weight, cfg.sp_weight)
 
@@ -145,6 +159,7 @@ def pretrain(
     n_inst = len(trainer.instances)
     log(f"{ds.name}: {n_inst} pre-training instances per epoch, {epochs} epochs, "
         f"weights {' '.join(f'{n}={getattr(trainer.weights, n)}' for n in OBJECTIVES)}")
+    warned_sp = False
     for epoch in range(len(history) + 1, epochs + 1):
         t0 = time.time()
         sums = dict.fromkeys(OBJECTIVES, 0.0)
@@ -171,6 +186,11 @@ def pretrain(
             "seconds": elapsed_before + time.time() - t_start,
         })
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        if not warned_sp and sp_stuck(history):
+            warned_sp = True
+            log(f"warning: SP has been {CHANCE:.4f} (chance) for {STUCK_EPOCHS} epochs: its positive and "
+                "negative segment scores are saturated and the paper's sigmoid-of-sigmoids loss gives "
+                "them no gradient, so SP no longer trains (this is the paper's objective; see the README)")
     final = out / f"pretrain-epoch-{epochs}.pt"
     return {"checkpoint": str(final), "epochs": epochs, "instances": n_inst,
             "seconds": round(elapsed_before + time.time() - t_start, 3)}
