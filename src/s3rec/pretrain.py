@@ -50,7 +50,7 @@ def sp_stuck(history: list[dict], window: int = STUCK_EPOCHS, tol: float = 1e-4)
 
     SP is ``-log sigmoid(sigmoid(<z, p>) - sigmoid(<z, n>))`` (the paper's form): when both scores'
     sigmoids saturate (measured on Beauty's 40% limited-data pre-training: every logit near -50),
-    the term is ln 2 with no gradient and can stay there for the rest of the run."""
+    the term is ln 2 with next to no gradient; that run stayed there from epoch 4 to 47."""
     tail = history[-window:]
     return len(tail) == window and all("sp" in h and abs(h["sp"] - CHANCE) < tol for h in tail)
 
@@ -190,7 +190,8 @@ def pretrain(
             warned_sp = True
             log(f"warning: SP has been {CHANCE:.4f} (chance) for {STUCK_EPOCHS} epochs: its positive and "
                 "negative segment scores are saturated and the paper's sigmoid-of-sigmoids loss gives "
-                "them no gradient, so SP no longer trains (this is the paper's objective; see the README)")
+                "them next to no gradient, so SP is not training (it may recover later; this is the "
+                "paper's objective; see the README)")
     final = out / f"pretrain-epoch-{epochs}.pt"
     return {"checkpoint": str(final), "epochs": epochs, "instances": n_inst,
             "seconds": round(elapsed_before + time.time() - t_start, 3)}
