@@ -1,4 +1,4 @@
-"""`python -m s3rec ...`: the same as the `s3rec` command."""
+"""``python -m s3rec`` (and ``torchrun ... -m s3rec pretrain``): the same as the ``s3rec`` command."""
 
 import sys
 

@@ -24,6 +24,7 @@ from .data.batches import SequenceTensors
 from .data.pretrain import Instances, make_instances, pretrain_batch, segment_pool
 from .data.registry import registered
 from .data.store import Dataset
+from .distributed import World
 from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
 from .models import build_model
@@ -78,9 +79,10 @@ def pretrain_model(cfg: PretrainConfig, ds: Dataset) -> torch.nn.Module:
 class Pretrainer:
     """Everything one pre-training step needs, built once per dataset."""
 
-    def __init__(self, cfg: PretrainConfig, ds: Dataset):
+    def __init__(self, cfg: PretrainConfig, ds: Dataset, world: World = World()):
         self.cfg = cfg
         self.ds = ds
+        self.world = world
         self.weights = loss_weights(cfg)
         self.st = SequenceTensors(ds)
         # limited training data: only the kept users' training parts (every user when train_fraction = 1)
@@ -94,7 +96,8 @@ class Pretrainer:
         self.with_segments = self.weights.active("sp")
         torch.manual_seed(cfg.seed)
         self.model = pretrain_model(cfg, ds).to(cfg.device)
-        self.optimizer = adam(self.model.parameters(), cfg.lr)
+        self.params = list(self.model.parameters())
+        self.optimizer = adam(self.params, cfg.lr)
 
     def epoch_order(self, gen: torch.Generator) -> list[torch.Tensor]:
         """The epoch's batches: a fresh random permutation cut into ``batch_size`` pieces.
@@ -104,21 +107,27 @@ class Pretrainer:
         return list(torch.randperm(len(self.instances), generator=gen).split(self.cfg.batch_size))
 
     def step(self, idx: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+        """One Adam step on the batch ``idx``; returns the summed loss terms of this rank's share
+        (all of it in one process)."""
         cfg = self.cfg
-        batch = pretrain_batch(
-            self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
-            self.with_items, self.with_segments, cfg.max_len, cfg.packed, cfg.unidirectional,
-        ).to(cfg.device)
-        attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
-        amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
-               if cfg.amp == "bf16" else contextlib.nullcontext())
-        with amp:
-            terms = self.model.losses(batch, attr_targets, self.weights)
-            loss = weighted_total(terms, self.weights)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        idx = self.world.share(idx)
+        values = {k: 0.0 for k in OBJECTIVES if self.weights.active(k)}
+        if len(idx):  # a batch smaller than the world leaves some ranks nothing
+            batch = pretrain_batch(
+                self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
+                self.with_items, self.with_segments, cfg.max_len, cfg.packed, cfg.unidirectional,
+            ).to(cfg.device)
+            attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
+            amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
+                   if cfg.amp == "bf16" else contextlib.nullcontext())
+            with amp:
+                terms = self.model.losses(batch, attr_targets, self.weights)
+                loss = weighted_total(terms, self.weights)
+            loss.backward()
+            values = {k: float(v.detach()) for k, v in terms.items()}
+        self.world.sum_gradients(self.params)
         self.optimizer.step()
-        values = {k: float(v.detach()) for k, v in terms.items()}
         if not all(math.isfinite(v) for v in values.values()):
             raise DivergedError(f"pre-training diverged (loss terms {values}); try a smaller lr")
         return values
@@ -132,12 +141,18 @@ def pretrain(
     progress: bool = True,
     log=lambda msg: print(msg, file=sys.stderr),
     init_state: dict | None = None,
+    world: World = World(),
 ) -> dict:
-    """Pre-train for ``cfg.epochs`` (or the dataset's default); returns a summary."""
+    """Pre-train for ``cfg.epochs`` (or the dataset's default); returns a summary.
+
+    ``world``: this process's rank among torchrun's (:mod:`s3rec.distributed`); rank 0 alone logs
+    and writes ``out``."""
     t_start = time.time()
     out = Path(out)
     epochs = cfg.epochs or default_epochs(ds.name)
-    trainer = Pretrainer(cfg, ds)
+    if not world.main:
+        log, progress = (lambda msg: None), False
+    trainer = Pretrainer(cfg, ds, world)
     if init_state is not None:
         checkpoint.load_model_state(trainer.model, init_state, cfg.init or "--init")
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -154,19 +169,24 @@ def pretrain(
         if len(history) > epochs:
             raise ConfigError(f"--resume: {out} already has {len(history)} epochs, more than --epochs {epochs}")
         log(f"resuming {out} after epoch {len(history)}")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+    world.broadcast_parameters(trainer.model)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", cfg.to_json() + "\n")
     n_inst = len(trainer.instances)
     log(f"{ds.name}: {n_inst} pre-training instances per epoch, {epochs} epochs, "
-        f"weights {' '.join(f'{n}={getattr(trainer.weights, n)}' for n in OBJECTIVES)}")
+        f"weights {' '.join(f'{n}={getattr(trainer.weights, n)}' for n in OBJECTIVES)}"
+        + (f", {world.size} ranks" if world.active else ""))
     warned_sp = False
     for epoch in range(len(history) + 1, epochs + 1):
         t0 = time.time()
         sums = dict.fromkeys(OBJECTIVES, 0.0)
         batches = trainer.epoch_order(gen)
+        draws = world.epoch_generator(cfg.seed, epoch) if world.active else gen
         for idx in _progress(batches, len(batches), f"pretrain {epoch}/{epochs}", progress):
-            for k, v in trainer.step(idx, gen).items():
+            for k, v in trainer.step(idx, draws).items():
                 sums[k] += v
+        sums = world.sum_floats(sums)
         seconds = time.time() - t0
         terms = {k: sums[k] / n_inst for k in OBJECTIVES if trainer.weights.active(k)}
         total = sum(getattr(trainer.weights, k) * v for k, v in terms.items())
@@ -175,6 +195,8 @@ def pretrain(
         history.append(row)
         log(f"pretrain {epoch:3d}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items())
             + f" total {total:.4f} ({row['instances_per_second']:.0f} inst/s, {seconds:.1f}s)")
+        if not world.main:
+            continue
         payload = checkpoint.weights_payload("pretrain", cfg, ds, trainer.model, epoch)
         if epoch % cfg.save_every == 0 or epoch == epochs:
             checkpoint.save(out / f"pretrain-epoch-{epoch}.pt", payload)
@@ -192,6 +214,7 @@ def pretrain(
                 "negative segment scores are saturated and the paper's sigmoid-of-sigmoids loss gives "
                 "them next to no gradient, so SP is not training (it may recover later; this is the "
                 "paper's objective; see the README)")
+    world.barrier()  # the other ranks return once rank 0 has written the last epoch
     final = out / f"pretrain-epoch-{epochs}.pt"
     return {"checkpoint": str(final), "epochs": epochs, "instances": n_inst,
             "seconds": round(elapsed_before + time.time() - t_start, 3)}
