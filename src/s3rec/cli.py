@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  s3rec pretrain --dataset LastFM --epochs 30\n"
         "  s3rec pretrain --dataset Beauty --out runs/beauty-pre --resume\n"
         "  s3rec pretrain --dataset Beauty --set sp_weight=0          # the paper's w/o SP\n"
-        "  s3rec train --dataset Beauty --init runs/beauty-pre/pretrain-epoch-150.pt",
+        "  s3rec train --dataset Beauty --init runs/beauty-pre/pretrain-epoch-150.pt\n"
+        "  torchrun --standalone --nproc_per_node 4 -m s3rec pretrain --dataset Beauty   # data-parallel\n"
+        "      (same summed gradient per batch; README, \"Distributed pre-training\")",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pt.add_argument("--dataset", help="registered name or file stem (default LastFM)")
