@@ -18,6 +18,7 @@ import torch
 from s3rec.config import PretrainConfig, config_from_json
 from s3rec.data import registry
 from s3rec.data.pretrain import pretrain_batch
+from s3rec.models.s3rec import sp_logits
 from s3rec.pretrain import Pretrainer, read_pretrained
 
 
@@ -41,9 +42,7 @@ def main() -> None:
                                cfg.negative_sampler, True, True, cfg.max_len, cfg.packed, cfg.unidirectional)
         with torch.no_grad():
             _, h_sp = model.slot_states(batch)
-            c, pos, neg = h_sp.view(3, -1, h_sp.shape[-1])
-            z = model.sp_norm(c)
-            cells = [" / ".join(f"{v:.1f}" for v in torch.quantile((z * s).sum(-1), qs).tolist()) for s in (pos, neg)]
+            cells = [" / ".join(f"{v:.1f}" for v in torch.quantile(s, qs).tolist()) for s in sp_logits(model, h_sp)]
         print(f"| {epoch} | {cells[0]} | {cells[1]} |")
 
 

@@ -24,6 +24,7 @@ from s3rec.pretrain import Pretrainer
 # dropout off: the only randomness left is the corruption, which the test hands to each share
 CFG = PretrainConfig(dataset="Tiny", hidden_size=16, batch_size=20, hidden_dropout=0.0, attn_dropout=0.0)
 BATCH = torch.arange(3, 14)  # 11 instances: the shares are 6 and 5
+LONE = torch.tensor([20])  # then a batch of one: rank 1's share is empty
 
 
 def _draws(rank: int) -> torch.Generator:
@@ -36,36 +37,51 @@ def _rank_step(rank: int, size: int, init_file: str, out: str, data_dir: str) ->
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
     try:
         trainer = Pretrainer(CFG, registry.load("Tiny", quiet=True), World(rank, size))
-        trainer.step(BATCH, _draws(rank))
-        torch.save({k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, f"{out}/rank{rank}.pt")
+        grads = []
+        for step, batch in enumerate((BATCH, LONE)):
+            trainer.step(batch, _draws(rank + 10 * step))
+            grads.append({k: p.grad.clone() for k, p in trainer.model.named_parameters() if p.grad is not None})
+        torch.save({"weights": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+                    "grads": grads}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
 def test_shares_add_up_to_one_process_step(tiny_data, tmp_path):
     mp.spawn(_rank_step, args=(2, str(tmp_path / "init"), str(tmp_path), str(tiny_data)), nprocs=2, join=True)
-    # one process: the same two shares with the same draws, their summed losses, one Adam step
+    # one process: the same shares with the same draws, their summed losses, one Adam step per batch
     ref = Pretrainer(CFG, registry.load("Tiny", quiet=True))
-    total = 0
-    for rank in (0, 1):
-        batch = pretrain_batch(ref.st, ref.instances, BATCH[rank::2], ref.pool, _draws(rank), CFG.mask_p,
-                               CFG.negative_sampler, True, True, CFG.max_len, CFG.packed, CFG.unidirectional)
-        total = total + weighted_total(ref.model.losses(batch, ref.attrs[batch.targets], ref.weights), ref.weights)
-    ref.optimizer.zero_grad()
-    total.backward()
-    ref.optimizer.step()
+    want_grads = []
+    for step, whole in enumerate((BATCH, LONE)):
+        total = 0
+        for rank in (0, 1):
+            share = whole[rank::2]
+            if not len(share):
+                continue
+            batch = pretrain_batch(ref.st, ref.instances, share, ref.pool, _draws(rank + 10 * step), CFG.mask_p,
+                                   CFG.negative_sampler, True, True, CFG.max_len, CFG.packed, CFG.unidirectional)
+            total = total + weighted_total(ref.model.losses(batch, ref.attrs[batch.targets], ref.weights), ref.weights)
+        ref.optimizer.zero_grad()
+        total.backward()
+        want_grads.append({k: p.grad.clone() for k, p in ref.model.named_parameters() if p.grad is not None})
+        ref.optimizer.step()
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for step, want in enumerate(want_grads):  # the summed gradient itself, not only Adam's step
+        for r in (0, 1):
+            assert ranks[r]["grads"][step].keys() == want.keys()
+            for name, g in want.items():
+                torch.testing.assert_close(ranks[r]["grads"][step][name], g, rtol=1e-5, atol=1e-6, msg=name)
     for name, want in ref.model.state_dict().items():
-        assert torch.equal(ranks[0][name], ranks[1][name]), name  # the ranks stay in step
-        torch.testing.assert_close(ranks[0][name], want, rtol=1e-5, atol=1e-6, msg=name)
+        assert torch.equal(ranks[0]["weights"][name], ranks[1]["weights"][name]), name  # the ranks stay in step
+        torch.testing.assert_close(ranks[0]["weights"][name], want, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_sum_gradients_leaves_a_parameter_nobody_reached_without_gradient():
-    # one process: a no-op, so Adam skips a parameter without gradient as before
+def test_one_process_world_changes_nothing():
     p, q = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
     p.grad = torch.full((2,), 3.0)
-    World().sum_gradients([p, q])
+    assert World().sum_gradients([p, q])
     assert q.grad is None and torch.equal(p.grad, torch.full((2,), 3.0))
+    assert World().share(torch.arange(5)).tolist() == [0, 1, 2, 3, 4]
     assert World(0, 2).share(torch.arange(5)).tolist() == [0, 2, 4]
     assert World(1, 2).share(torch.arange(5)).tolist() == [1, 3]
 

@@ -3,17 +3,19 @@
 ``torchrun --nproc_per_node N -m s3rec pretrain ...`` (or across machines with torchrun's rendezvous
 flags) starts N processes ("ranks"). Every rank walks the same random permutation of the instances in
 batches of ``batch_size``; rank r takes the instances r, r + N, r + 2N, ... of each batch, computes
-the summed losses of its share, and the ranks add their gradients (one all-reduce of one flat buffer
-per batch) before the same Adam step on every rank. The losses are sums, so that is the gradient of
+the summed losses of its share, and the ranks add their gradients (an all-reduce of one flat buffer
+per batch, after a small one saying which parameters have gradients) before the same Adam step on every rank. The losses are sums, so that is the gradient of
 the whole batch, exactly as in one process.
 
 Not wrapped in ``DistributedDataParallel``: its gradient hooks follow ``forward()``, and the four
-objectives are computed by ``losses()``; one explicit all-reduce per step does the same summation.
+objectives are computed by ``losses()``; an explicit all-reduce per step does the same summation.
 
 What differs from one process is only the randomness: each rank corrupts its share and draws its
 dropout masks from its own streams, seeded from (seed, epoch, rank) at the start of every epoch, so
-a resumed distributed run continues exactly. Rank 0 alone logs and writes files. CPU ranks use the
-gloo backend, CUDA ranks NCCL (one GPU per rank: ``cuda:LOCAL_RANK``).
+a resumed distributed run continues exactly (with the same number of ranks: the world size is not
+recorded, and another one changes the draws). Rank 0 alone logs and writes files; every rank reads
+the data and, on ``--resume``, ``checkpoint.pt``, so ranks on several machines need a shared file
+system. CPU ranks use the gloo backend, CUDA ranks NCCL (one GPU per rank: ``cuda:LOCAL_RANK``).
 """
 
 from __future__ import annotations
@@ -57,17 +59,19 @@ class World:
         dist.all_reduce(t)
         return dict(zip(values, t.tolist()))
 
-    def sum_gradients(self, params: list[torch.Tensor]) -> None:
-        """Add the ranks' gradients in place. A parameter no rank gave a gradient keeps none (Adam
-        skips it, as in one process); one that only some ranks reached counts zero on the others."""
+    def sum_gradients(self, params: list[torch.Tensor]) -> bool:
+        """Add the ranks' gradients in place (two all-reduces: which parameters have gradients, then
+        the gradients in one flat buffer); returns whether the sums are finite, the same on every
+        rank (True in one process). A parameter no rank gave a gradient keeps none (Adam skips it,
+        as in one process); one that only some ranks reached counts zero on the others."""
         if not self.active:
-            return
+            return True
         device = params[0].device
         has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=device)
         dist.all_reduce(has, op=dist.ReduceOp.MAX)
         chosen = [p for p, h in zip(params, has.tolist()) if h]
         if not chosen:
-            return
+            return True
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in chosen])
         dist.all_reduce(flat)
         offset = 0
@@ -75,6 +79,7 @@ class World:
             n = p.numel()
             p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
+        return bool(torch.isfinite(flat).all())
 
     def broadcast_parameters(self, module: torch.nn.Module) -> None:
         """Rank 0's weights on every rank (they are built from the same seed; this makes sure)."""

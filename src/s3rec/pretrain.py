@@ -50,7 +50,7 @@ def sp_stuck(history: list[dict], window: int = STUCK_EPOCHS, tol: float = 1e-4)
     """Whether SP has sat at chance (ln 2 per instance) for the last ``window`` epochs.
 
     SP is ``-log sigmoid(sigmoid(<z, p>) - sigmoid(<z, n>))`` (the paper's form): when both scores'
-    sigmoids saturate (measured on Beauty's 40% limited-data pre-training: every logit near -50),
+    sigmoids saturate (Beauty's 40% limited-data pre-training: 5-95% of the logits in [-101, -39]),
     the term is ln 2 with next to no gradient; that run stayed there from epoch 4 to 47."""
     tail = history[-window:]
     return len(tail) == window and all("sp" in h and abs(h["sp"] - CHANCE) < tol for h in tail)
@@ -126,9 +126,12 @@ class Pretrainer:
                 loss = weighted_total(terms, self.weights)
             loss.backward()
             values = {k: float(v.detach()) for k, v in terms.items()}
-        self.world.sum_gradients(self.params)
+        finite = self.world.sum_gradients(self.params)  # the same answer on every rank
         self.optimizer.step()
-        if not all(math.isfinite(v) for v in values.values()):
+        # under torchrun every rank decides on the summed gradients (a non-finite loss makes them
+        # non-finite), so all ranks stop together with this message
+        local_ok = self.world.active or all(math.isfinite(v) for v in values.values())
+        if not (finite and local_ok):
             raise DivergedError(f"pre-training diverged (loss terms {values}); try a smaller lr")
         return values
 

@@ -94,10 +94,17 @@ def objective_terms(heads: nn.Module, h: torch.Tensor, h_sp: torch.Tensor | None
             logits = heads.map_norm(hmask) @ A.T
             out["map"] = F.binary_cross_entropy_with_logits(logits, attr_targets[masked], reduction="sum")
     if h_sp is not None:
-        c, p, n = h_sp.view(3, -1, h_sp.shape[-1])  # [B, D] each
-        z = heads.sp_norm(c)
-        out["sp"] = -F.logsigmoid(torch.sigmoid((z * p).sum(-1)) - torch.sigmoid((z * n).sum(-1))).sum()
+        pos, neg = sp_logits(heads, h_sp)
+        out["sp"] = -F.logsigmoid(torch.sigmoid(pos) - torch.sigmoid(neg)).sum()
     return out
+
+
+def sp_logits(heads: nn.Module, h_sp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SP's scores ``(<W_sp(c), p>, <W_sp(c), n>)`` ``[B]`` each, from the last states ``h_sp [3B, D]``
+    of the segment-masked, positive and negative sequences."""
+    c, p, n = h_sp.view(3, -1, h_sp.shape[-1])  # [B, D] each
+    z = heads.sp_norm(c)
+    return (z * p).sum(-1), (z * n).sum(-1)
 
 
 def weighted_total(terms: dict, weights: LossWeights) -> torch.Tensor:
