@@ -4,8 +4,9 @@
 flags) starts N processes ("ranks"). Every rank walks the same random permutation of the instances in
 batches of ``batch_size``; rank r takes the instances r, r + N, r + 2N, ... of each batch, computes
 the summed losses of its share, and the ranks add their gradients (an all-reduce of one flat buffer
-per batch, after a small one saying which parameters have gradients) before the same Adam step on every rank. The losses are sums, so that is the gradient of
-the whole batch, exactly as in one process.
+per batch, after a small one saying which parameters have gradients) before the same Adam step on
+every rank. The losses are sums, so that is the gradient of the whole batch, exactly as in one
+process.
 
 Not wrapped in ``DistributedDataParallel``: its gradient hooks follow ``forward()``, and the four
 objectives are computed by ``losses()``; an explicit all-reduce per step does the same summation.
