@@ -112,18 +112,21 @@ def load_grid(exp_dir: Path) -> tuple[Experiment, dict]:
         exp = Experiment.from_dict(grid["experiment"])
     except (ValueError, KeyError, TypeError) as e:
         raise S3RecError(f"{path}: not a valid grid record ({e})") from None
-    return _in_definition_order(exp), grid
+    return _with_definition_methods(exp), grid
 
 
-def _in_definition_order(exp: Experiment) -> Experiment:
-    """``exp`` with its methods in the order of the shipped definition of the same name (reproductions
-    narrowed with ``--methods`` record them in the order they ran); unknown ones last."""
+def _with_definition_methods(exp: Experiment) -> Experiment:
+    """``exp`` with the methods of the shipped definition of the same name, in its order: the grid's own
+    record of each method it ran (the settings those runs used), the definition's for the methods no
+    invocation has named yet (reported as not run: a narrowed ``--methods`` leaves the figure
+    incomplete, and the report says so); methods the definition no longer has come last."""
     if exp.name not in experiment_names():
         return exp
-    order = [m.id for m in load_experiment(exp.name).methods]
-    rank = {mid: i for i, mid in enumerate(order)}
-    methods = tuple(sorted(exp.methods, key=lambda m: rank.get(m.id, len(order))))
-    return dataclasses.replace(exp, methods=methods)
+    recorded = {m.id: m for m in exp.methods}
+    shipped = load_experiment(exp.name).methods
+    methods = [recorded.get(m.id, m) for m in shipped]
+    methods += [m for m in exp.methods if m.id not in {s.id for s in shipped}]
+    return dataclasses.replace(exp, methods=tuple(methods))
 
 
 def collect(exp_dir: Path, exp: Experiment, grid: dict) -> list[RunResult]:
