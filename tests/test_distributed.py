@@ -95,7 +95,7 @@ def _torchrun(args: list[str], data_dir, cwd) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_torchrun_pretraining_writes_once_and_resumes_exactly(tiny_data, tmp_path):
+def test_torchrun_pretraining_writes_once_and_resumes_exactly(tiny_data, tmp_path, capsys):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     res = _torchrun(["--epochs", "3", "--out", str(straight)], tiny_data, tmp_path)
     assert res.returncode == 0, res.stderr
@@ -110,6 +110,12 @@ def test_torchrun_pretraining_writes_once_and_resumes_exactly(tiny_data, tmp_pat
     a = torch.load(straight / "pretrain-epoch-3.pt", weights_only=True)["model"]
     b = torch.load(resumed / "pretrain-epoch-3.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the draws depend on the number of ranks: one process may not continue a two-rank run
+    before = (resumed / "checkpoint.pt").read_bytes()
+    assert main(["pretrain", "--dataset", "Tiny", "--set", "hidden_size=16", "--set", "batch_size=20", "--epochs", "4", "--resume",
+                 "--out", str(resumed), "--quiet"]) == 2
+    assert "pre-trained by 2 process(es) and this is 1" in capsys.readouterr().err
+    assert (resumed / "checkpoint.pt").read_bytes() == before
 
 
 def test_only_pretraining_runs_under_torchrun(tiny_data, monkeypatch, capsys):

@@ -169,6 +169,11 @@ def pretrain(
                                        ("device", "epochs", "save_every"))
         history = json.loads(state["history"])
         elapsed_before = float(state["seconds"])
+        ranks = int(state.get("world_size", 1))  # checkpoints before it was recorded: one process
+        if ranks != world.size:
+            raise ConfigError(f"--resume: {out} was pre-trained by {ranks} process(es) and this is {world.size}: "
+                              f"resume it with the same number (torchrun --nproc_per_node {ranks}; 1: no "
+                              "torchrun), since each rank's corruption and dropout draws depend on it")
         if len(history) > epochs:
             raise ConfigError(f"--resume: {out} already has {len(history)} epochs, more than --epochs {epochs}")
         log(f"resuming {out} after epoch {len(history)}")
@@ -209,6 +214,7 @@ def pretrain(
             "rng": _rng_state(gen),
             "history": json.dumps(history),
             "seconds": elapsed_before + time.time() - t_start,
+            "world_size": world.size,
         })
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         if not warned_sp and sp_stuck(history):
