@@ -791,3 +791,17 @@ def test_a_run_another_process_holds_is_left_to_it(tiny_data, tmp_path, capsys):
     # released: the same command finishes them
     assert _reproduce(tmp_path, "table2", *common) == 0
     assert (out / "Tiny-SASRec-seed1" / "results.json").is_file() and (out / "Tiny-S3-Rec-seed1" / "results.json").is_file()
+
+
+def test_report_shows_a_figures_points_no_invocation_named_as_not_run(tmp_path, reference):
+    """A figure reproduced for some of its x values (--values) lists the others as not run."""
+    plan = _fabricated_plan(tmp_path, "limited_data", datasets=["Beauty"], seeds=[1], methods=["SASRec"],
+                            values=["0.4", "0.2"])
+    for r in plan.runs:
+        _fabricate(r.dir, {"NDCG@10": 0.2 + float(r.value) / 10, "HR@10": 0.3})
+    write_report(tmp_path / "runs" / "limited_data", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    table = text.split("### Beauty, test NDCG@10\n\n")[1].split("\n\n")[0].splitlines()
+    assert table[0] == "| method \\ share of users with training data | 20% | 40% | 60% | 80% | 100% |"
+    assert table[2].startswith("| S3-Rec | not run | not run | not run | not run | not run (paper ")
+    assert table[3].startswith("| SASRec | 0.2200 | 0.2400 | not run | not run | not run (paper ")

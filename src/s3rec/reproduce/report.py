@@ -116,17 +116,21 @@ def load_grid(exp_dir: Path) -> tuple[Experiment, dict]:
 
 
 def _with_definition_methods(exp: Experiment) -> Experiment:
-    """``exp`` with the methods of the shipped definition of the same name, in its order: the grid's own
-    record of each method it ran (the settings those runs used), the definition's for the methods no
-    invocation has named yet (reported as not run: a narrowed ``--methods`` leaves the figure
-    incomplete, and the report says so); methods the definition no longer has come last."""
+    """``exp`` with the methods (and a figure's x values) of the shipped definition of the same name, in
+    its order: the grid's own record of each method it ran (the settings those runs used), the
+    definition's for the methods and values no invocation has named yet (reported as not run: a
+    narrowed ``--methods`` or ``--values`` leaves the figure incomplete, and the report says so);
+    methods and values the definition does not have come last."""
     if exp.name not in experiment_names():
         return exp
+    shipped = load_experiment(exp.name)
     recorded = {m.id: m for m in exp.methods}
-    shipped = load_experiment(exp.name).methods
-    methods = [recorded.get(m.id, m) for m in shipped]
-    methods += [m for m in exp.methods if m.id not in {s.id for s in shipped}]
-    return dataclasses.replace(exp, methods=tuple(methods))
+    methods = [recorded.get(m.id, m) for m in shipped.methods]
+    methods += [m for m in exp.methods if m.id not in {s.id for s in shipped.methods}]
+    values = exp.vary_values
+    if exp.vary_setting and exp.vary_setting == shipped.vary_setting:
+        values = tuple(dict.fromkeys((*shipped.vary_values, *exp.vary_values)))
+    return dataclasses.replace(exp, methods=tuple(methods), vary_values=values)
 
 
 def collect(exp_dir: Path, exp: Experiment, grid: dict) -> list[RunResult]:
