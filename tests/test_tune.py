@@ -11,7 +11,7 @@ import pytest
 from s3rec.cli import main
 from s3rec.config import PretrainConfig, TrainConfig, with_overrides
 from s3rec.errors import ConfigError
-from s3rec.presets import apply_finetune, apply_pretrain, load_preset, parse_preset
+from s3rec.presets import apply_finetune, apply_pretrain, load_preset, parse_preset, preset_names
 from s3rec.tune.space import load_space, parse_space
 from s3rec.tune.study import Tuner, make_setup
 
@@ -354,6 +354,17 @@ def test_shipped_plus_preset_fine_tunes_from_the_paper_pretraining(capsys):
     assert ce.pretrained and ce.finetune == {"loss": "ce"} and ce.pretrain == {}
     assert main(["presets", "s3rec-plus"]) == 0
     assert "pre-trains first" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if load_preset(n).pretrained])
+def test_shipped_pretrained_presets_fine_tune_the_encoder_they_pre_train(name):
+    """A pretrained preset's fine-tuning reads its own pre-training's checkpoint: the same shape."""
+    preset = load_preset(name)
+    ft, pre = apply_finetune(TrainConfig(), preset), apply_pretrain(PretrainConfig(), preset)
+    for key in ("hidden_size", "n_layers", "n_heads", "max_len", "pre_ln"):
+        assert getattr(ft, key) == getattr(pre, key), key
+    if name == "s3rec-plus-ce-long":
+        assert (ft.max_len, pre.max_len, pre.epochs, ft.loss) == (200, 200, 30, "ce")
 
 
 @pytest.mark.parametrize("value", ['"yes"', "1"])
