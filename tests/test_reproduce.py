@@ -474,7 +474,7 @@ def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
     # a run under way: its own median epoch time, for its fraction only
     _fabricate(small.dir, {}, curve=[0.1, 0.2])
     measured = cost.measured_finetune_speeds(plan.runs)
-    assert measured == {("Sports", "sasrec", "sampled", 0.2, "bce"): 0.1}
+    assert measured == {("Sports", "sasrec", "sampled", 0.2, "bce", 50): 0.1}
     seconds, basis = cost.estimate_finetune(small, n, measured)
     assert basis == "measured" and seconds == pytest.approx(0.1 * (cost.EARLY_STOP_EPOCHS - 2))
     assert cost.estimate_finetune(full, n, measured)[1] == "assumed"
@@ -620,6 +620,10 @@ def test_cost_learns_speed_and_length_from_experiments_beside_it(tmp_path):
     assert speeds[cost.speed_key(ssm.cfg)] == 4.0 and lengths[cost.speed_key(ssm.cfg)] == 30
     assert cost.estimate_finetune(ssm, 198_502, speeds, lengths) == (120.0, "measured")
     assert cost.speed_key(bce.cfg) not in speeds  # another loss: pooled apart
+    # another window: pooled apart too, and assumed dearer in proportion
+    wide = dataclasses.replace(ssm, cfg=dataclasses.replace(ssm.cfg, max_len=200))
+    assert cost.speed_key(wide.cfg) not in speeds
+    assert cost.finetune_epoch_seconds(wide, 198_502) == pytest.approx(4 * cost.finetune_epoch_seconds(ssm, 198_502))
 
 
 def test_grid_records_of_differently_narrowed_runs_merge_their_pairs(tmp_path):

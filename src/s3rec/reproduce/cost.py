@@ -7,12 +7,14 @@ Base figures, from this project's 2-core CPU machine (README, "Speed"):
 - pre-training on Beauty: 64 s per epoch (measured, 150,258 instances); LastFM 1,252 instances/s
   (measured); other datasets at 2,400 instances/s (assumed); other models' encoders (Fig. 3) by a
   measured factor;
+- a window of ``max_len`` items other than the paper's 50 scales either by max_len / 50 (assumed; an
+  overestimate where most sequences are shorter than the window);
 - an early-stopped fine-tuning run is assumed to last 50 epochs (patience 10; Beauty stops at 30-70),
   110 with a softmax-type loss (ce, sampled-softmax, gbce: Beauty's sampled-softmax runs stopped
   after 55-155 epochs).
 
 Where the experiment's folder, or another experiment's beside it, already holds runs of the same
-dataset, model, protocol, training fraction and loss (or the same pre-training), their measured
+dataset, model, protocol, training fraction, loss and window (or the same pre-training), their measured
 median seconds per epoch replace the assumed speed, and the median length of the finished ones
 the assumed length.
 """
@@ -47,6 +49,7 @@ MODEL_FACTOR = {"poprec": 0.0, "fm": 0.58, "autoint": 7.7, "gru4rec": 1.37, "cas
 # CE: ~10x; one measurement on a loaded machine, an assumption elsewhere)
 CE_ITEMS = 1_350
 FULL_FACTOR = 1.5  # a full-ranking validation instead of the sampled one (assumed)
+PAPER_MAX_LEN = 50  # the window the measurements above were made with
 AUTOINT_FULL_BEAUTY_S = 1800.0  # one AutoInt full-ranking pass over Beauty (measured 1,811 s, one thread)
 
 
@@ -84,7 +87,8 @@ def epochs_done(run_dir: Path) -> int:
 def speed_key(cfg) -> tuple:
     """What a fine-tuning run's speed and length are pooled by (a TrainConfig, or its dict)."""
     get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    return (get("dataset"), get("model"), get("protocol"), float(get("train_fraction", 1.0)), get("loss"))
+    return (get("dataset"), get("model"), get("protocol"), float(get("train_fraction", 1.0)), get("loss"),
+            int(get("max_len", PAPER_MAX_LEN)))
 
 
 def finetune_epochs(run: FinetuneRun, lengths: dict | None = None) -> int:
@@ -105,6 +109,7 @@ def finetune_epoch_seconds(run: FinetuneRun, interactions: int | None) -> float 
         return None
     base = FINETUNE_BEAUTY_S * interactions / INTERACTIONS["Beauty"] * MODEL_FACTOR.get(cfg.model, 1.5)
     base *= cfg.train_fraction  # limited training data: fewer training sequences (assumed proportional)
+    base *= cfg.max_len / PAPER_MAX_LEN
     if cfg.loss == "ce" and cfg.model != "bert4rec" and run.dataset in USERS_ITEMS:  # (BERT4Rec's factor has it)
         base *= 1 + USERS_ITEMS[run.dataset][1] / CE_ITEMS
     if cfg.protocol != "sampled":
@@ -126,7 +131,8 @@ def pretrain_epoch_seconds(run: PretrainRun, interactions: int | None) -> float 
         base = 0.76 * interactions / PRETRAIN_RATE  # instances ~ 0.76 x interactions (Beauty's ratio)
     else:
         return None
-    return base * run.cfg.train_fraction * BACKBONE_FACTOR.get(run.cfg.backbone, 1.5)
+    return (base * run.cfg.train_fraction * BACKBONE_FACTOR.get(run.cfg.backbone, 1.5)
+            * run.cfg.max_len / PAPER_MAX_LEN)
 
 
 def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict,
