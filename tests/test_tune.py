@@ -364,7 +364,7 @@ def test_shipped_pretrained_presets_fine_tune_the_encoder_they_pre_train(name):
     for key in ("hidden_size", "n_layers", "n_heads", "max_len", "pre_ln"):
         assert getattr(ft, key) == getattr(pre, key), key
     if name == "s3rec-plus-ce-long":
-        assert (ft.max_len, pre.max_len, pre.epochs, ft.loss) == (200, 200, 30, "ce")
+        assert (ft.max_len, pre.max_len, pre.epochs, ft.loss) == (200, 200, 20, "ce")
 
 
 @pytest.mark.parametrize("value", ['"yes"', "1"])
