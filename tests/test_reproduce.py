@@ -800,12 +800,34 @@ def test_a_run_another_process_holds_is_left_to_it(tiny_data, tmp_path, capsys):
 def test_report_shows_a_figures_points_no_invocation_named_as_not_run(tmp_path, reference):
     """A figure reproduced for some of its x values (--values) lists the others as not run."""
     plan = _fabricated_plan(tmp_path, "limited_data", datasets=["Beauty"], seeds=[1], methods=["SASRec"],
-                            values=["0.4", "0.2"])
+                            values=["0.4", "0.1", "1.0"])  # 0.1: not in the definition; 1.0: its 1
     for r in plan.runs:
         _fabricate(r.dir, {"NDCG@10": 0.2 + float(r.value) / 10, "HR@10": 0.3})
     write_report(tmp_path / "runs" / "limited_data", tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     table = text.split("### Beauty, test NDCG@10\n\n")[1].split("\n\n")[0].splitlines()
-    assert table[0] == "| method \\ share of users with training data | 20% | 40% | 60% | 80% | 100% |"
-    assert table[2].startswith("| S3-Rec | not run | not run | not run | not run | not run (paper ")
-    assert table[3].startswith("| SASRec | 0.2200 | 0.2400 | not run | not run | not run (paper ")
+    assert table[0] == "| method \\ share of users with training data | 10% | 20% | 40% | 60% | 80% | 100% |"
+    assert table[2].startswith("| S3-Rec | not run | not run | not run | not run | not run | not run (paper ")
+    assert table[3].startswith("| SASRec | 0.2100 | not run | 0.2400 | not run | not run | 0.3000 (paper ")
+
+
+def test_an_experiment_of_ones_own_under_a_shipped_name_is_reported_as_recorded(tmp_path):
+    exp_file = tmp_path / "ablation.toml"
+    exp_file.write_text('''title = "my ablation"
+figure = "mine"
+kind = "bars"
+protocol = "sampled"
+datasets = ["Beauty"]
+seeds = [1]
+metrics = ["NDCG@10"]
+primary_metric = "NDCG@10"
+
+[[methods]]
+id = "Mine"
+model = "sasrec"
+''')
+    plan = make_plan(load_experiment(str(exp_file)), tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain")
+    write_grid(plan)
+    [path] = write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
+    text = path.read_text()
+    assert "| Mine | not run |" in text and "w/o SP" not in text

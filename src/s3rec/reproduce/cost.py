@@ -7,8 +7,10 @@ Base figures, from this project's 2-core CPU machine (README, "Speed"):
 - pre-training on Beauty: 64 s per epoch (measured, 150,258 instances); LastFM 1,252 instances/s
   (measured); other datasets at 2,400 instances/s (assumed); other models' encoders (Fig. 3) by a
   measured factor;
-- a window of ``max_len`` items other than the paper's 50 scales either by max_len / 50 (assumed; an
-  overestimate where most sequences are shorter than the window);
+- a window of ``max_len`` items other than the paper's 50 scales either by max_len / 50 (assumed;
+  attention grows with its square, and LastFM's 200-item pre-training measured far more: 894 s for its
+  first epoch, one thread beside four jobs, against a median of 30 s for the 50-item epochs on one
+  thread with fewer beside it);
 - an early-stopped fine-tuning run is assumed to last 50 epochs (patience 10; Beauty stops at 30-70),
   110 with a softmax-type loss (ce, sampled-softmax, gbce: Beauty's sampled-softmax runs stopped
   after 55-155 epochs).

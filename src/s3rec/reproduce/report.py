@@ -116,21 +116,27 @@ def load_grid(exp_dir: Path) -> tuple[Experiment, dict]:
 
 
 def _with_definition_methods(exp: Experiment) -> Experiment:
-    """``exp`` with the methods (and a figure's x values) of the shipped definition of the same name, in
-    its order: the grid's own record of each method it ran (the settings those runs used), the
-    definition's for the methods and values no invocation has named yet (reported as not run: a
-    narrowed ``--methods`` or ``--values`` leaves the figure incomplete, and the report says so);
-    methods and values the definition does not have come last."""
+    """``exp`` completed from the shipped definition of the same name: its methods in the definition's
+    order (the grid's own record of each method it ran, the settings those runs used; the definition's
+    for the methods no invocation has named yet), its x values (a figure's) and its pairs, so what no
+    invocation ran is reported as not run (a narrowed ``--methods`` or ``--values`` leaves the figure
+    incomplete, and the report says so). A grid with a method or a varied setting the shipped
+    definition lacks is an experiment of the user's own under the same name: left as recorded."""
     if exp.name not in experiment_names():
         return exp
     shipped = load_experiment(exp.name)
+    shipped_ids = [m.id for m in shipped.methods]
+    if exp.vary_setting != shipped.vary_setting or any(m.id not in shipped_ids for m in exp.methods):
+        return exp
     recorded = {m.id: m for m in exp.methods}
-    methods = [recorded.get(m.id, m) for m in shipped.methods]
-    methods += [m for m in exp.methods if m.id not in {s.id for s in shipped.methods}]
-    values = exp.vary_values
-    if exp.vary_setting and exp.vary_setting == shipped.vary_setting:
-        values = tuple(dict.fromkeys((*shipped.vary_values, *exp.vary_values)))
-    return dataclasses.replace(exp, methods=tuple(methods), vary_values=values)
+    methods = tuple(recorded.get(m.id, m) for m in shipped.methods)
+    values = tuple(dict.fromkeys((*shipped.vary_values, *exp.vary_values)))  # 1 and 1.0 are one value
+    try:
+        values = tuple(sorted(values))
+    except TypeError:  # values of mixed types: as listed
+        pass
+    pairs = tuple(dict.fromkeys((*exp.pairs, *shipped.pairs)))
+    return dataclasses.replace(exp, methods=methods, vary_values=values, pairs=pairs)
 
 
 def collect(exp_dir: Path, exp: Experiment, grid: dict) -> list[RunResult]:
