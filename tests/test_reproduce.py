@@ -638,6 +638,15 @@ def test_grid_records_of_differently_narrowed_runs_merge_their_pairs(tmp_path):
     assert {m["id"] for m in exp["methods"]} == {"SASRec-SSM", "S3-Rec-SSM", "SASRec", "S3-Rec"}
 
 
+def test_grid_record_counts_1_and_1_0_as_one_value(tmp_path):
+    out = tmp_path / "runs" / "limited_data"
+    exp = narrowed(load_experiment("limited_data"), datasets=["Beauty"], seeds=[1], methods=["SASRec"])
+    write_grid(make_plan(narrowed(exp, values=["0.4", "0.2"]), out, tmp_path / "pre"))
+    write_grid(make_plan(narrowed(exp, values=["1"]), out, tmp_path / "pre"))  # an int
+    write_grid(make_plan(narrowed(exp, values=["1.0", "0.6"]), out, tmp_path / "pre"))  # 1.0: a float
+    assert json.loads((out / "grid.json").read_text())["experiment"]["vary_values"] == [0.2, 0.4, 0.6, 1]
+
+
 def test_grid_record_keeps_the_newest_definition_of_a_method(tmp_path):
     out = tmp_path / "runs" / "table2"
     exp = narrowed(load_experiment("table2"), datasets=["Beauty"], seeds=[1], methods=["SASRec", "S3-Rec"])

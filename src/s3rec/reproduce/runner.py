@@ -177,6 +177,11 @@ def _union(a: list, b: list, key=lambda x: json.dumps(x, sort_keys=True)) -> lis
     return list(a) + [x for x in b if key(x) not in seen]
 
 
+def _value_key(v):
+    """One key for the numbers 1 and 1.0 (``--values 1`` parses to an int, a definition may say 1.0)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else json.dumps(v, sort_keys=True)
+
+
 def merge_records(old: dict, new: dict) -> dict:
     """``new`` plus what an earlier, differently narrowed reproduction into the same folder recorded:
     its runs and pre-training runs not in ``new`` (their statuses as then; the report reads the run
@@ -186,7 +191,7 @@ def merge_records(old: dict, new: dict) -> dict:
     exp, oexp = dict(new["experiment"]), old["experiment"]
     for k in ("datasets", "seeds"):
         exp[k] = _union(oexp.get(k, []), exp[k])
-    exp["vary_values"] = sorted(_union(oexp.get("vary_values", []), exp["vary_values"]))
+    exp["vary_values"] = sorted(_union(oexp.get("vary_values", []), exp["vary_values"], key=_value_key))
     # a method both recorded: this reproduction's definition (labels and notes may have changed since)
     exp["methods"] = _union(exp["methods"], oexp.get("methods", []), key=lambda m: m["id"])
     order = [m["id"] for m in new["experiment"]["methods"]]
