@@ -150,6 +150,13 @@ def test_tiny_grid_runs_end_to_end_and_reports(tiny_data, tmp_path, capsys):
     not_run = [line.split("|")[1].strip() for line in text.splitlines() if "| not run" in line]
     assert not_run == ["w/o AAP", "w/o MIP", "w/o MAP"]
     assert (tmp_path / "report" / "ablation.png").stat().st_size > 10_000
+    # the pre-trainings: their records beside the report, one row each
+    pre_rows = [line for line in text.split("## Pre-training runs")[1].splitlines() if line.startswith("| Tiny-")]
+    assert len(pre_rows) == 2 and all("| 1 / 1 |" in line for line in pre_rows)
+    assert next(line for line in pre_rows if "sp_weight=0" in line).endswith("| no SP |")
+    for p in grid["pretrains"]:
+        copied = tmp_path / "report" / "pretrain" / p["id"]
+        assert sorted(f.name for f in copied.iterdir()) == ["config.json", "metrics.jsonl"]
     assert (tmp_path / "report" / "ablation.csv").is_file()
     # asking for other settings in the same folder is a conflict, never a silent reuse; the record keeps
     # the earlier, wider grid
@@ -840,3 +847,12 @@ model = "sasrec"
     [path] = write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
     text = path.read_text()
     assert "| Mine | not run |" in text and "w/o SP" not in text
+
+
+def test_sp_chance_spans_are_the_epochs_sp_sat_at_ln2():
+    from s3rec.pretrain import CHANCE, sp_chance_spans
+
+    sp = [0.69, CHANCE, CHANCE + 5e-5, 0.6, CHANCE, CHANCE, CHANCE - 2e-4, CHANCE]
+    history = [{"epoch": e, "sp": v} for e, v in enumerate(sp, 1)]
+    assert sp_chance_spans(history) == [(2, 3), (5, 6), (8, 8)]
+    assert sp_chance_spans([{"epoch": 1, "mip": 1.0}]) == []

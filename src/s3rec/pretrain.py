@@ -51,9 +51,23 @@ def sp_stuck(history: list[dict], window: int = STUCK_EPOCHS, tol: float = 1e-4)
 
     SP is ``-log sigmoid(sigmoid(<z, p>) - sigmoid(<z, n>))`` (the paper's form): when both scores'
     sigmoids saturate (Beauty's 40% limited-data pre-training: 5-95% of the logits in [-101, -39]),
-    the term is ln 2 with next to no gradient; that run stayed there from epoch 4 to 47."""
+    the term is ln 2 with next to no gradient; that run stayed there from epoch 2 to 47."""
     tail = history[-window:]
     return len(tail) == window and all("sp" in h and abs(h["sp"] - CHANCE) < tol for h in tail)
+
+
+def sp_chance_spans(history: list[dict], tol: float = 1e-4) -> list[tuple[int, int]]:
+    """The runs of consecutive epochs (first, last) whose SP term sat at chance (within ``tol`` of
+    ln 2, as :func:`sp_stuck` counts it): the epochs SP did not train."""
+    spans: list[tuple[int, int]] = []
+    for h in history:
+        if "sp" not in h or abs(h["sp"] - CHANCE) >= tol:
+            continue
+        if spans and spans[-1][1] == h["epoch"] - 1:
+            spans[-1] = (spans[-1][0], h["epoch"])
+        else:
+            spans.append((h["epoch"], h["epoch"]))
+    return spans
 
 
 def loss_weights(cfg: PretrainConfig) -> LossWeights:

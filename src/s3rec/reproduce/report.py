@@ -533,6 +533,43 @@ def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path) -> Non
                 atomic_write_text(out_dir / "runs" / r.id / f, (r.dir / f).read_text(encoding="utf-8"))
 
 
+PRETRAIN_RECORDS = ("config.json", "metrics.jsonl")
+
+
+def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
+    """Markdown lines on the grid's pre-training runs (epochs done, last losses, the epochs SP sat at
+    chance); copies each one's records (:data:`PRETRAIN_RECORDS`, no checkpoints) into
+    ``out_dir/pretrain/ID/``."""
+    from ..models.s3rec import OBJECTIVES
+    from ..pretrain import sp_chance_spans
+
+    rows = []
+    for p in grid.get("pretrains", []):
+        src = (exp_dir / p["dir"]).resolve()
+        try:
+            history = [json.loads(x) for x in (src / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if x]
+        except (OSError, ValueError):
+            rows.append([p["id"], f"0 / {p.get('epochs', '?')}", "not run", ""])
+            continue
+        for f in PRETRAIN_RECORDS:
+            if (src / f).is_file():
+                atomic_write_text(out_dir / "pretrain" / p["id"] / f, (src / f).read_text(encoding="utf-8"))
+        last = history[-1] if history else {}
+        losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if k in last)
+        spans = sp_chance_spans(history)
+        chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
+            "never" if "sp" in last else "no SP")
+        rows.append([p["id"], f"{len(history)} / {p.get('epochs', '?')}", losses or "-", chance])
+    if not rows:
+        return []
+    return ["## Pre-training runs", "",
+            "Each pre-training this grid fine-tunes from (records in `pretrain/ID/`, no checkpoints): epochs "
+            "done of those planned, the last epoch's loss terms (sums per instance), and the epochs whose SP term "
+            "sat at chance, ln 2 within 1e-4 (its positive and negative scores saturated: SP did not train then; "
+            "README, pre-training).", "",
+            _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""]
+
+
 def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
     """The report of one experiment folder into ``out_dir``: ``report.md``, ``NAME.csv`` (cells),
     ``NAME_runs.csv``, and where they apply ``NAME_significance.csv``, ``NAME_curves.csv``, ``NAME.png``;
@@ -623,6 +660,7 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
                   _md_table(["dataset", "method", "best (epoch)", "epoch 1 / 5 / 10 / 20 / 50", "epochs"], rows), ""]
     if png.is_file() and exp.kind != "table":
         lines += ["## Plot", "", f"![{exp.figure}]({png.name})", ""]
+    lines += pretrain_section(exp_dir, grid, out_dir)
     problems = [r for r in runs if r.status in ("failed", "conflict")]
     unsupported = {r.method.label: r.error for r in runs if r.status == "unsupported"}
     if problems or unsupported:
