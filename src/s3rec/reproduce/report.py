@@ -394,13 +394,15 @@ def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
         for k, d in enumerate(datasets):
             ax = axes[r][k]
             for j, m in enumerate(exp.methods):
-                pts = [(x, c.mean, c.std or 0.0) for x, v in zip(xs_all, values)
+                pts = {x: (c.mean, c.std or 0.0) for x, v in zip(xs_all, values)
                        for c in cells if c.dataset == d and c.method.id == m.id and c.metric == metric and c.value == v
-                       and c.mean is not None]
+                       and c.mean is not None}
                 label = m.label if pts else f"{m.label} (not run)"
                 if pts:
-                    x, y, e = zip(*pts)
-                    ax.errorbar(x, y, yerr=e, marker=markers[j % len(markers)], ms=4, capsize=2, label=label, lw=1.3)
+                    # a point not run is a gap in the line (NaN), never bridged by a straight segment
+                    y, e = zip(*(pts.get(x, (math.nan, math.nan)) for x in xs_all))
+                    ax.errorbar(xs_all, y, yerr=e, marker=markers[j % len(markers)], ms=4, capsize=2, label=label,
+                                lw=1.3)
                 else:
                     ax.plot([], [], marker=markers[j % len(markers)], ls="none", label=label, color="0.6")
             if log_axis(values):
