@@ -856,3 +856,19 @@ def test_sp_chance_spans_are_the_epochs_sp_sat_at_ln2():
     history = [{"epoch": e, "sp": v} for e, v in enumerate(sp, 1)]
     assert sp_chance_spans(history) == [(2, 3), (5, 6), (8, 8)]
     assert sp_chance_spans([{"epoch": 1, "mip": 1.0}]) == []
+
+
+def test_report_pre_training_rows_say_never_not_run_or_unreadable(tmp_path):
+    plan = _fabricated_plan(tmp_path, "ablation", datasets=["Beauty"], seeds=[1], methods=["S3-Rec", "no-MIP", "no-SP"])
+    by_id = {p.id: p for p in plan.pretrains}
+    good, broken = by_id["Beauty-default-seed42"], by_id["Beauty-mip_weight=0-seed42"]
+    good.dir.mkdir(parents=True)
+    (good.dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "sp": 0.5, "mip": 1.0}) + "\n")
+    broken.dir.mkdir(parents=True)
+    (broken.dir / "metrics.jsonl").write_text('{"epoch": 1, "sp"\n')
+    [path] = write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
+    rows = {line.split(" | ")[0][2:]: line for line in path.read_text().split("## Pre-training runs")[1].splitlines()
+            if line.startswith("| Beauty-")}
+    assert rows["Beauty-default-seed42"].endswith("| 1 / 150 | mip 1.0000 sp 0.5000 | never |")
+    assert "| ? / 150 | unreadable metrics.jsonl" in rows["Beauty-mip_weight=0-seed42"]
+    assert rows["Beauty-sp_weight=0-seed42"].endswith("| 0 / 150 | not run |  |")

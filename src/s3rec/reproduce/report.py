@@ -548,17 +548,22 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     rows = []
     for p in grid.get("pretrains", []):
         src = (exp_dir / p["dir"]).resolve()
+        records = src / "metrics.jsonl"
+        if not records.is_file():
+            why = f"failed: {p.get('error') or '?'}" if p.get("status") == "failed" else "not run"
+            rows.append([p["id"], f"0 / {p.get('epochs', '?')}", why, ""])
+            continue
         try:
-            history = [json.loads(x) for x in (src / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if x]
-        except (OSError, ValueError):
-            rows.append([p["id"], f"0 / {p.get('epochs', '?')}", "not run", ""])
+            history = [json.loads(x) for x in records.read_text(encoding="utf-8").splitlines() if x]
+            spans = sp_chance_spans(history)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
         for f in PRETRAIN_RECORDS:
             if (src / f).is_file():
                 atomic_write_text(out_dir / "pretrain" / p["id"] / f, (src / f).read_text(encoding="utf-8"))
         last = history[-1] if history else {}
-        losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if k in last)
-        spans = sp_chance_spans(history)
+        losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
         chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
             "never" if "sp" in last else "no SP")
         rows.append([p["id"], f"{len(history)} / {p.get('epochs', '?')}", losses or "-", chance])
@@ -567,8 +572,9 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     return ["## Pre-training runs", "",
             "Each pre-training this grid fine-tunes from (records in `pretrain/ID/`, no checkpoints): epochs "
             "done of those planned, the last epoch's loss terms (sums per instance), and the epochs whose SP term "
-            "sat at chance, ln 2 within 1e-4 (its positive and negative scores saturated: SP did not train then; "
-            "README, pre-training).", "",
+            "was ln 2 within 1e-4, its value at chance: over a long span, a sign that its positive and negative "
+            "scores saturated and SP did not train (README, pre-training; `scripts/sp_saturation.py` checks a "
+            "run's logits).", "",
             _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""]
 
 
