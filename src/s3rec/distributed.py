@@ -15,9 +15,9 @@ What differs from one process is only the randomness: each rank corrupts its sha
 dropout masks from its own streams, seeded from (seed, epoch, rank) at the start of every epoch, so
 a resumed distributed run continues exactly (with the same number of ranks: ``checkpoint.pt``
 records it, and ``--resume`` with another number refuses, since it would change the draws; a
-checkpoint written before it was recorded, 2026-11-28, counts as one process's). Rank 0 alone logs and writes files; every rank reads
-the data and, on ``--resume``, ``checkpoint.pt``, so ranks on several machines need a shared file
-system. CPU ranks use the gloo backend, CUDA ranks NCCL (one GPU per rank: ``cuda:LOCAL_RANK``).
+checkpoint written before it was recorded, 2026-11-28, counts as one process's). Rank 0 alone logs
+and writes files; every rank reads the data and, on ``--resume``, ``checkpoint.pt``, so ranks on
+several machines need a shared file system. CPU ranks use the gloo backend, CUDA ranks NCCL (one GPU per rank: ``cuda:LOCAL_RANK``).
 """
 
 from __future__ import annotations

@@ -53,15 +53,19 @@ def sp_stuck(history: list[dict], window: int = STUCK_EPOCHS, tol: float = 1e-4)
     sigmoids saturate (Beauty's 40% limited-data pre-training: 5-95% of the logits in [-101, -39]),
     the term is ln 2 with next to no gradient; that run stayed there from epoch 2 to 47."""
     tail = history[-window:]
-    return len(tail) == window and all("sp" in h and abs(h["sp"] - CHANCE) < tol for h in tail)
+    return len(tail) == window and all(_sp_at_chance(h, tol) for h in tail)
+
+
+def _sp_at_chance(row: dict, tol: float) -> bool:
+    return "sp" in row and abs(row["sp"] - CHANCE) < tol
 
 
 def sp_chance_spans(history: list[dict], tol: float = 1e-4) -> list[tuple[int, int]]:
-    """The runs of consecutive epochs (first, last) whose SP term sat at chance (within ``tol`` of
-    ln 2, as :func:`sp_stuck` counts it): the epochs SP did not train."""
+    """The runs of consecutive epochs (first, last) whose SP term was within ``tol`` of ln 2, its
+    value at chance (as :func:`sp_stuck` counts it); a long one means SP was not training."""
     spans: list[tuple[int, int]] = []
     for h in history:
-        if "sp" not in h or abs(h["sp"] - CHANCE) >= tol:
+        if not _sp_at_chance(h, tol):
             continue
         if spans and spans[-1][1] == h["epoch"] - 1:
             spans[-1] = (spans[-1][0], h["epoch"])

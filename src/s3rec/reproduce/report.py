@@ -112,10 +112,10 @@ def load_grid(exp_dir: Path) -> tuple[Experiment, dict]:
         exp = Experiment.from_dict(grid["experiment"])
     except (ValueError, KeyError, TypeError) as e:
         raise S3RecError(f"{path}: not a valid grid record ({e})") from None
-    return _with_definition_methods(exp), grid
+    return _completed_from_definition(exp), grid
 
 
-def _with_definition_methods(exp: Experiment) -> Experiment:
+def _completed_from_definition(exp: Experiment) -> Experiment:
     """``exp`` completed from the shipped definition of the same name: its methods in the definition's
     order (the grid's own record of each method it ran, the settings those runs used; the definition's
     for the methods no invocation has named yet), its x values (a figure's) and its pairs, so what no
@@ -528,11 +528,15 @@ def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path) -> Non
     ``out_dir/runs/RUN_ID/``, so that every number of the report traces to a file beside it."""
     atomic_write_text(out_dir / "grid.json", (exp_dir / "grid.json").read_text(encoding="utf-8"))
     for r in runs:
-        if r.status != "done":
-            continue
-        for f in RUN_RECORDS:
-            if (r.dir / f).is_file():
-                atomic_write_text(out_dir / "runs" / r.id / f, (r.dir / f).read_text(encoding="utf-8"))
+        if r.status == "done":
+            _copy_records(r.dir, out_dir / "runs" / r.id, RUN_RECORDS)
+
+
+def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
+    """Copy the text files ``names`` that exist in ``src`` into ``dst`` (atomically, one by one)."""
+    for f in names:
+        if (src / f).is_file():
+            atomic_write_text(dst / f, (src / f).read_text(encoding="utf-8"))
 
 
 PRETRAIN_RECORDS = ("config.json", "metrics.jsonl")
@@ -559,9 +563,7 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError) as e:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
-        for f in PRETRAIN_RECORDS:
-            if (src / f).is_file():
-                atomic_write_text(out_dir / "pretrain" / p["id"] / f, (src / f).read_text(encoding="utf-8"))
+        _copy_records(src, out_dir / "pretrain" / p["id"], PRETRAIN_RECORDS)
         last = history[-1] if history else {}
         losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
         chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
