@@ -33,6 +33,38 @@ def test_sampled_softmax_with_every_item_as_negative_is_the_full_softmax():
     torch.testing.assert_close(sampled_softmax_next_item(h, table, targets, every, 9), ce_next_item(h, table, targets, 9))
 
 
+@pytest.mark.parametrize("block_elements", [1, 20, 1 << 19])  # one row a block, a few rows, all rows
+def test_linear_cross_entropy_matches_the_plain_loss_and_its_gradients(monkeypatch, block_elements):
+    from s3rec.losses import LinearCrossEntropy
+    monkeypatch.setattr(LinearCrossEntropy, "CACHE_ELEMENTS", block_elements)
+    h, table, targets = _hidden(T=11, D=6, n_items=9, seed=3)
+    h, table = h.double(), table.double()
+    targets[:3] = targets[0]  # repeated targets in one block
+    grads = []
+    for loss_fn in (ce_next_item, lambda h, t, y, n: F.cross_entropy(h @ t[1 : n + 1].T, y - 1)):
+        hh, tt = h.clone().requires_grad_(), table.clone().requires_grad_()
+        loss = loss_fn(hh, tt, targets, 9)
+        (3.0 * loss).backward()  # an upstream gradient other than 1
+        grads.append((loss.detach(), hh.grad, tt.grad))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+    assert grads[0][2][0].abs().sum() == 0 and grads[0][2][10].abs().sum() == 0  # pad and mask rows untouched
+
+
+def test_linear_cross_entropy_is_used_for_training_and_not_under_autocast(monkeypatch):
+    from s3rec import losses
+    calls = []
+    monkeypatch.setattr(losses.LinearCrossEntropy, "apply", lambda *a: calls.append(1) or torch.zeros(()))
+    h, table, targets = _hidden()
+    ce_next_item(h, table, targets, 9)  # no gradient needed: the plain loss
+    assert calls == []
+    ce_next_item(h.requires_grad_(), table, targets, 9)
+    assert calls == [1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = ce_next_item(h, table, targets, 9)
+    assert calls == [1] and loss.dtype == torch.float32  # autocast's own cross-entropy, in float32
+
+
 def test_sampled_softmax_correction_and_accidental_hits():
     h, table, targets = _hidden(T=1)
     negs = torch.tensor([targets.item() % 9 + 1, targets.item() % 9 + 1, targets.item()])  # last one: a hit

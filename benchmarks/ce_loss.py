@@ -1,0 +1,96 @@
+"""Seconds per SASRec fine-tuning step with the full softmax cross-entropy: plain against fused.
+
+plain  ``F.cross_entropy(h @ table.T, targets)`` (autograd's log-softmax, NLL and their backward)
+fused  ``s3rec.losses.LinearCrossEntropy`` (the default: the same loss and gradients up to float rounding)
+A step is the forward, backward and Adam update of one batch of 256 users (packed rows, max_len 50) from the
+dataset's training sequences. The two alternate round by round in one process over the same batches, so they
+share the machine's state; the table gives the median step of each and their ratio.
+Usage: python benchmarks/ce_loss.py [--datasets Beauty LastFM] [--rounds 5] [--steps 10] [--threads N]
+Writes benchmarks/results/ce_loss.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import s3rec.models.sasrec as sasrec
+from s3rec.bench import machine_description
+from s3rec.config import TrainConfig
+from s3rec.data import registry
+from s3rec.data.batches import SequenceTensors, finetune_batch
+from s3rec.losses import ce_next_item
+from s3rec.train import build, train_users
+
+
+def plain_ce(h, table, targets, n_items):
+    return F.cross_entropy(h @ table[1 : n_items + 1].T, targets - 1)
+
+
+def time_steps(model, optimizer, batches) -> float:
+    t0 = time.perf_counter()
+    for b in batches:
+        loss = model.loss(b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - t0) / len(batches)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=["Beauty", "LastFM"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10, help="steps per round and loss")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "ce_loss.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.datasets:
+        ds = registry.load(name, negatives=False, quiet=True)
+        cfg = TrainConfig(dataset=ds.name, protocol="full", loss="ce").resolved()
+        torch.manual_seed(0)
+        model, optimizer = build(cfg, ds)
+        st = SequenceTensors(ds)
+        gen = torch.Generator().manual_seed(0)
+        users = train_users(ds)
+        order = users[torch.randperm(len(users), generator=gen)]
+        batches = [finetune_batch(st, order[i * 256 : (i + 1) * 256], gen, cfg.max_len, cfg.negative_sampler, True, True)
+                   for i in range(min(args.steps, (len(users) + 255) // 256))]
+        times = {"plain": [], "fused": []}
+        for r in range(args.rounds + 1):  # round 0 warms up and is not counted
+            for label, fn in (("plain", plain_ce), ("fused", ce_next_item)):
+                sasrec.ce_next_item = fn
+                seconds = time_steps(model, optimizer, batches)
+                if r:
+                    times[label].append(seconds)
+        sasrec.ce_next_item = ce_next_item
+        row = {"dataset": ds.name, "items": ds.n_items, "tokens_per_step": sum(len(b.targets) for b in batches) / len(batches),
+               "median_plain_seconds": statistics.median(times["plain"]), "median_fused_seconds": statistics.median(times["fused"]),
+               "rounds": times}
+        row["speedup"] = row["median_plain_seconds"] / row["median_fused_seconds"]
+        rows.append(row)
+        print(f"{ds.name:8s} plain {row['median_plain_seconds']:.3f} s/step  fused {row['median_fused_seconds']:.3f} s/step  "
+              f"x{row['speedup']:.2f}", flush=True)
+    record = {
+        "benchmark": "ce_loss",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "command": f"python benchmarks/ce_loss.py --datasets {' '.join(args.datasets)} --rounds {args.rounds} "
+                   f"--steps {args.steps} --threads {args.threads}",
+        "results": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
