@@ -1,11 +1,13 @@
-"""Seconds per SASRec fine-tuning step with the full softmax cross-entropy: plain against fused.
+"""Seconds per fine-tuning step with the full softmax cross-entropy: plain against fused.
 
-plain  ``F.cross_entropy(h @ table.T, targets)`` (autograd's log-softmax, NLL and their backward)
+plain  ``F.cross_entropy(h @ table.T (+ bias), targets)`` (autograd's log-softmax, NLL and their backward)
 fused  ``s3rec.losses.LinearCrossEntropy`` (the default: the same loss and gradients up to float rounding)
-A step is the forward, backward and Adam update of one batch of 256 users (packed rows, max_len 50) from the
-dataset's training sequences. The two alternate round by round in one process over the same batches, so they
+A step is the forward, backward and Adam update of one batch of 256 users (the model's own batches, max_len
+50) from the dataset's training sequences: SASRec with ``--loss ce`` (S3-Rec's fine-tuning in the
+``s3rec-plus-ce`` presets) and BERT4Rec (its cloze loss is this softmax). The two alternate round by round in one process over the same batches, so they
 share the machine's state; the table gives the median step of each and their ratio.
-Usage: python benchmarks/ce_loss.py [--datasets Beauty LastFM] [--rounds 5] [--steps 10] [--threads N]
+Usage: python benchmarks/ce_loss.py [--datasets Beauty LastFM] [--models sasrec bert4rec] [--rounds 5] [--steps 10]
+       [--threads N]
 Writes benchmarks/results/ce_loss.json and prints a table.
 """
 
@@ -34,6 +36,15 @@ def plain_ce(h, table, targets, n_items):
     return F.cross_entropy(h @ table[1 : n_items + 1].T, targets - 1)
 
 
+def use_fused(model, fused: bool) -> None:
+    """SASRec's loss calls ``sasrec.ce_next_item``; the other models fuse when ``output_table`` names their table."""
+    sasrec.ce_next_item = ce_next_item if fused else plain_ce
+    if fused:
+        model.__dict__.pop("output_table", None)
+    else:
+        model.output_table = lambda: None
+
+
 def time_steps(model, optimizer, batches) -> float:
     t0 = time.perf_counter()
     for b in batches:
@@ -47,6 +58,7 @@ def time_steps(model, optimizer, batches) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["Beauty", "LastFM"])
+    p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=10, help="steps per round and loss")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -56,35 +68,39 @@ def main() -> None:
     rows = []
     for name in args.datasets:
         ds = registry.load(name, negatives=False, quiet=True)
-        cfg = TrainConfig(dataset=ds.name, protocol="full", loss="ce").resolved()
-        torch.manual_seed(0)
-        model, optimizer = build(cfg, ds)
-        st = SequenceTensors(ds)
-        gen = torch.Generator().manual_seed(0)
-        users = train_users(ds)
-        order = users[torch.randperm(len(users), generator=gen)]
-        batches = [finetune_batch(st, order[i * 256 : (i + 1) * 256], gen, cfg.max_len, cfg.negative_sampler, True, True)
-                   for i in range(min(args.steps, (len(users) + 255) // 256))]
-        times = {"plain": [], "fused": []}
-        for r in range(args.rounds + 1):  # round 0 warms up and is not counted
-            for label, fn in (("plain", plain_ce), ("fused", ce_next_item)):
-                sasrec.ce_next_item = fn
-                seconds = time_steps(model, optimizer, batches)
-                if r:
-                    times[label].append(seconds)
-        sasrec.ce_next_item = ce_next_item
-        row = {"dataset": ds.name, "items": ds.n_items, "tokens_per_step": sum(len(b.targets) for b in batches) / len(batches),
-               "median_plain_seconds": statistics.median(times["plain"]), "median_fused_seconds": statistics.median(times["fused"]),
-               "rounds": times}
-        row["speedup"] = row["median_plain_seconds"] / row["median_fused_seconds"]
-        rows.append(row)
-        print(f"{ds.name:8s} plain {row['median_plain_seconds']:.3f} s/step  fused {row['median_fused_seconds']:.3f} s/step  "
-              f"x{row['speedup']:.2f}", flush=True)
+        for model_name in args.models:
+            cfg = TrainConfig(dataset=ds.name, model=model_name, protocol="full", loss="ce").resolved()
+            torch.manual_seed(0)
+            model, optimizer = build(cfg, ds)
+            model.train()
+            st = SequenceTensors(ds)
+            gen = torch.Generator().manual_seed(0)
+            users = train_users(ds)
+            order = users[torch.randperm(len(users), generator=gen)]
+            batches = [finetune_batch(st, order[i * 256 : (i + 1) * 256], gen, cfg.max_len, cfg.negative_sampler,
+                                      model.packed_ok, model.causal)
+                       for i in range(min(args.steps, (len(users) + 255) // 256))]
+            times = {"plain": [], "fused": []}
+            for r in range(args.rounds + 1):  # round 0 warms up and is not counted
+                for label in ("plain", "fused"):
+                    use_fused(model, label == "fused")
+                    seconds = time_steps(model, optimizer, batches)
+                    if r:
+                        times[label].append(seconds)
+            use_fused(model, True)
+            row = {"dataset": ds.name, "model": model_name, "items": ds.n_items,
+                   "median_plain_seconds": statistics.median(times["plain"]),
+                   "median_fused_seconds": statistics.median(times["fused"]), "rounds": times}
+            row["speedup"] = row["median_plain_seconds"] / row["median_fused_seconds"]
+            rows.append(row)
+            print(f"{ds.name:8s} {model_name:9s} plain {row['median_plain_seconds']:.3f} s/step  "
+                  f"fused {row['median_fused_seconds']:.3f} s/step  x{row['speedup']:.2f}", flush=True)
     record = {
         "benchmark": "ce_loss",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(),
-        "command": f"python benchmarks/ce_loss.py --datasets {' '.join(args.datasets)} --rounds {args.rounds} "
+        "command": f"python benchmarks/ce_loss.py --datasets {' '.join(args.datasets)} --models {' '.join(args.models)} "
+                   f"--rounds {args.rounds} "
                    f"--steps {args.steps} --threads {args.threads}",
         "results": rows,
     }

@@ -18,6 +18,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import cycle_sequences, synthetic_sequences, write_dataset
 from s3rec.cli import main
@@ -261,6 +262,30 @@ def test_every_supported_loss_trains(name, syn):
         value = model.loss(batch)
         value.backward()
         assert torch.isfinite(value) and value > 0, loss
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if model_class(n).trainable and "ce" in model_class(n).losses])
+def test_full_softmax_loss_is_the_cross_entropy_of_the_models_scores(name, syn):
+    """Models that name their output table (``output_table``) train "ce" fused: the loss and every
+    parameter's gradient equal the plain cross-entropy of ``score`` over items 1..n_items."""
+    model = built(name, syn)
+    st = SequenceTensors(syn)
+    batch = eval_batch(st, torch.arange(syn.n_users), "test", MAX_LEN, packed=model.packed_ok, causal=model.causal)
+    targets = torch.randint(1, syn.n_items + 1, (syn.n_users,), generator=torch.Generator().manual_seed(4))
+    grads = []
+    for loss_of in (model.full_softmax_loss,
+                    lambda s, t: F.cross_entropy(model.score(s, None)[:, 1 : syn.n_items + 1], t - 1)):
+        model.zero_grad()
+        value = loss_of(model.user_states(batch), targets)
+        value.backward()
+        grads.append([value.detach()] + [p.grad.clone() if p.grad is not None else None for p in model.parameters()])
+    for got, want in zip(*grads):
+        if want is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    if name in ("bert4rec", "caser", "hgn", "gru4rec", "fdsa", "sasrec_f", "gru4rec_f"):
+        assert model.output_table() is not None  # these run fused
 
 
 def test_bert4rec_cloze_batches(syn):

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..data.batches import SequenceBatch
 from ..errors import ConfigError
-from ..losses import sampled_loss
+from ..losses import linear_cross_entropy, sampled_loss
 
 
 @dataclass(frozen=True)
@@ -150,13 +150,27 @@ class Recommender(nn.Module):
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def output_table(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """``(table [n_items + 2, S], bias [n_items + 2] or None)`` when :meth:`score` is
+        :func:`dot_scores` over them, so that the "ce" loss can run fused
+        (:func:`s3rec.losses.linear_cross_entropy`); None for any other scoring."""
+        return None
+
+    def full_softmax_loss(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Softmax cross-entropy of ``targets [N]`` (ids 1..n_items) over every item, mean over the N."""
+        out = self.output_table()
+        if out is None:
+            return F.cross_entropy(self.score(states, None)[:, 1 : self.n_items + 1], targets - 1)
+        table, bias = out
+        items = slice(1, self.n_items + 1)
+        return linear_cross_entropy(states, table[items], targets - 1, None if bias is None else bias[items])
+
     def next_item_loss(self, states: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
                        kind: str) -> torch.Tensor:
         """The loss of predicting ``targets [N]`` from ``states [N, S]``: "bce"/"bpr" against one
         ``negatives [N]`` each, "ce" as softmax over all items 1..n_items. Mean over the N."""
         if kind == "ce":
-            logits = self.score(states, None)[:, 1 : self.n_items + 1]
-            return F.cross_entropy(logits, targets - 1)
+            return self.full_softmax_loss(states, targets)
         s = self.score(states, torch.stack([targets, negatives], 1))  # [N, 2]
         return sampled_loss(kind, s[:, 0], s[:, 1])
 
@@ -167,9 +181,8 @@ class Recommender(nn.Module):
         idx, valid = following(batch, T)  # [N, T]
         targets, negatives = batch.targets[idx], batch.negatives[idx]
         if kind == "ce":
-            logits = self.score(states, None)[:, 1 : self.n_items + 1]  # [N, n_items]
             rows = valid.nonzero()[:, 0]
-            return F.cross_entropy(logits[rows], targets[valid] - 1)
+            return self.full_softmax_loss(states[rows], targets[valid])
         s = self.score(states, torch.cat([targets, negatives], 1))  # [N, 2T]
         return sampled_loss(kind, s[:, :T][valid], s[:, T:][valid])
 
@@ -275,6 +288,9 @@ class WindowModel(Recommender):
 
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.W2.weight, items, self.b2.weight.squeeze(1))
+
+    def output_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.W2.weight, self.b2.weight.squeeze(1)
 
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         return self.window_loss(self.position_states(batch), batch, self.params.T, self.loss_kind)

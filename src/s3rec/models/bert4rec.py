@@ -114,6 +114,9 @@ class BERT4Rec(Recommender):
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.encoder.item_embeddings.weight, items, self.output_bias)
 
+    def output_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.encoder.item_embeddings.weight, self.output_bias
+
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         """Cloze loss over each user's training part s[:-2] (its last ``max_len`` items): the batch's
         input's first item followed by the targets of all its tokens."""

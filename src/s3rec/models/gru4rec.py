@@ -70,6 +70,9 @@ class GRU4Rec(Recommender):
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.item_embeddings.weight, items)
 
+    def output_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.item_embeddings.weight, None
+
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         return self.next_item_loss(self.position_states(batch), batch.targets, batch.negatives, self.loss_kind)
 
