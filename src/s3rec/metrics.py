@@ -20,9 +20,9 @@ METRIC_NAMES = [f"HR@{k}" for k in HR_KS] + [f"NDCG@{k}" for k in NDCG_KS] + ["M
 def target_ranks(scores: torch.Tensor, target_col: torch.Tensor) -> torch.Tensor:
     """``scores [U, C]``, ``target_col [U]`` -> 1-based ranks ``[U]`` (int64) under the tie rule."""
     t = scores.gather(1, target_col.view(-1, 1))  # [U, 1]
-    higher = (scores > t).sum(1)
-    ties = (scores == t).sum(1) - 1  # the target itself is not a tie
-    return 1 + higher + ties
+    # 1 + #(higher) + #(ties other than the target) = #(candidates scoring >= the target, itself included);
+    # one comparison and an int32 count (4x faster on a CPU than two int64 sums; exact below 2^31 candidates)
+    return (scores >= t).sum(1, dtype=torch.int32).to(torch.int64)
 
 
 def metrics_from_ranks(ranks: torch.Tensor) -> dict[str, float]:
