@@ -269,15 +269,19 @@ def test_full_softmax_loss_is_the_cross_entropy_of_the_models_scores(name, syn):
     """Models that name their output table (``output_table``) train "ce" fused: the loss and every
     parameter's gradient equal the plain cross-entropy of ``score`` over items 1..n_items."""
     model = built(name, syn)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # no parameter left at its initial value (output biases start at zero)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
     st = SequenceTensors(syn)
     batch = eval_batch(st, torch.arange(syn.n_users), "test", MAX_LEN, packed=model.packed_ok, causal=model.causal)
-    targets = torch.randint(1, syn.n_items + 1, (syn.n_users,), generator=torch.Generator().manual_seed(4))
+    targets = torch.randint(1, syn.n_items + 1, (syn.n_users,), generator=g)
     grads = []
     for loss_of in (model.full_softmax_loss,
                     lambda s, t: F.cross_entropy(model.score(s, None)[:, 1 : syn.n_items + 1], t - 1)):
         model.zero_grad()
         value = loss_of(model.user_states(batch), targets)
-        value.backward()
+        (1.7 * value).backward()  # an upstream gradient other than 1
         grads.append([value.detach()] + [p.grad.clone() if p.grad is not None else None for p in model.parameters()])
     for got, want in zip(*grads):
         if want is None:

@@ -51,6 +51,29 @@ def test_linear_cross_entropy_matches_the_plain_loss_and_its_gradients(monkeypat
     assert grads[0][2][0].abs().sum() == 0 and grads[0][2][10].abs().sum() == 0  # pad and mask rows untouched
 
 
+@pytest.mark.parametrize("block_elements", [1, 20, 1 << 19])
+@pytest.mark.parametrize("wanted", ["all", "bias", "weights"])  # which inputs ask for a gradient
+def test_linear_cross_entropy_with_a_bias(monkeypatch, block_elements, wanted):
+    from s3rec.losses import LinearCrossEntropy, linear_cross_entropy
+    monkeypatch.setattr(LinearCrossEntropy, "CACHE_ELEMENTS", block_elements)
+    g = torch.Generator().manual_seed(5)
+    h, w, b = (torch.randn(13, 4, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64),
+               torch.randn(9, generator=g, dtype=torch.float64))
+    y = torch.randint(0, 9, (13,), generator=g)
+    grads = []
+    for loss_fn in (linear_cross_entropy, lambda h, w, y, b: F.cross_entropy(h @ w.T + b, y)):
+        hh, ww, bb = (x.clone().requires_grad_(wanted == "all" or wanted == name)
+                      for x, name in ((h, "h"), (w, "weights"), (b, "bias")))
+        loss = loss_fn(hh, ww, y, bb)
+        (2.5 * loss).backward()
+        grads.append([loss.detach(), hh.grad, ww.grad, bb.grad])
+    for got, want in zip(*grads):
+        if want is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, want)
+
+
 def test_linear_cross_entropy_is_used_for_training_and_not_under_autocast(monkeypatch):
     from s3rec import losses
     calls = []

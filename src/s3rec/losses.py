@@ -57,7 +57,9 @@ class LinearCrossEntropy(torch.autograd.Function):
     materialising log-softmax, a zero-filled gradient and log-softmax's backward as separate ``[T, n]``
     tensors. On a CPU the rows are taken in blocks of about 2 MB of logits, so that each block's
     exponentials and products run while it is still in cache. Same memory as the plain loss (one
-    ``[T, n]`` buffer kept for the backward); first-order gradients only."""
+    ``[T, n]`` buffer kept for the backward); first-order gradients only, and one backward per
+    forward (the backward consumes the kept logits: a second one through ``retain_graph`` raises
+    torch's "modified by an inplace operation" error instead of computing wrong gradients)."""
 
     CACHE_ELEMENTS = 1 << 19  # logits per CPU block (2 MB of float32)
 
@@ -93,8 +95,8 @@ class LinearCrossEntropy(torch.autograd.Function):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = ctx.with_bias and ctx.needs_input_grad[3]
         n_rows = len(h)
-        grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weights)
+        grad_h = torch.empty_like(h) if want_h else None
+        grad_w = torch.zeros_like(weights) if want_w else None
         grad_b = h.new_zeros(len(weights)) if want_b else None
         step = LinearCrossEntropy._block(n_rows, len(weights), h.device)
         rows = torch.arange(min(step, n_rows), device=h.device)
