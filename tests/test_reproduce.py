@@ -813,6 +813,72 @@ def test_a_run_another_process_holds_is_left_to_it(tiny_data, tmp_path, capsys):
     assert (out / "Tiny-SASRec-seed1" / "results.json").is_file() and (out / "Tiny-S3-Rec-seed1" / "results.json").is_file()
 
 
+def test_wait_takes_up_the_runs_another_process_held_once_they_are_free(tiny_data, tmp_path, monkeypatch, capsys):
+    import threading
+
+    from s3rec.fileio import try_lock
+
+    monkeypatch.setattr(runner_mod, "WAIT_POLL_SECONDS", 0.05)
+    out = tmp_path / "runs" / "table2"
+    holding, release = threading.Event(), threading.Event()
+
+    def other_process():  # holds SASRec's run until this runner waits
+        with try_lock(out / ".locks" / "Tiny-SASRec-seed1.lock") as held:
+            assert held
+            holding.set()
+            release.wait(60)
+
+    other = threading.Thread(target=other_process)
+    other.start()
+    holding.wait(10)
+    waits, real_sleep = [], time.sleep
+
+    def sleep(seconds):  # the runner waits only after a whole pass: then the other process lets go
+        if seconds != runner_mod.WAIT_POLL_SECONDS:
+            return real_sleep(seconds)
+        waits.append(seconds)
+        release.set()
+        other.join()
+
+    monkeypatch.setattr(runner_mod.time, "sleep", sleep)
+    assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "GRU4Rec", "--seeds", "1", "--set", "epochs=1", "--wait") == 0
+    assert waits == [0.05]  # one wait: the held run was taken up on the next pass
+    err = capsys.readouterr().err
+    assert "Tiny-SASRec-seed1: skipped: another process is running it (waiting for it)" in err
+    assert "left to another process" not in err
+    assert [r["status"] for r in _grid(tmp_path, "table2")["runs"]] == ["done", "done"]
+
+
+def test_jobs_share_a_grid_between_worker_processes(tiny_data, tmp_path):
+    out = tmp_path / "runs" / "ablation"
+    args = ["reproduce", "ablation", *SMALL, "--methods", "S3-Rec", "no-SP", "SASRec", "--seeds", "1", "2",
+            "--pretrain-epochs", "1", "--set", "epochs=1", "--out", str(out), "--jobs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "s3rec.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 worker processes, 1 thread(s) each" in done.stderr
+    assert "workers ended with exit status 0, 0; 6 done" in done.stderr
+    assert [r["status"] for r in _grid(tmp_path, "ablation")["runs"]] == ["done"] * 6
+    # every run and pre-training ran in exactly one of the workers
+    for run_id in (r["id"] for r in _grid(tmp_path, "ablation")["runs"]):
+        assert done.stderr.count(f"{run_id}: done in") == 1, run_id
+    for pre in ("Tiny-batch_size=50,hidden_size=16-seed42", "Tiny-batch_size=50,hidden_size=16,sp_weight=0-seed42"):
+        assert done.stderr.count(f"pre-training {pre} done in") == 1, pre
+
+
+def test_retry_failed_with_jobs_clears_failures_once(tiny_data, tmp_path, capsys):
+    from s3rec.reproduce.runner import clear_failures
+
+    assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "--seeds", "1", "2", "--set", "epochs=1") == 0
+    out = tmp_path / "runs" / "table2"
+    (out / "Tiny-SASRec-seed2" / "results.json").unlink()
+    (out / "Tiny-SASRec-seed2" / "error.txt").write_text("RuntimeError: boom\n")
+    exp = narrowed(load_experiment("table2"), ["Tiny"], [1, 2], ["SASRec"], None, None)
+    plan = make_plan(exp, out, tmp_path / "runs" / "pretrain", {"hidden_size": "16", "batch_size": "8", "epochs": "1"})
+    assert clear_failures(plan) == ["Tiny-SASRec-seed2"]
+    assert not (out / "Tiny-SASRec-seed2" / "error.txt").exists() and clear_failures(plan) == []
+
+
 def test_report_shows_a_figures_points_no_invocation_named_as_not_run(tmp_path, reference):
     """A figure reproduced for some of its x values (--values) lists the others as not run."""
     plan = _fabricated_plan(tmp_path, "limited_data", datasets=["Beauty"], seeds=[1], methods=["SASRec"],

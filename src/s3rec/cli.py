@@ -310,6 +310,7 @@ def _add_reproduce_parsers(sub) -> None:
         "  s3rec reproduce ablation --datasets LastFM --seeds 42  a small grid\n"
         "  s3rec reproduce pretrain_epochs --values 0 10 20 --datasets LastFM\n"
         "  s3rec reproduce table2 --retry-failed                  run the failed runs again\n"
+        "  s3rec reproduce ablation --jobs 4                      four worker processes share the grid\n"
         "  s3rec reproduce my_grid.toml                           your own definition (see s3rec/reproduce/experiment.py)\n"
         "  s3rec report runs/reproduce/table2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -331,10 +332,18 @@ def _add_reproduce_parsers(sub) -> None:
                     help="a pre-training setting for every pre-training run")
     rp.add_argument("--device", help="cpu (default) or cuda")
     rp.add_argument("--dry-run", action="store_true", help="print the grid, statuses and estimated time; run nothing")
-    rp.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
+    rp.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=False,
+                    help="run again the runs that failed before (default: report them and leave them)")
     rp.add_argument("--no-reuse", action="store_true",
                     help="compute every run even when another experiment beside this one finished a run with exactly "
                     "its settings (by default that run's records are copied, marked same_run_as)")
+    rp.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                    help="run N worker processes on the grid at once, each with cores/N threads (unless "
+                    "OMP_NUM_THREADS is set) and without progress bars; they share the runs through the run locks "
+                    "and wait for each other's pre-trainings (default 1)")
+    rp.add_argument("--wait", action="store_true",
+                    help="when another process is running a run of the grid (or the pre-training it needs), wait "
+                    "for it and go on, instead of leaving it to that process")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rep = sub.add_parser(
@@ -978,8 +987,10 @@ def cmd_reproduce(args) -> int:
     if args.dry_run:
         print(dry_run_text(plan, args.data_dir, reuse=not args.no_reuse))
         return 0
+    if args.jobs > 1:
+        return _reproduce_in_workers(args, plan)
     summary = Runner(plan, args.data_dir, progress=not args.quiet, log=_log,
-                     reuse=not args.no_reuse).run(retry_failed=args.retry_failed)
+                     reuse=not args.no_reuse).run(retry_failed=args.retry_failed, wait=args.wait)
     _log(f"{exp.name}: " + ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v)
          + f"; grid.json and the runs in {out}; report: s3rec report {out}")
     for run_id, line in summary.failed.items():
@@ -987,6 +998,34 @@ def cmd_reproduce(args) -> int:
     if summary.busy:
         _log(f"  left to another process running them: {', '.join(summary.busy)}")
     return 0 if summary.ok else 1
+
+
+def _reproduce_in_workers(args, plan) -> int:
+    """``s3rec reproduce --jobs N``: the same command as N worker processes (``--jobs 1 --wait --quiet
+    --no-retry-failed`` appended: argparse keeps the last value), which share the grid through its run
+    locks; 0 when every worker ended with 0."""
+    import subprocess
+
+    from .reproduce.runner import clear_failures, status_counts
+
+    if args.retry_failed:  # here, once: a run failing again is then left failed, not retried by every worker
+        cleared = clear_failures(plan)
+        _log(f"{plan.experiment.name}: retrying {len(cleared)} failed runs" + (f": {', '.join(cleared)}" if cleared else ""))
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    argv = [sys.executable, "-m", "s3rec.cli", *args.argv, "--jobs", "1", "--wait", "--quiet", "--no-retry-failed"]
+    _log(f"{plan.experiment.name}: {args.jobs} worker processes, {threads} thread(s) each ({plan.out})")
+    workers = [subprocess.Popen(argv, env=env) for _ in range(args.jobs)]
+    try:
+        codes = [w.wait() for w in workers]
+    except KeyboardInterrupt:  # the workers got the same signal; let them record their state
+        for w in workers:
+            w.wait()
+        raise
+    counts = status_counts(plan)
+    _log(f"{plan.experiment.name}: workers ended with exit status {', '.join(map(str, codes))}; "
+         + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; report: s3rec report {plan.out}")
+    return 0 if all(c == 0 for c in codes) else 1
 
 
 def cmd_report(args) -> int:
@@ -1058,7 +1097,9 @@ def cmd_presets(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as given (`s3rec reproduce --jobs` starts workers with it)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "pretrain":
         print(f"s3rec: error: {args.command} runs as one process; under torchrun (WORLD_SIZE > 1) only "
               "`s3rec pretrain` is distributed", file=sys.stderr)

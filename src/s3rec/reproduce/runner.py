@@ -270,7 +270,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
         shown = _duration(est) if status in ("pending", "partial") else "-"
         lines.append(f"{r.id:<{width}}  {status:<11}  {shown:>9}  {basis}")
         total, unknown = total + (est or 0.0), unknown + (est is None and status in ("pending", "partial"))
-    counts = _counts(plan)
+    counts = status_counts(plan)
     lines += ["", "status: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
               f"estimated time to finish: {_duration(total)}" + (f" (+ {unknown} runs of unknown cost)" if unknown else "")
               + " on one 2-core CPU machine like this project's; an estimate (seconds per epoch measured where runs "
@@ -279,11 +279,28 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _counts(plan: Plan) -> dict[str, int]:
+def status_counts(plan: Plan) -> dict[str, int]:
+    """How many of the grid's fine-tuning runs are done, partial, pending, failed, conflicting, unsupported."""
     counts = dict.fromkeys(("done", "partial", "pending", "failed", "conflict", "unsupported"), 0)
     for r in plan.runs:
         counts[finetune_status(r)] += 1
     return counts
+
+
+def clear_failures(plan: Plan) -> list[str]:
+    """Forget the recorded failures of the grid's runs and pre-trainings (their ``error.txt``), so that
+    they run again (resuming from their last checkpoint); their ids. What ``--retry-failed`` does
+    before ``--jobs`` workers start, so that a run failing again is not retried by each worker."""
+    cleared = []
+    for p in plan.pretrains:
+        if pretrain_status(p) == "failed":
+            (p.dir / ERROR_FILE).unlink(missing_ok=True)
+            cleared.append("pretrain/" + p.id)
+    for r in plan.runs:
+        if finetune_status(r) == "failed":
+            (r.dir / ERROR_FILE).unlink(missing_ok=True)
+            cleared.append(r.id)
+    return cleared
 
 
 LOCKS = ".locks"  # beside the run folders: one lock file per run another process may be running
@@ -478,7 +495,10 @@ class Runner:
             self.log(f"{tag}: done in {_duration(time.time() - t0)}; test {m} {res['test'][m]:.4f}")
         write_grid(plan)
 
-    def run(self, retry_failed: bool = False) -> Summary:
+    def run(self, retry_failed: bool = False, wait: bool = False) -> Summary:
+        """Run every run of the grid that is not finished. A run another process holds (or whose
+        pre-training another process is running) is left to it, or with ``wait`` tried again every
+        :data:`WAIT_POLL_SECONDS` until it is finished or free (``s3rec reproduce --jobs``)."""
         plan, summary = self.plan, Summary()
         plan.out.mkdir(parents=True, exist_ok=True)
         write_grid(plan)
@@ -486,16 +506,31 @@ class Runner:
         n = len(todo)
         self.log(f"{plan.experiment.name}: {len(plan.runs)} runs, {len(plan.runs) - n} finished or unsupported, {n} to go "
                  f"({plan.out})")
-        for i, run in enumerate(todo, 1):
-            tag = f"[{i}/{n}] {run.id}"
-            with try_lock(plan.out / LOCKS / f"{run.id}.lock") as held:
-                try:
-                    if not held:
-                        raise _Busy("another process is running it")
-                    self._one(run, tag, retry_failed, summary)
-                except _Busy as e:
-                    summary.busy.append(run.id)
-                    self.log(f"{tag}: skipped: {e} (run this command again once it is done)")
+        number = {run.id: i for i, run in enumerate(todo, 1)}
+        told: set[str] = set()
+        while True:
+            busy = []
+            for run in todo:
+                tag = f"[{number[run.id]}/{n}] {run.id}"
+                with try_lock(plan.out / LOCKS / f"{run.id}.lock") as held:
+                    try:
+                        if not held:
+                            raise _Busy("another process is running it")
+                        self._one(run, tag, retry_failed, summary)
+                    except _Busy as e:
+                        busy.append(run)
+                        if run.id not in told:
+                            told.add(run.id)
+                            then = "waiting for it" if wait else "run this command again once it is done"
+                            self.log(f"{tag}: skipped: {e} ({then})")
+            todo = [r for r in busy if finetune_status(r) not in ("done", "unsupported")]
+            if not (wait and todo):
+                break
+            time.sleep(WAIT_POLL_SECONDS)
+        summary.busy = [r.id for r in todo]
         write_grid(plan)
-        summary.counts = _counts(plan)
+        summary.counts = status_counts(plan)
         return summary
+
+
+WAIT_POLL_SECONDS = 20.0  # how often a waiting runner looks again at the runs other processes hold
