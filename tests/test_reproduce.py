@@ -813,40 +813,71 @@ def test_a_run_another_process_holds_is_left_to_it(tiny_data, tmp_path, capsys):
     assert (out / "Tiny-SASRec-seed1" / "results.json").is_file() and (out / "Tiny-S3-Rec-seed1" / "results.json").is_file()
 
 
-def test_wait_takes_up_the_runs_another_process_held_once_they_are_free(tiny_data, tmp_path, monkeypatch, capsys):
+def _held_by_another_process(lock_path, monkeypatch, then=lambda: None):
+    """A thread holding ``lock_path`` like another process would, until the runner first waits; then
+    it calls ``then()`` (what the other process did with the run) and lets go. Returns the waits."""
     import threading
 
     from s3rec.fileio import try_lock
 
-    monkeypatch.setattr(runner_mod, "WAIT_POLL_SECONDS", 0.05)
-    out = tmp_path / "runs" / "table2"
-    holding, release = threading.Event(), threading.Event()
+    holding, release, waits = threading.Event(), threading.Event(), []
 
-    def other_process():  # holds SASRec's run until this runner waits
-        with try_lock(out / ".locks" / "Tiny-SASRec-seed1.lock") as held:
+    def other_process():
+        with try_lock(lock_path) as held:
             assert held
             holding.set()
             release.wait(60)
+            then()
 
-    other = threading.Thread(target=other_process)
+    other = threading.Thread(target=other_process, daemon=True)
     other.start()
-    holding.wait(10)
-    waits, real_sleep = [], time.sleep
+    assert holding.wait(10)
 
     def sleep(seconds):  # the runner waits only after a whole pass: then the other process lets go
-        if seconds != runner_mod.WAIT_POLL_SECONDS:
-            return real_sleep(seconds)
         waits.append(seconds)
         release.set()
         other.join()
 
-    monkeypatch.setattr(runner_mod.time, "sleep", sleep)
-    assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "GRU4Rec", "--seeds", "1", "--set", "epochs=1", "--wait") == 0
-    assert waits == [0.05]  # one wait: the held run was taken up on the next pass
+    monkeypatch.setattr(runner_mod, "_sleep", sleep)
+    return waits, release
+
+
+def test_wait_takes_up_the_runs_another_process_held_once_they_are_free(tiny_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "runs" / "table2"
+    waits, release = _held_by_another_process(out / ".locks" / "Tiny-SASRec-seed1.lock", monkeypatch)
+    try:
+        code = _reproduce(tmp_path, "table2", "--methods", "SASRec", "GRU4Rec", "--seeds", "1", "--set", "epochs=1", "--wait")
+    finally:
+        release.set()
+    assert code == 0
+    assert waits == [runner_mod.WAIT_POLL_SECONDS]  # one wait: the held run was taken up on the next pass
     err = capsys.readouterr().err
     assert "Tiny-SASRec-seed1: skipped: another process is running it (waiting for it)" in err
     assert "left to another process" not in err
     assert [r["status"] for r in _grid(tmp_path, "table2")["runs"]] == ["done", "done"]
+
+
+def test_a_run_another_process_fails_while_one_waits_is_neither_retried_nor_reported(tiny_data, tmp_path, monkeypatch,
+                                                                                      capsys):
+    out = tmp_path / "runs" / "table2"
+    failed_run = out / "Tiny-SASRec-seed1"
+
+    def fail_it():
+        failed_run.mkdir(parents=True, exist_ok=True)
+        (failed_run / "error.txt").write_text("RuntimeError: boom in the other process\n")
+
+    waits, release = _held_by_another_process(out / ".locks" / "Tiny-SASRec-seed1.lock", monkeypatch, fail_it)
+    trained = []
+    original = runner_mod.Runner.run_finetune
+    monkeypatch.setattr(runner_mod.Runner, "run_finetune", lambda self, run: trained.append(run.id) or original(self, run))
+    try:  # --retry-failed retries what had failed before this command, not what fails meanwhile
+        code = _reproduce(tmp_path, "table2", "--methods", "SASRec", "GRU4Rec", "--seeds", "1", "--set", "epochs=1",
+                          "--wait", "--retry-failed")
+    finally:
+        release.set()
+    assert code == 0 and waits and trained == ["Tiny-GRU4Rec-seed1"]
+    assert "boom" not in capsys.readouterr().err  # the other process reports its own failure
+    assert (failed_run / "error.txt").is_file()
 
 
 def test_jobs_share_a_grid_between_worker_processes(tiny_data, tmp_path):
@@ -866,17 +897,61 @@ def test_jobs_share_a_grid_between_worker_processes(tiny_data, tmp_path):
         assert done.stderr.count(f"pre-training {pre} done in") == 1, pre
 
 
-def test_retry_failed_with_jobs_clears_failures_once(tiny_data, tmp_path, capsys):
-    from s3rec.reproduce.runner import clear_failures
+class _FakeWorker:
+    started: list = []
+
+    def __init__(self, argv, env):
+        self.argv, self.env, self.signals = argv, env, []
+        _FakeWorker.started.append(self)
+
+    def wait(self, timeout=None):
+        return 0
+
+    def poll(self):
+        return None
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+
+
+def test_jobs_start_workers_with_wait_and_clear_failures_once(tiny_data, tmp_path, monkeypatch, capsys):
+    import subprocess as sp
 
     assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "--seeds", "1", "2", "--set", "epochs=1") == 0
     out = tmp_path / "runs" / "table2"
     (out / "Tiny-SASRec-seed2" / "results.json").unlink()
     (out / "Tiny-SASRec-seed2" / "error.txt").write_text("RuntimeError: boom\n")
-    exp = narrowed(load_experiment("table2"), ["Tiny"], [1, 2], ["SASRec"], None, None)
-    plan = make_plan(exp, out, tmp_path / "runs" / "pretrain", {"hidden_size": "16", "batch_size": "8", "epochs": "1"})
-    assert clear_failures(plan) == ["Tiny-SASRec-seed2"]
-    assert not (out / "Tiny-SASRec-seed2" / "error.txt").exists() and clear_failures(plan) == []
+    _FakeWorker.started = []
+    monkeypatch.setattr(sp, "Popen", _FakeWorker)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    argv = ["reproduce", "--jobs", "3", "--retry-failed", *SMALL, "--methods", "SASRec", "--seeds", "1", "2",
+            "--set", "epochs=1", "--out", str(out), "--", "table2"]
+    assert main(argv) == 0
+    assert len(_FakeWorker.started) == 3
+    for w in _FakeWorker.started:
+        assert w.argv[:3] == [sys.executable, "-m", "s3rec.cli"]
+        # the worker options go before "--", where argparse still reads them, and win over --jobs 3
+        assert w.argv[3:] == argv[:-2] + ["--jobs", "1", "--wait", "--quiet", "--no-retry-failed", "--", "table2"]
+        assert w.env["OMP_NUM_THREADS"] == "2"  # 6 cores / 3 workers
+    err = capsys.readouterr().err
+    assert "retrying 1 failed runs: Tiny-SASRec-seed2" in err  # cleared here, once, not by each worker
+    assert not (out / "Tiny-SASRec-seed2" / "error.txt").exists()
+
+
+def test_interrupting_jobs_stops_every_worker(tiny_data, tmp_path, monkeypatch):
+    import subprocess as sp
+
+    class Interrupted(_FakeWorker):
+        def wait(self, timeout=None):
+            if timeout is None and self is _FakeWorker.started[0]:
+                raise KeyboardInterrupt
+            return 130
+
+    _FakeWorker.started = []
+    monkeypatch.setattr(sp, "Popen", Interrupted)
+    assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "--seeds", "1", "--jobs", "2") == 130
+    assert [w.signals for w in _FakeWorker.started] == [[signal.SIGINT], [signal.SIGINT]]
 
 
 def test_report_shows_a_figures_points_no_invocation_named_as_not_run(tmp_path, reference):

@@ -342,8 +342,9 @@ def _add_reproduce_parsers(sub) -> None:
                     "OMP_NUM_THREADS is set) and without progress bars; they share the runs through the run locks "
                     "and wait for each other's pre-trainings (default 1)")
     rp.add_argument("--wait", action="store_true",
-                    help="when another process is running a run of the grid (or the pre-training it needs), wait "
-                    "for it and go on, instead of leaving it to that process")
+                    help="when another process is running a run of the grid (or the pre-training it needs), go on "
+                    "with the other runs and look again every 20 s until it is finished or free, instead of leaving "
+                    "it to that process")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rep = sub.add_parser(
@@ -1002,8 +1003,10 @@ def cmd_reproduce(args) -> int:
 
 def _reproduce_in_workers(args, plan) -> int:
     """``s3rec reproduce --jobs N``: the same command as N worker processes (``--jobs 1 --wait --quiet
-    --no-retry-failed`` appended: argparse keeps the last value), which share the grid through its run
-    locks; 0 when every worker ended with 0."""
+    --no-retry-failed`` added: argparse keeps the last value), which share the grid through its run
+    locks; 0 when every worker ended with 0. Ctrl-C or SIGTERM here stops the workers (SIGINT, then
+    SIGTERM after 30 s): their runs resume on the next invocation."""
+    import signal
     import subprocess
 
     from .reproduce.runner import clear_failures, status_counts
@@ -1011,17 +1014,36 @@ def _reproduce_in_workers(args, plan) -> int:
     if args.retry_failed:  # here, once: a run failing again is then left failed, not retried by every worker
         cleared = clear_failures(plan)
         _log(f"{plan.experiment.name}: retrying {len(cleared)} failed runs" + (f": {', '.join(cleared)}" if cleared else ""))
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.jobs))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // args.jobs))
     env = {**os.environ, "OMP_NUM_THREADS": threads}
-    argv = [sys.executable, "-m", "s3rec.cli", *args.argv, "--jobs", "1", "--wait", "--quiet", "--no-retry-failed"]
+    argv = list(args.argv)
+    at = argv.index("--") if "--" in argv else len(argv)  # options go before a "--"
+    argv[at:at] = ["--jobs", "1", "--wait", "--quiet", "--no-retry-failed"]
     _log(f"{plan.experiment.name}: {args.jobs} worker processes, {threads} thread(s) each ({plan.out})")
-    workers = [subprocess.Popen(argv, env=env) for _ in range(args.jobs)]
+    workers: list[subprocess.Popen] = []
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
+        for _ in range(args.jobs):
+            workers.append(subprocess.Popen([sys.executable, "-m", "s3rec.cli", *argv], env=env))
         codes = [w.wait() for w in workers]
-    except KeyboardInterrupt:  # the workers got the same signal; let them record their state
+    except KeyboardInterrupt:
         for w in workers:
-            w.wait()
+            if w.poll() is None:
+                w.send_signal(signal.SIGINT)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.terminate()
+                w.wait()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     counts = status_counts(plan)
     _log(f"{plan.experiment.name}: workers ended with exit status {', '.join(map(str, codes))}; "
          + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; report: s3rec report {plan.out}")

@@ -287,19 +287,20 @@ def status_counts(plan: Plan) -> dict[str, int]:
     return counts
 
 
+def failed_ids(plan: Plan) -> list[str]:
+    """The grid's failed pre-trainings (``pretrain/ID``) and fine-tuning runs (their ``error.txt``)."""
+    return ([f"pretrain/{p.id}" for p in plan.pretrains if pretrain_status(p) == "failed"]
+            + [r.id for r in plan.runs if finetune_status(r) == "failed"])
+
+
 def clear_failures(plan: Plan) -> list[str]:
     """Forget the recorded failures of the grid's runs and pre-trainings (their ``error.txt``), so that
     they run again (resuming from their last checkpoint); their ids. What ``--retry-failed`` does
     before ``--jobs`` workers start, so that a run failing again is not retried by each worker."""
-    cleared = []
-    for p in plan.pretrains:
-        if pretrain_status(p) == "failed":
-            (p.dir / ERROR_FILE).unlink(missing_ok=True)
-            cleared.append("pretrain/" + p.id)
-    for r in plan.runs:
-        if finetune_status(r) == "failed":
-            (r.dir / ERROR_FILE).unlink(missing_ok=True)
-            cleared.append(r.id)
+    cleared = failed_ids(plan)
+    folders = {f"pretrain/{p.id}": p.dir for p in plan.pretrains} | {r.id: r.dir for r in plan.runs}
+    for run_id in cleared:
+        (folders[run_id] / ERROR_FILE).unlink(missing_ok=True)
     return cleared
 
 
@@ -411,7 +412,7 @@ class Runner:
         atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2) + "\n")
         return results
 
-    def _ensure_pretrain(self, p: PretrainRun, retry_failed: bool, summary: Summary) -> str:
+    def _ensure_pretrain(self, p: PretrainRun, retry: set[str], summary: Summary) -> str:
         """'' when its checkpoints are there (running it if needed), else why not; raises :class:`_Busy`
         when another process is running it."""
         if pretrain_status(p) == "done":
@@ -419,14 +420,15 @@ class Runner:
         with try_lock(p.dir.parent / LOCKS / f"{p.id}.lock") as held:
             if not held:
                 raise _Busy(f"pre-training {p.id} is running in another process")
-            return self._pretrain_locked(p, retry_failed, summary)
+            return self._pretrain_locked(p, retry, summary)
 
-    def _pretrain_locked(self, p: PretrainRun, retry_failed: bool, summary: Summary) -> str:
+    def _pretrain_locked(self, p: PretrainRun, retry: set[str], summary: Summary) -> str:
         status = pretrain_status(p)  # again: another process may have finished it meanwhile
         if status == "done":
             return ""
-        if status == "failed" and not retry_failed:
+        if status == "failed" and "pretrain/" + p.id not in retry:
             return f"pre-training {p.id} failed earlier: {error_line(p.dir)}"
+        retry.discard("pretrain/" + p.id)  # retried once: failing again, it stays failed
         (p.dir / ERROR_FILE).unlink(missing_ok=True)
         self.log(f"pre-training {p.id}: {p.cfg.epochs} epochs ({p.dir})")
         t0 = time.time()
@@ -445,7 +447,7 @@ class Runner:
         self.log(f"pre-training {p.id} done in {_duration(time.time() - t0)}")
         return ""
 
-    def _one(self, run: FinetuneRun, tag: str, retry_failed: bool, summary: Summary) -> None:
+    def _one(self, run: FinetuneRun, tag: str, retry: set[str], summary: Summary) -> None:
         """Run (or reuse, or record why not) one fine-tuning run of the grid, holding its lock."""
         plan = self.plan
         status = finetune_status(run)  # after taking the lock: another process may have finished it
@@ -455,10 +457,11 @@ class Runner:
             summary.failed[run.id] = f"finished with other settings ({', '.join(conflicts(run))}); use another --out"
             self.log(f"{tag}: CONFLICT: {summary.failed[run.id]}")
             return
-        if status == "failed" and not retry_failed:
+        if status == "failed" and run.id not in retry:
             summary.failed[run.id] = error_line(run.dir)
             self.log(f"{tag}: failed earlier (--retry-failed retries it): {summary.failed[run.id]}")
             return
+        retry.discard(run.id)
         (run.dir / ERROR_FILE).unlink(missing_ok=True)
         same = identical_finished_run(run, plan.out.parent) if self.reuse and status == "pending" else None
         if same is not None:
@@ -471,7 +474,7 @@ class Runner:
             write_grid(plan)
             return
         if run.pretrain is not None and run.pretrain_epoch:
-            why = self._ensure_pretrain(run.pretrain, retry_failed, summary)
+            why = self._ensure_pretrain(run.pretrain, retry, summary)
             if why:
                 run.dir.mkdir(parents=True, exist_ok=True)
                 summary.failed[run.id] = _record_error(run.dir, f"blocked: {why}")
@@ -496,18 +499,22 @@ class Runner:
         write_grid(plan)
 
     def run(self, retry_failed: bool = False, wait: bool = False) -> Summary:
-        """Run every run of the grid that is not finished. A run another process holds (or whose
-        pre-training another process is running) is left to it, or with ``wait`` tried again every
-        :data:`WAIT_POLL_SECONDS` until it is finished or free (``s3rec reproduce --jobs``)."""
+        """Run every run of the grid that is not finished. ``retry_failed``: run again, once each, the
+        runs and pre-trainings that had failed when this call started (not those another process
+        fails meanwhile). A run another process holds (or whose pre-training another process is
+        running) is left to it, or with ``wait`` tried again every :data:`WAIT_POLL_SECONDS` until it
+        is finished, failed or free (``s3rec reproduce --wait``, ``--jobs``)."""
         plan, summary = self.plan, Summary()
         plan.out.mkdir(parents=True, exist_ok=True)
         write_grid(plan)
+        retry = set(failed_ids(plan)) if retry_failed else set()
         todo = [r for r in plan.runs if finetune_status(r) not in ("done", "unsupported")]
         n = len(todo)
         self.log(f"{plan.experiment.name}: {len(plan.runs)} runs, {len(plan.runs) - n} finished or unsupported, {n} to go "
                  f"({plan.out})")
         number = {run.id: i for i, run in enumerate(todo, 1)}
         told: set[str] = set()
+        last_note = time.time()
         while True:
             busy = []
             for run in todo:
@@ -516,17 +523,23 @@ class Runner:
                     try:
                         if not held:
                             raise _Busy("another process is running it")
-                        self._one(run, tag, retry_failed, summary)
+                        self._one(run, tag, retry, summary)
                     except _Busy as e:
                         busy.append(run)
                         if run.id not in told:
                             told.add(run.id)
                             then = "waiting for it" if wait else "run this command again once it is done"
                             self.log(f"{tag}: skipped: {e} ({then})")
-            todo = [r for r in busy if finetune_status(r) not in ("done", "unsupported")]
+            todo = busy
             if not (wait and todo):
                 break
-            time.sleep(WAIT_POLL_SECONDS)
+            if time.time() - last_note >= WAIT_NOTE_SECONDS:
+                last_note = time.time()
+                self.log(f"{plan.experiment.name}: still waiting for {len(todo)} runs other processes hold: "
+                         + ", ".join(r.id for r in todo))
+            _sleep(WAIT_POLL_SECONDS)
+            # a run another process finished or failed meanwhile is that process's to report
+            todo = [r for r in todo if finetune_status(r) in ("pending", "partial")]
         summary.busy = [r.id for r in todo]
         write_grid(plan)
         summary.counts = status_counts(plan)
@@ -534,3 +547,8 @@ class Runner:
 
 
 WAIT_POLL_SECONDS = 20.0  # how often a waiting runner looks again at the runs other processes hold
+WAIT_NOTE_SECONDS = 600.0  # how often it says which runs it is still waiting for
+
+
+def _sleep(seconds: float) -> None:  # the waiting runner's pause (tests replace it)
+    time.sleep(seconds)
