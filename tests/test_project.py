@@ -44,3 +44,22 @@ def test_bad_setting_type_is_an_error(tiny_data, tmp_path, capsys):
 
 def test_parser_builds():
     assert build_parser().prog == "s3rec"
+
+
+def test_every_committed_result_has_its_run_records_beside_it():
+    """The committed reports (docs/results/reproduce) trace each number to a run's results.json and
+    config.json in the repository (in CI's clean clone this also catches an ignore rule hiding them)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "docs" / "results" / "reproduce"
+    grids = sorted(root.glob("*/grid.json"))
+    assert grids, "no committed reports"
+    missing = []
+    for grid in grids:
+        for run in json.loads(grid.read_text())["runs"]:
+            if run["status"] == "done":
+                for name in ("results.json", "config.json"):
+                    if not (grid.parent / "runs" / run["dir"] / name).is_file():
+                        missing.append(f"{grid.parent.name}/runs/{run['dir']}/{name}")
+    assert not missing, f"{len(missing)} run records missing, e.g. {missing[:3]}"
