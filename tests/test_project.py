@@ -63,3 +63,14 @@ def test_every_committed_result_has_its_run_records_beside_it():
                     if not (grid.parent / "runs" / run["dir"] / name).is_file():
                         missing.append(f"{grid.parent.name}/runs/{run['dir']}/{name}")
     assert not missing, f"{len(missing)} run records missing, e.g. {missing[:3]}"
+    repo = root.parent.parent.parent
+    if (repo / ".git").exists():  # in a working copy: the records must also be tracked, not only present
+        import subprocess
+
+        listed = subprocess.run(["git", "ls-files", "docs/results/reproduce"], cwd=repo, capture_output=True,
+                                text=True)
+        if listed.returncode == 0:
+            tracked = set(listed.stdout.split())
+            untracked = [str(p.relative_to(repo)) for p in root.glob("*/runs/*/results.json")
+                         if str(p.relative_to(repo)) not in tracked]
+            assert not untracked, f"{len(untracked)} run records not in git, e.g. {untracked[:3]}"

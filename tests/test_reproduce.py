@@ -900,8 +900,8 @@ def test_jobs_share_a_grid_between_worker_processes(tiny_data, tmp_path):
 class _FakeWorker:
     started: list = []
 
-    def __init__(self, argv, env):
-        self.argv, self.env, self.signals = argv, env, []
+    def __init__(self, argv, env, **options):
+        self.argv, self.env, self.options, self.signals = argv, env, options, []
         _FakeWorker.started.append(self)
 
     def wait(self, timeout=None):
@@ -934,6 +934,7 @@ def test_jobs_start_workers_with_wait_and_clear_failures_once(tiny_data, tmp_pat
         # the worker options go before "--", where argparse still reads them, and win over --jobs 3
         assert w.argv[3:] == argv[:-2] + ["--jobs", "1", "--wait", "--quiet", "--no-retry-failed", "--", "table2"]
         assert w.env["OMP_NUM_THREADS"] == "2"  # 6 cores / 3 workers
+        assert w.options == {"start_new_session": True}  # Ctrl-C reaches them once, forwarded by the parent
     err = capsys.readouterr().err
     assert "retrying 1 failed runs: Tiny-SASRec-seed2" in err  # cleared here, once, not by each worker
     assert not (out / "Tiny-SASRec-seed2" / "error.txt").exists()

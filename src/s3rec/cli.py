@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from .errors import ConfigError, S3RecError
@@ -1026,24 +1027,30 @@ def _reproduce_in_workers(args, plan) -> int:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, stop) if in_main else None
     try:
-        for _ in range(args.jobs):
-            workers.append(subprocess.Popen([sys.executable, "-m", "s3rec.cli", *argv], env=env))
+        for _ in range(args.jobs):  # own sessions: a terminal's Ctrl-C reaches them once, from here
+            workers.append(subprocess.Popen([sys.executable, "-m", "s3rec.cli", *argv], env=env,
+                                            start_new_session=True))
         codes = [w.wait() for w in workers]
     except KeyboardInterrupt:
         for w in workers:
             if w.poll() is None:
                 w.send_signal(signal.SIGINT)
+        deadline = time.time() + 30  # for all of them together
         for w in workers:
             try:
-                w.wait(timeout=30)
+                w.wait(timeout=max(0.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 w.terminate()
                 w.wait()
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     counts = status_counts(plan)
     _log(f"{plan.experiment.name}: workers ended with exit status {', '.join(map(str, codes))}; "
          + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; report: s3rec report {plan.out}")

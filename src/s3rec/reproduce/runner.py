@@ -289,8 +289,27 @@ def status_counts(plan: Plan) -> dict[str, int]:
 
 def failed_ids(plan: Plan) -> list[str]:
     """The grid's failed pre-trainings (``pretrain/ID``) and fine-tuning runs (their ``error.txt``)."""
-    return ([f"pretrain/{p.id}" for p in plan.pretrains if pretrain_status(p) == "failed"]
-            + [r.id for r in plan.runs if finetune_status(r) == "failed"])
+    return list(failures(plan))
+
+
+def failures(plan: Plan) -> dict[str, tuple[int, int]]:
+    """The grid's failed pre-trainings (``pretrain/ID``) and runs -> their ``error.txt``'s identity
+    (inode, mtime): a failure recorded again later (by this or another process) is another one."""
+    out = {}
+    for key, folder, failed in ([(f"pretrain/{p.id}", p.dir, pretrain_status(p) == "failed") for p in plan.pretrains]
+                                + [(r.id, r.dir, finetune_status(r) == "failed") for r in plan.runs]):
+        if failed:
+            st = (folder / ERROR_FILE).stat()
+            out[key] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def _same_failure(folder: Path, known: tuple[int, int] | None) -> bool:
+    try:
+        st = (folder / ERROR_FILE).stat()
+    except OSError:
+        return False
+    return known == (st.st_ino, st.st_mtime_ns)
 
 
 def clear_failures(plan: Plan) -> list[str]:
@@ -345,6 +364,7 @@ class Runner:
         self.progress = progress
         self.log = log
         self._data: dict[tuple[str, bool], object] = {}
+        self._failed_at_start: set[str] = set()  # run ids failed when run() started (the rest failed elsewhere)
 
     def _dataset(self, name: str, negatives: bool):
         from ..data import registry
@@ -412,7 +432,7 @@ class Runner:
         atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2) + "\n")
         return results
 
-    def _ensure_pretrain(self, p: PretrainRun, retry: set[str], summary: Summary) -> str:
+    def _ensure_pretrain(self, p: PretrainRun, retry: dict, summary: Summary) -> str:
         """'' when its checkpoints are there (running it if needed), else why not; raises :class:`_Busy`
         when another process is running it."""
         if pretrain_status(p) == "done":
@@ -422,13 +442,13 @@ class Runner:
                 raise _Busy(f"pre-training {p.id} is running in another process")
             return self._pretrain_locked(p, retry, summary)
 
-    def _pretrain_locked(self, p: PretrainRun, retry: set[str], summary: Summary) -> str:
+    def _pretrain_locked(self, p: PretrainRun, retry: dict, summary: Summary) -> str:
         status = pretrain_status(p)  # again: another process may have finished it meanwhile
         if status == "done":
             return ""
-        if status == "failed" and "pretrain/" + p.id not in retry:
+        if status == "failed" and not _same_failure(p.dir, retry.get("pretrain/" + p.id)):
             return f"pre-training {p.id} failed earlier: {error_line(p.dir)}"
-        retry.discard("pretrain/" + p.id)  # retried once: failing again, it stays failed
+        retry.pop("pretrain/" + p.id, None)  # retried once: failing again, it stays failed
         (p.dir / ERROR_FILE).unlink(missing_ok=True)
         self.log(f"pre-training {p.id}: {p.cfg.epochs} epochs ({p.dir})")
         t0 = time.time()
@@ -447,7 +467,7 @@ class Runner:
         self.log(f"pre-training {p.id} done in {_duration(time.time() - t0)}")
         return ""
 
-    def _one(self, run: FinetuneRun, tag: str, retry: set[str], summary: Summary) -> None:
+    def _one(self, run: FinetuneRun, tag: str, retry: dict, summary: Summary) -> None:
         """Run (or reuse, or record why not) one fine-tuning run of the grid, holding its lock."""
         plan = self.plan
         status = finetune_status(run)  # after taking the lock: another process may have finished it
@@ -457,11 +477,14 @@ class Runner:
             summary.failed[run.id] = f"finished with other settings ({', '.join(conflicts(run))}); use another --out"
             self.log(f"{tag}: CONFLICT: {summary.failed[run.id]}")
             return
-        if status == "failed" and run.id not in retry:
+        if status == "failed" and not _same_failure(run.dir, retry.get(run.id)):
+            if run.id not in self._failed_at_start:  # another process failed it meanwhile: its to report
+                self.log(f"{tag}: failed in another process meanwhile (its error.txt): {error_line(run.dir)}")
+                return
             summary.failed[run.id] = error_line(run.dir)
             self.log(f"{tag}: failed earlier (--retry-failed retries it): {summary.failed[run.id]}")
             return
-        retry.discard(run.id)
+        retry.pop(run.id, None)
         (run.dir / ERROR_FILE).unlink(missing_ok=True)
         same = identical_finished_run(run, plan.out.parent) if self.reuse and status == "pending" else None
         if same is not None:
@@ -507,14 +530,16 @@ class Runner:
         plan, summary = self.plan, Summary()
         plan.out.mkdir(parents=True, exist_ok=True)
         write_grid(plan)
-        retry = set(failed_ids(plan)) if retry_failed else set()
+        failed = failures(plan)
+        self._failed_at_start = set(failed)
+        retry = dict(failed) if retry_failed else {}
         todo = [r for r in plan.runs if finetune_status(r) not in ("done", "unsupported")]
         n = len(todo)
         self.log(f"{plan.experiment.name}: {len(plan.runs)} runs, {len(plan.runs) - n} finished or unsupported, {n} to go "
                  f"({plan.out})")
         number = {run.id: i for i, run in enumerate(todo, 1)}
         told: set[str] = set()
-        last_note = time.time()
+        last_note = None
         while True:
             busy = []
             for run in todo:
@@ -533,10 +558,12 @@ class Runner:
             todo = busy
             if not (wait and todo):
                 break
-            if time.time() - last_note >= WAIT_NOTE_SECONDS:
+            if last_note is None:
                 last_note = time.time()
-                self.log(f"{plan.experiment.name}: still waiting for {len(todo)} runs other processes hold: "
-                         + ", ".join(r.id for r in todo))
+            elif time.time() - last_note >= WAIT_NOTE_SECONDS:
+                last_note = time.time()
+                self.log(f"{plan.experiment.name}: still waiting for {len(todo)} runs (or their pre-trainings) "
+                         "that other processes hold: " + ", ".join(r.id for r in todo))
             _sleep(WAIT_POLL_SECONDS)
             # a run another process finished or failed meanwhile is that process's to report
             todo = [r for r in todo if finetune_status(r) in ("pending", "partial")]
