@@ -1009,6 +1009,7 @@ def _reproduce_in_workers(args, plan) -> int:
     SIGTERM after 30 s): their runs resume on the next invocation."""
     import signal
     import subprocess
+    import threading
 
     from .reproduce.runner import clear_failures, status_counts
 
@@ -1026,8 +1027,6 @@ def _reproduce_in_workers(args, plan) -> int:
 
     def stop(signum, frame):
         raise KeyboardInterrupt
-
-    import threading
 
     in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, stop) if in_main else None

@@ -287,40 +287,29 @@ def status_counts(plan: Plan) -> dict[str, int]:
     return counts
 
 
-def failed_ids(plan: Plan) -> list[str]:
-    """The grid's failed pre-trainings (``pretrain/ID``) and fine-tuning runs (their ``error.txt``)."""
-    return list(failures(plan))
+def failed_error_files(plan: Plan) -> dict[str, Path]:
+    """The grid's failed pre-trainings (``pretrain/ID``) and fine-tuning runs -> their ``error.txt``."""
+    return ({f"pretrain/{p.id}": p.dir / ERROR_FILE for p in plan.pretrains if pretrain_status(p) == "failed"}
+            | {r.id: r.dir / ERROR_FILE for r in plan.runs if finetune_status(r) == "failed"})
 
 
-def failures(plan: Plan) -> dict[str, tuple[int, int]]:
-    """The grid's failed pre-trainings (``pretrain/ID``) and runs -> their ``error.txt``'s identity
-    (inode, mtime): a failure recorded again later (by this or another process) is another one."""
-    out = {}
-    for key, folder, failed in ([(f"pretrain/{p.id}", p.dir, pretrain_status(p) == "failed") for p in plan.pretrains]
-                                + [(r.id, r.dir, finetune_status(r) == "failed") for r in plan.runs]):
-        if failed:
-            st = (folder / ERROR_FILE).stat()
-            out[key] = (st.st_ino, st.st_mtime_ns)
-    return out
-
-
-def _same_failure(folder: Path, known: tuple[int, int] | None) -> bool:
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a recorded failure: one recorded again later (by any process) is another one."""
     try:
-        st = (folder / ERROR_FILE).stat()
+        st = path.stat()
     except OSError:
-        return False
-    return known == (st.st_ino, st.st_mtime_ns)
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def clear_failures(plan: Plan) -> list[str]:
     """Forget the recorded failures of the grid's runs and pre-trainings (their ``error.txt``), so that
     they run again (resuming from their last checkpoint); their ids. What ``--retry-failed`` does
     before ``--jobs`` workers start, so that a run failing again is not retried by each worker."""
-    cleared = failed_ids(plan)
-    folders = {f"pretrain/{p.id}": p.dir for p in plan.pretrains} | {r.id: r.dir for r in plan.runs}
-    for run_id in cleared:
-        (folders[run_id] / ERROR_FILE).unlink(missing_ok=True)
-    return cleared
+    files = failed_error_files(plan)
+    for path in files.values():
+        path.unlink(missing_ok=True)
+    return list(files)
 
 
 LOCKS = ".locks"  # beside the run folders: one lock file per run another process may be running
@@ -446,7 +435,8 @@ class Runner:
         status = pretrain_status(p)  # again: another process may have finished it meanwhile
         if status == "done":
             return ""
-        if status == "failed" and not _same_failure(p.dir, retry.get("pretrain/" + p.id)):
+        known = retry.get("pretrain/" + p.id)
+        if status == "failed" and (known is None or known != _identity(p.dir / ERROR_FILE)):
             return f"pre-training {p.id} failed earlier: {error_line(p.dir)}"
         retry.pop("pretrain/" + p.id, None)  # retried once: failing again, it stays failed
         (p.dir / ERROR_FILE).unlink(missing_ok=True)
@@ -477,7 +467,8 @@ class Runner:
             summary.failed[run.id] = f"finished with other settings ({', '.join(conflicts(run))}); use another --out"
             self.log(f"{tag}: CONFLICT: {summary.failed[run.id]}")
             return
-        if status == "failed" and not _same_failure(run.dir, retry.get(run.id)):
+        known = retry.get(run.id)
+        if status == "failed" and (known is None or known != _identity(run.dir / ERROR_FILE)):
             if run.id not in self._failed_at_start:  # another process failed it meanwhile: its to report
                 self.log(f"{tag}: failed in another process meanwhile (its error.txt): {error_line(run.dir)}")
                 return
@@ -530,9 +521,9 @@ class Runner:
         plan, summary = self.plan, Summary()
         plan.out.mkdir(parents=True, exist_ok=True)
         write_grid(plan)
-        failed = failures(plan)
+        failed = failed_error_files(plan)
         self._failed_at_start = set(failed)
-        retry = dict(failed) if retry_failed else {}
+        retry = {key: _identity(path) for key, path in failed.items()} if retry_failed else {}
         todo = [r for r in plan.runs if finetune_status(r) not in ("done", "unsupported")]
         n = len(todo)
         self.log(f"{plan.experiment.name}: {len(plan.runs)} runs, {len(plan.runs) - n} finished or unsupported, {n} to go "
