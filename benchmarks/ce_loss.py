@@ -14,8 +14,6 @@ Writes benchmarks/results/ce_loss.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import s3rec.models.sasrec as sasrec
-from s3rec.bench import machine_description
+from s3rec.bench import write_record
 from s3rec.config import TrainConfig
 from s3rec.data import registry
 from s3rec.data.batches import SequenceTensors, finetune_batch
@@ -95,17 +93,13 @@ def main() -> None:
             rows.append(row)
             print(f"{ds.name:8s} {model_name:9s} plain {row['median_plain_seconds']:.3f} s/step  "
                   f"fused {row['median_fused_seconds']:.3f} s/step  x{row['speedup']:.2f}", flush=True)
-    record = {
-        "benchmark": "ce_loss",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": f"python benchmarks/ce_loss.py --datasets {' '.join(args.datasets)} --models {' '.join(args.models)} "
-                   f"--rounds {args.rounds} "
-                   f"--steps {args.steps} --threads {args.threads}",
-        "results": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(
+        args.out, "ce_loss",
+        command=f"python benchmarks/ce_loss.py --datasets {' '.join(args.datasets)} --models {' '.join(args.models)} "
+        f"--rounds {args.rounds} "
+        f"--steps {args.steps} --threads {args.threads}",
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 from pathlib import Path
 
-from s3rec.bench import machine_description, bench_train
+from s3rec.bench import write_record, bench_train
 from s3rec.config import TrainConfig
 from s3rec.data import registry
 
@@ -34,15 +32,11 @@ def main() -> None:
             rows.append(r)
             print(f"{ds.name:8s} {'packed' if packed else 'padded':7s} {r['median_seconds_per_epoch']:.2f} s/epoch "
                   f"(train {r['median_train_seconds']:.2f} + valid {r['median_valid_seconds']:.2f})", flush=True)
-    record = {
-        "benchmark": "finetune_epoch",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": "python benchmarks/finetune_epoch.py " + " ".join(["--datasets", *args.datasets]),
-        "results": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(
+        args.out, "finetune_epoch",
+        command="python benchmarks/finetune_epoch.py " + " ".join(["--datasets", *args.datasets]),
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ Writes benchmarks/results/full_ranking_eval.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import torch
 
 import s3rec.evaluate as evaluate_module
-from s3rec.bench import machine_description
+from s3rec.bench import write_record
 from s3rec.config import TrainConfig
 from s3rec.data import registry
 from s3rec.data.batches import SequenceTensors
@@ -65,16 +63,12 @@ def main() -> None:
         rows.append(row)
         print(f"{ds.name:8s} two-sums {row['median_two_sums_seconds']:.2f} s  one-count "
               f"{row['median_one_count_seconds']:.2f} s  x{row['speedup']:.2f}  (ranks identical)", flush=True)
-    record = {
-        "benchmark": "full_ranking_eval",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": f"python benchmarks/full_ranking_eval.py --datasets {' '.join(args.datasets)} --rounds {args.rounds} "
-                   f"--threads {args.threads}",
-        "results": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(
+        args.out, "full_ranking_eval",
+        command=f"python benchmarks/full_ranking_eval.py --datasets {' '.join(args.datasets)} --rounds {args.rounds} "
+        f"--threads {args.threads}",
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

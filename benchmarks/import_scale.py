@@ -13,7 +13,6 @@ Writes benchmarks/results/import_scale.json and prints it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from s3rec.bench import machine_description
+from s3rec.bench import write_record
 
 
 def main() -> None:
@@ -58,21 +57,17 @@ def main() -> None:
     lines = proc.stderr.strip().splitlines()
     peak_kib = int(lines[-1].split()[1])
     lines = lines[:-1]
-    record = {
-        "benchmark": "import_scale",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": f"python benchmarks/import_scale.py --interactions {args.interactions} --users {args.users} "
+    record = write_record(
+        args.out, "import_scale",
+        command=f"python benchmarks/import_scale.py --interactions {args.interactions} --users {args.users} "
                    f"--items {args.items} --seed {args.seed}",
-        "import_command": "s3rec " + " ".join(cmd[3:]),
-        "csv_bytes": os.path.getsize(csv),
-        "generate_seconds": gen_seconds,
-        "import_seconds": round(wall, 2),
-        "peak_rss_gib": round(peak_kib / 2**20, 3),
-        "import_summary": lines[-12:],
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+        import_command="s3rec " + " ".join(cmd[3:]),
+        csv_bytes=os.path.getsize(csv),
+        generate_seconds=gen_seconds,
+        import_seconds=round(wall, 2),
+        peak_rss_gib=round(peak_kib / 2**20, 3),
+        import_summary=lines[-12:],
+    )
     print(json.dumps(record, indent=2))
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from s3rec.bench import machine_description
+from s3rec.bench import write_record
 from s3rec.models import model_names
 
 
@@ -39,18 +39,13 @@ def main() -> None:
         results[name] = r
         print(f"| {name} | {r['median_seconds_per_epoch']:.2f} | {r['median_train_seconds']:.2f} | "
               f"{r['median_valid_seconds']:.2f} |", flush=True)
-    record = {
-        "benchmark": "model_epochs",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "dataset": args.dataset,
-        "command": "s3rec bench train --dataset {} --model MODEL --protocol {} --timed-epochs {} --json".format(
+    write_record(
+        out, "model_epochs",
+        dataset=args.dataset,
+        command="s3rec bench train --dataset {} --model MODEL --protocol {} --timed-epochs {} --json".format(
             args.dataset, args.protocol, args.timed_epochs),
-        "results": results,
-    }
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(out)
+        results=results,
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 from pathlib import Path
 
-from s3rec.bench import machine_description, bench_pretrain
+from s3rec.bench import write_record, bench_pretrain
 from s3rec.config import PretrainConfig
 from s3rec.data import registry
 from s3rec.models.s3rec import S3RecPretrain
@@ -48,15 +46,11 @@ def main() -> None:
             rows.append(r)
             print(f"{ds.name:8s} {label:15s} {r['instances_per_second']:7.0f} instances/s", flush=True)
     S3RecPretrain.partial_last_layer = True
-    record = {
-        "benchmark": "pretrain_throughput",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": "python benchmarks/pretrain_throughput.py --datasets " + " ".join(args.datasets),
-        "results": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(
+        args.out, "pretrain_throughput",
+        command="python benchmarks/pretrain_throughput.py --datasets " + " ".join(args.datasets),
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes benchmarks/results/serve_load.json and prints a summary.
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import json
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s3rec.bench import machine_description
+from s3rec.bench import write_record
 
 
 def _recommender(args):
@@ -135,27 +134,23 @@ def main() -> None:
 
     lat = sorted(latencies)
     q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000  # noqa: E731
-    record = {
-        "benchmark": "serve_load",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": "python benchmarks/serve_load.py " + " ".join(
+    record = write_record(
+        args.out, "serve_load",
+        command="python benchmarks/serve_load.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("out", "k")),
-        "model": rec.cfg.model,
-        "dataset": ds.name,
-        "items": ds.n_items,
-        "clients": args.clients,
-        "requests": len(lat),
-        "errors": len(errors),
-        "error_examples": errors[:5],
-        "malformed_requests_status": bad_status,
-        "seconds": round(wall, 3),
-        "requests_per_second": round(len(lat) / wall, 1),
-        "latency_ms": {"p50": round(q(0.50), 2), "p99": round(q(0.99), 2), "mean": round(statistics.fmean(lat) * 1000, 2),
+        model=rec.cfg.model,
+        dataset=ds.name,
+        items=ds.n_items,
+        clients=args.clients,
+        requests=len(lat),
+        errors=len(errors),
+        error_examples=errors[:5],
+        malformed_requests_status=bad_status,
+        seconds=round(wall, 3),
+        requests_per_second=round(len(lat) / wall, 1),
+        latency_ms={"p50": round(q(0.50), 2), "p99": round(q(0.99), 2), "mean": round(statistics.fmean(lat) * 1000, 2),
                        "max": round(lat[-1] * 1000, 2)},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    )
     print(json.dumps(record, indent=2))
 
 

@@ -71,6 +71,19 @@ def test_every_committed_result_has_its_run_records_beside_it():
                                 text=True)
         if listed.returncode == 0:
             tracked = set(listed.stdout.split())
-            untracked = [str(p.relative_to(repo)) for p in root.glob("*/runs/*/results.json")
-                         if str(p.relative_to(repo)) not in tracked]
+            kept = [*root.glob("*/runs/*/results.json"), *root.glob("*/runs/*/test_ranks.npz")]
+            untracked = [str(p.relative_to(repo)) for p in kept if str(p.relative_to(repo)) not in tracked]
             assert not untracked, f"{len(untracked)} run records not in git, e.g. {untracked[:3]}"
+
+
+def test_benchmark_records_say_what_when_where_and_how(tmp_path):
+    import json
+
+    from s3rec.bench import write_record
+
+    out = tmp_path / "results" / "x.json"
+    record = write_record(out, "x", "python benchmarks/x.py --rounds 3", results=[{"speedup": 1.5}])
+    assert json.loads(out.read_text()) == record
+    assert list(record)[:4] == ["benchmark", "date", "machine", "command"]
+    assert record["date"].startswith("20") and "torch" in record["machine"] and record["results"][0]["speedup"] == 1.5
+    assert [p.name for p in out.parent.iterdir()] == ["x.json"]  # written atomically, no temporary left

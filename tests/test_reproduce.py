@@ -308,6 +308,55 @@ def test_report_tables_mark_what_did_not_run(tmp_path, reference):
     assert (tmp_path / "report" / "grid.json").is_file()
 
 
+def test_a_report_rebuilt_from_its_own_records_keeps_its_significance_tests(tmp_path):
+    """A fresh checkout has the committed report, not the runs: scripts/restore_runs.py writes the
+    records back into a runs folder, and the report made from them has the same p-values, read from
+    the compact ranks the first report kept (uint8 under the sampled protocol)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import restore_runs
+
+    plan = _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1])
+    runs = {r.id: r for r in plan.runs}
+    rng = np.random.default_rng(1)
+    _fabricate(runs["Beauty-S3-Rec-seed1"].dir, {"MRR": 0.33}, rng.integers(1, 101, 300))
+    _fabricate(runs["Beauty-SASRec-seed1"].dir, {"MRR": 0.28}, rng.integers(1, 101, 300))
+    write_report(tmp_path / "runs" / "table2", tmp_path / "report")
+    kept = tmp_path / "report" / "runs" / "Beauty-S3-Rec-seed1" / "test_ranks.npz"
+    with np.load(kept) as z:
+        assert z["ranks"].dtype == np.uint8
+        assert np.array_equal(z["ranks"], np.load(runs["Beauty-S3-Rec-seed1"].dir / "test_ranks.npy"))
+    first = (tmp_path / "report" / "table2_significance.csv").read_text()
+    assert ",0." in first.splitlines()[1]  # a p-value, not "ranks missing"
+
+    counts = restore_runs.restore(tmp_path / "report", tmp_path / "fresh" / "table2")
+    assert counts == {"report": 2}
+    [path] = write_report(tmp_path / "fresh" / "table2", tmp_path / "again")
+    assert (tmp_path / "again" / "table2_significance.csv").read_text() == first
+    assert restore_runs.restore(tmp_path / "report", tmp_path / "fresh" / "table2") == {"report": 0}  # no overwriting
+    # a folder of reports is restored experiment by experiment
+    assert restore_runs.restore(tmp_path, tmp_path / "all") == {"again": 2, "report": 2}
+    # a report without kept ranks (made before they were kept) says so instead of testing
+    kept.unlink()
+    restore_runs.restore(tmp_path / "report", tmp_path / "older")
+    write_report(tmp_path / "older", tmp_path / "older-report")
+    assert "per-user ranks missing" in (tmp_path / "older-report" / "table2_significance.csv").read_text()
+
+
+def test_compact_ranks_take_the_smallest_type_and_refuse_non_ranks(tmp_path):
+    from s3rec.errors import S3RecError
+    from s3rec.reproduce.report import load_compact_ranks, save_compact_ranks
+
+    for top, dtype in ((100, np.uint8), (12_101, np.uint16), (70_000, np.uint32)):
+        ranks = np.array([1, top, 7], dtype=np.int32)
+        save_compact_ranks(tmp_path / "r.npz", ranks)
+        with np.load(tmp_path / "r.npz") as z:
+            assert z["ranks"].dtype == dtype
+        assert load_compact_ranks(tmp_path / "r.npz").dtype == np.int32
+        assert np.array_equal(load_compact_ranks(tmp_path / "r.npz"), ranks)
+    with pytest.raises(S3RecError, match="positive integers"):
+        save_compact_ranks(tmp_path / "bad.npz", np.array([0, 3]))
+
+
 def test_report_plots_for_the_figures(tmp_path, reference):
     abl = _fabricated_plan(tmp_path, "ablation", seeds=[1])
     for r in abl.runs[::2]:

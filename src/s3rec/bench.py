@@ -29,6 +29,23 @@ def machine_description() -> str:
     return desc
 
 
+def write_record(path, benchmark: str, command: str, **fields) -> dict:
+    """Write a benchmark's record (``benchmarks/results/NAME.json``) atomically and return it: its name,
+    the UTC date, :func:`machine_description`, the command that re-makes it, then ``fields``."""
+    import datetime
+    import json
+    from pathlib import Path
+
+    from .fileio import atomic_write_text
+
+    record = {"benchmark": benchmark,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine_description(), "command": command, **fields}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(path), json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:
     """Median seconds per fine-tuning epoch (training + validation), after one warm-up epoch (for a
     model that is not trainable, PopRec, the training part is 0 and only validation is timed)."""

@@ -56,8 +56,13 @@ class RunResult:
     seconds: float | None = None
 
     def ranks(self) -> np.ndarray | None:
-        path = self.dir / "test_ranks.npy"
-        return np.load(path) if self.status == "done" and path.is_file() else None
+        """Each user's 1-based test rank: the run's ``test_ranks.npy``, else the compact copy a report
+        keeps beside its records (``test_ranks.npz``, see :func:`save_compact_ranks`); None if neither."""
+        if self.status != "done":
+            return None
+        if (self.dir / "test_ranks.npy").is_file():
+            return np.load(self.dir / "test_ranks.npy")
+        return load_compact_ranks(self.dir / COMPACT_RANKS) if (self.dir / COMPACT_RANKS).is_file() else None
 
     def curve(self, metric: str) -> list[float]:
         """The validation metric after each fine-tuning epoch (``metrics.jsonl``)."""
@@ -245,6 +250,11 @@ def _pair_row(row: dict, done: list[RunResult], a_id: str, b_id: str) -> dict:
     return {**row, "mrr_ours": t.mean_a, "mrr_baseline": t.mean_b, "t": t.t, "p": t.p, "users": t.n,
             "seeds_ours": len([r for r in done if r.method.id == a_id]),
             "seeds_baseline": len([r for r in done if r.method.id == b_id]), "note": ""}
+
+
+def has_significance(exp: Experiment) -> bool:
+    """Whether the report of ``exp`` has paired t-tests (a table with an ``ours`` method or pairs)."""
+    return exp.kind == "table" and (any(m.ours for m in exp.methods) or bool(exp.pairs))
 
 
 def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
@@ -520,16 +530,42 @@ def _table_sections(exp: Experiment, cells: list[Cell]) -> list[str]:
     return out
 
 
-RUN_RECORDS = ("results.json", "config.json", "metrics.jsonl")  # small; checkpoints and ranks stay behind
+RUN_RECORDS = ("results.json", "config.json", "metrics.jsonl")  # small; checkpoints stay behind
+COMPACT_RANKS = "test_ranks.npz"
 
 
-def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path) -> None:
+def save_compact_ranks(path: Path, ranks: np.ndarray) -> None:
+    """Write per-user ranks as a compressed ``.npz`` in the smallest unsigned type that holds them
+    (uint8 under the sampled protocol's 100 candidates): about 15-40 KB for Beauty's 22,363 users
+    instead of 89 KB, small enough to commit beside a report so its paired t-tests can be rebuilt."""
+    ranks = np.asarray(ranks)
+    if ranks.size and (ranks.min() < 1 or not np.issubdtype(ranks.dtype, np.integer)):
+        raise S3RecError(f"{path}: ranks must be positive integers")
+    top = int(ranks.max()) if ranks.size else 0
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32) if top <= np.iinfo(t).max)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, ranks=ranks.astype(dtype))
+
+
+def load_compact_ranks(path: Path) -> np.ndarray:
+    """The ranks :func:`save_compact_ranks` wrote, as int32 (as ``test_ranks.npy`` holds them)."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["ranks"].astype(np.int32)
+
+
+def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path, with_ranks: bool = False) -> None:
     """Copy ``grid.json`` and each finished run's records (:data:`RUN_RECORDS`) into
-    ``out_dir/runs/RUN_ID/``, so that every number of the report traces to a file beside it."""
+    ``out_dir/runs/RUN_ID/``, so that every number of the report traces to a file beside it; with
+    ``with_ranks`` (an experiment with paired tests) also its per-user test ranks, compact
+    (:data:`COMPACT_RANKS`), so the report's significance tests can be made again from the records
+    alone (``scripts/restore_runs.py``)."""
     atomic_write_text(out_dir / "grid.json", (exp_dir / "grid.json").read_text(encoding="utf-8"))
     for r in runs:
         if r.status == "done":
             _copy_records(r.dir, out_dir / "runs" / r.id, RUN_RECORDS)
+            ranks = r.ranks() if with_ranks else None
+            if ranks is not None:
+                save_compact_ranks(out_dir / "runs" / r.id / COMPACT_RANKS, ranks)
 
 
 def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
@@ -590,7 +626,7 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
     cells = make_cells(exp, runs)
     name = exp.name
     counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "conflict", "unsupported", "not run")}
-    copy_run_records(exp_dir, runs, out_dir)
+    copy_run_records(exp_dir, runs, out_dir, with_ranks=has_significance(exp))
 
     atomic_write_text(out_dir / f"{name}.csv", _csv_text(
         ["experiment", "dataset", "method", "label", "setting", "value", "metric", "seeds_done", "seeds_planned",
@@ -627,7 +663,7 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
                   "validation costs too much here).", ""]
     lines += ["## Test results", "", *_table_sections(exp, cells)]
 
-    if exp.kind == "table" and (any(m.ours for m in exp.methods) or exp.pairs):
+    if has_significance(exp):
         sig = significance(exp, runs)
         atomic_write_text(out_dir / f"{name}_significance.csv", _csv_text(
             ["dataset", "ours", "baseline", "metric", "mrr_ours", "mrr_baseline", "t", "p", "users", "note", "best_baseline"],

@@ -80,7 +80,7 @@ def conflicts(run: FinetuneRun) -> list[str]:
     return sorted(k for k in set(saved) | set(planned) if saved.get(k) != planned.get(k))
 
 
-REUSED_FILES = ("config.json", "metrics.jsonl", "test_ranks.npy")
+REUSED_FILES = ("config.json", "metrics.jsonl", "test_ranks.npy", "test_ranks.npz")
 
 
 def identical_finished_run(run: FinetuneRun, root: Path) -> Path | None:
