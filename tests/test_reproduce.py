@@ -232,6 +232,55 @@ def test_failures_are_recorded_and_retried_on_request(tiny_data, tmp_path, monke
     assert not list(out.glob("*/error.txt"))
 
 
+def test_a_failing_pre_training_is_retried_once_not_once_per_run_that_needs_it(tiny_data, tmp_path, monkeypatch,
+                                                                              capsys):
+    attempts = []
+
+    def broken_pretrain(self, run):
+        attempts.append(run.id)
+        raise ValueError("disk full")
+
+    monkeypatch.setattr(runner_mod.Runner, "run_pretrain", broken_pretrain)
+    grid = ["--methods", "S3-Rec", "--seeds", "1", "2", "3", "--pretrain-epochs", "1", "--set", "epochs=1"]
+    assert _reproduce(tmp_path, "table2", *grid) == 1
+    assert len(attempts) == 1  # the three runs that need it: one attempt, then "failed earlier"
+    out = tmp_path / "runs" / "table2"
+    for seed in (1, 2, 3):
+        assert "blocked: pre-training" in (out / f"Tiny-S3-Rec-seed{seed}" / "error.txt").read_text()
+    attempts.clear()
+    assert _reproduce(tmp_path, "table2", *grid, "--retry-failed") == 1  # fails again: once, not three times
+    assert len(attempts) == 1
+    assert "disk full" in capsys.readouterr().err
+    [pre] = _grid(tmp_path, "table2")["pretrains"]
+    assert pre["status"] == "failed" and "disk full" in pre["error"]
+
+
+def test_waiting_says_now_and_then_which_runs_it_still_waits_for(tiny_data, tmp_path, monkeypatch, capsys):
+    """--wait polls every WAIT_POLL_SECONDS; every WAIT_NOTE_SECONDS of waiting it names the runs held."""
+    from s3rec.fileio import try_lock
+
+    out = tmp_path / "runs" / "table2"
+    clock = [1000.0]
+    monkeypatch.setattr(runner_mod.time, "time", lambda: clock[0])
+    polls = []
+
+    def sleep(seconds):
+        polls.append(seconds)
+        clock[0] += seconds
+        if len(polls) == 80:  # ~27 minutes of waiting: the other process lets go
+            held.__exit__(None, None, None)
+
+    monkeypatch.setattr(runner_mod, "_sleep", sleep)
+    held = try_lock(out / ".locks" / "Tiny-SASRec-seed1.lock")
+    assert held.__enter__()
+    assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "--seeds", "1", "--set", "epochs=1", "--wait") == 0
+    err = capsys.readouterr().err
+    assert set(polls) == {runner_mod.WAIT_POLL_SECONDS}
+    notes = [line for line in err.splitlines() if "still waiting for 1 runs" in line]
+    assert len(notes) == int(80 * runner_mod.WAIT_POLL_SECONDS // runner_mod.WAIT_NOTE_SECONDS) and "Tiny-SASRec-seed1" in notes[0]
+    assert (out / "Tiny-SASRec-seed1" / "results.json").is_file()
+
+
 # ---- reports on fabricated results --------------------------------------------------------------
 
 
@@ -1002,6 +1051,31 @@ def test_interrupting_jobs_stops_every_worker(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(sp, "Popen", Interrupted)
     assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "--seeds", "1", "--jobs", "2") == 130
     assert [w.signals for w in _FakeWorker.started] == [[signal.SIGINT], [signal.SIGINT]]
+
+
+def test_sigterm_to_jobs_stops_every_worker_and_the_handler_is_put_back(tiny_data, tmp_path, monkeypatch):
+    """A `kill` (SIGTERM) of the parent is forwarded like Ctrl-C; afterwards the SIGTERM handler that was
+    there before is back (the parent may be a library caller with its own)."""
+    import subprocess as sp
+
+    class Terminated(_FakeWorker):
+        def wait(self, timeout=None):
+            if timeout is None and self is _FakeWorker.started[0]:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return 143
+
+    def ours(signum, frame):
+        raise AssertionError("the caller's handler ran: the parent's own was not in place")
+
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        _FakeWorker.started = []
+        monkeypatch.setattr(sp, "Popen", Terminated)
+        assert _reproduce(tmp_path, "table2", "--methods", "SASRec", "--seeds", "1", "--jobs", "2") == 130
+        assert [w.signals for w in _FakeWorker.started] == [[signal.SIGINT], [signal.SIGINT]]
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_report_shows_a_figures_points_no_invocation_named_as_not_run(tmp_path, reference):
