@@ -436,6 +436,18 @@ def test_report_plots_for_the_figures(tmp_path, reference):
 # ---- statistics and the limited-data setting -----------------------------------------------------
 
 
+def test_a_plot_says_which_settings_its_runs_changed_from_the_definition():
+    from s3rec.reproduce.report import settings_note
+
+    unchanged = {"set": {}, "pretrain_set": {}, "pretrain_epochs": None, "device": None}
+    shorter = {**unchanged, "pretrain_epochs": 10}
+    assert settings_note({"overrides_seen": [unchanged]}) == ""
+    assert settings_note({"overrides_seen": [shorter, shorter]}) == \
+        "settings changed from the definition: --pretrain-epochs 10"
+    assert "different settings" in settings_note({"overrides_seen": [unchanged, shorter]})
+    assert settings_note({"overrides": shorter}).endswith("--pretrain-epochs 10")  # a grid.json before overrides_seen
+
+
 def test_t_distribution_p_values_are_exact():
     assert t_two_sided_p(2.228138852, 10) == pytest.approx(0.05, abs=1e-8)  # the table's 97.5% point
     for t in (0.3, 1.5, 7.0):

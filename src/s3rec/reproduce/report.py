@@ -329,7 +329,13 @@ def _dataset_title(exp: Experiment, dataset: str) -> str:
     return f"{dataset}\n(the paper's figure: {', '.join(paper)})"
 
 
-def plot_bars(exp: Experiment, cells: list[Cell], path: Path) -> None:
+def _figure_title(exp: Experiment, note: str = "") -> str:
+    """The figure's title, with ``note`` (settings changed from the definition) on a second line."""
+    title = f"{exp.figure}: {exp.title.split(': ', 1)[-1]}"
+    return f"{title}\n{note}" if note else title
+
+
+def plot_bars(exp: Experiment, cells: list[Cell], path: Path, note: str = "") -> None:
     """Grouped bars: one group per dataset, one bar per method, the primary metric; error bars are
     the standard deviation over seeds; a method without a finished run is written as 'not run'."""
     plt = _pyplot()
@@ -363,7 +369,7 @@ def plot_bars(exp: Experiment, cells: list[Cell], path: Path) -> None:
     ax.set_xticks(range(len(datasets)), [_dataset_title(exp, d) for d in datasets])
     ax.set_ylabel(f"test {metric}")
     ax.set_ylim(0, top * 1.08)
-    ax.set_title(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=10)
+    ax.set_title(_figure_title(exp, note), fontsize=10)
     ax.legend(handles=handles, fontsize=8, ncol=1 if n <= 6 else 2, bbox_to_anchor=(1.01, 1), loc="upper left",
               frameon=False)
     ax.grid(axis="y", alpha=0.3)
@@ -390,7 +396,7 @@ def log_axis(values: list) -> bool:
     return len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 16
 
 
-def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
+def plot_lines(exp: Experiment, cells: list[Cell], path: Path, note: str = "") -> None:
     """One panel per (metric, dataset): the metric against the varied setting, one line per method."""
     plt = _pyplot()
     datasets = list(dict.fromkeys(c.dataset for c in cells))
@@ -430,7 +436,7 @@ def plot_lines(exp: Experiment, cells: list[Cell], path: Path) -> None:
             ax.grid(alpha=0.3)
             if r == 0 and k == len(datasets) - 1:
                 ax.legend(fontsize=8, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.suptitle(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=11)
+    fig.suptitle(_figure_title(exp, note), fontsize=11)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -452,7 +458,7 @@ def curves(exp: Experiment, runs: list[RunResult]) -> dict[tuple[str, str], list
     return out
 
 
-def plot_convergence(exp: Experiment, curve: dict, path: Path) -> None:
+def plot_convergence(exp: Experiment, curve: dict, path: Path, note: str = "") -> None:
     plt = _pyplot()
     datasets = list(dict.fromkeys(d for d, _ in curve))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.8 * len(datasets), 3.6), squeeze=False)
@@ -474,7 +480,7 @@ def plot_convergence(exp: Experiment, curve: dict, path: Path) -> None:
         ax.set_title(_dataset_title(exp, d), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False, loc="lower right")
-    fig.suptitle(f"{exp.figure}: {exp.title.split(': ', 1)[-1]}", fontsize=11)
+    fig.suptitle(_figure_title(exp, note), fontsize=11)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -489,6 +495,17 @@ def _override_text(o: dict) -> str:
     if o.get("pretrain_epochs") is not None:
         parts.append(f"--pretrain-epochs {o['pretrain_epochs']}")
     return " ".join(parts)
+
+
+def settings_note(grid: dict) -> str:
+    """A plot's line on the settings its runs changed from the definition ('' when none)."""
+    seen = [_override_text(o) for o in grid.get("overrides_seen", [grid.get("overrides") or {}])]
+    changed = [t for t in dict.fromkeys(seen) if t]
+    if not changed:
+        return ""
+    if len(set(seen)) > 1:
+        return "runs made with different settings changed from the definition (see report.md)"
+    return f"settings changed from the definition: {changed[0]}"
 
 
 def _settings_lines(grid: dict) -> list[str]:
@@ -682,15 +699,15 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
                   _md_table(["dataset", "method", "against", "MRR", "MRR against", "t", "p", "users"], rows), ""]
     png = out_dir / f"{name}.png"
     if exp.kind == "bars":
-        plot_bars(exp, cells, png)
+        plot_bars(exp, cells, png, settings_note(grid))
     elif exp.kind == "lines":
-        plot_lines(exp, cells, png)
+        plot_lines(exp, cells, png, settings_note(grid))
     elif exp.kind == "convergence":
         curve = curves(exp, runs)
         atomic_write_text(out_dir / f"{name}_curves.csv", _csv_text(
             ["dataset", "method", "epoch", f"valid_{exp.primary_metric}_mean", "std", "seeds"],
             [[d, m, *row[:1], _num(row[1]), _num(row[2]), row[3]] for (d, m), rows in curve.items() for row in rows]))
-        plot_convergence(exp, curve, png)
+        plot_convergence(exp, curve, png, settings_note(grid))
         rows = []
         for (d, mid), rs in curve.items():
             label = next(m.label for m in exp.methods if m.id == mid)
