@@ -1,26 +1,31 @@
-"""Rebuild a runs folder from a committed report's run records.
+"""Rebuild a runs folder from committed reports' run records.
 
 A fresh checkout has ``docs/results/reproduce`` (each experiment's ``grid.json`` and every finished
-run's ``results.json``, ``config.json`` and ``metrics.jsonl``) but no ``runs/reproduce``: the folder
-``s3rec reproduce`` skips finished runs in, and reuses identical runs from. This script writes those
-records back where ``s3rec reproduce`` looks for them, so that a grid can be extended without redoing
-the runs the report already holds, and an experiment's runs can be reused by another.
+run's ``results.json``, ``config.json``, ``metrics.jsonl`` and, for the experiments with paired
+t-tests, ``test_ranks.npz``) but no ``runs/reproduce``: the folder ``s3rec reproduce`` skips finished
+runs in and reuses identical runs from. This script writes those records back, each report folder
+``REPORTS/NAME`` into ``RUNS/NAME`` (the folder ``s3rec reproduce NAME`` uses by default), so that a
+grid can be extended without redoing the runs the reports hold and ``s3rec report`` can make the
+reports again.
 
-What cannot come back: checkpoints (``best.pt``, pre-training checkpoints), never committed. The
-per-user test ranks behind a report's paired t-tests come back where the report kept them
-(``test_ranks.npz``, written by ``s3rec report`` since 2026-12-02 for the experiments with tests);
-reports committed before then have none, so
+What does not come back, never having been committed:
 
-- a report regenerated from records without ranks says "per-user ranks missing" where its committed
-  version had p-values: regenerate only the experiments you extended, leave the others as they are;
-- pre-training records are not restored: without checkpoints they would say "done" with nothing to
-  fine-tune from.
+- checkpoints: a pre-training must be run again before anything is fine-tuned from it, and a
+  ``checkpoint_from`` run (``full_ranking``'s AutoInt) whose source run is restored cannot be made
+  (it fails with "no best.pt");
+- pre-training records: a report made from restored runs lists its pre-trainings as not run (the
+  committed report has their epochs and losses);
+- per-user ranks of reports made before 2026-12-02: their rebuilt significance tables say "per-user
+  ranks missing" where the committed ones have p-values. Regenerate only the experiments you extend.
+
+Nothing is overwritten: a run folder that exists (finished, failed, partial or running) is left
+alone, as is an existing ``grid.json`` (the next ``s3rec reproduce`` merges the records); each file is
+written atomically, ``results.json`` last.
 
 Usage::
 
     python scripts/restore_runs.py docs/results/reproduce runs/reproduce [--dry-run]
-
-Existing files under the runs folder are never overwritten.
+    python scripts/restore_runs.py docs/results/reproduce/table2 runs/reproduce   # one report
 """
 
 from __future__ import annotations
@@ -31,46 +36,55 @@ import shutil
 import sys
 from pathlib import Path
 
-RECORDS = ("results.json", "config.json", "metrics.jsonl", "test_ranks.npz")
+RECORDS = ("config.json", "metrics.jsonl", "test_ranks.npz", "results.json")  # results.json last: then it is done
 
 
-def restore(report_dir: Path, runs_dir: Path, dry_run: bool = False) -> dict[str, int]:
-    """Copy each experiment's ``grid.json`` and run records from ``report_dir`` into ``runs_dir``;
-    returns the number of runs restored per experiment folder. As with ``s3rec report``,
-    ``report_dir`` is one experiment's report (it holds ``grid.json``; restored into ``runs_dir``
-    itself) or a folder of them (each restored into ``runs_dir/NAME``)."""
+def report_folders(reports: Path) -> list[Path]:
+    """``reports`` itself when it is one experiment's report (it holds ``grid.json``), else its
+    sub-folders that are."""
+    if (reports / "grid.json").is_file():
+        return [reports]
+    return sorted(g.parent for g in reports.glob("*/grid.json"))
+
+
+def restore(reports: Path, runs_dir: Path, dry_run: bool = False, log=print) -> dict[str, int]:
+    """Write the run records of each report folder ``reports/NAME`` (or of ``reports`` itself) into
+    ``runs_dir/NAME``; returns the number of runs restored per experiment folder."""
+    from s3rec.fileio import atomic_path
+
     restored: dict[str, int] = {}
-    if (report_dir / "grid.json").is_file():
-        pairs = [(report_dir / "grid.json", runs_dir)]
-    else:
-        pairs = [(g, runs_dir / g.parent.name) for g in sorted(report_dir.glob("*/grid.json"))]
-    for grid_path, dest_exp in pairs:
-        exp = grid_path.parent.name
-        grid = json.loads(grid_path.read_text(encoding="utf-8"))
+    for report in report_folders(Path(reports)):
+        grid = json.loads((report / "grid.json").read_text(encoding="utf-8"))
+        dest = Path(runs_dir) / report.name
         n = 0
         for rec in grid.get("runs", []):
-            src = grid_path.parent / "runs" / rec["id"]
-            dst = (dest_exp / rec["dir"]).resolve()
-            if not (src / "results.json").is_file() or (dst / "results.json").exists():
-                continue
+            src = report / "runs" / rec["id"]
+            dst = dest / rec["dir"]
+            if not (src / "results.json").is_file() or (dst.exists() and any(dst.iterdir())):
+                continue  # not finished there, or a run folder here already (finished, failed or running)
             n += 1
             if dry_run:
                 continue
-            dst.mkdir(parents=True, exist_ok=True)
-            for name in RECORDS[1:] + RECORDS[:1]:  # results.json last: a run is finished once it is there
+            for name in RECORDS:
                 if (src / name).is_file():
-                    shutil.copyfile(src / name, dst / name)
-        if not dry_run and not (dest_exp / "grid.json").exists():
-            dest_exp.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(grid_path, dest_exp / "grid.json")
-        restored[exp] = n
+                    with atomic_path(dst / name) as tmp:
+                        shutil.copyfile(src / name, tmp)
+        if not dry_run:
+            if (dest / "grid.json").exists():
+                if n:
+                    log(f"{dest / 'grid.json'}: kept as it is; the next `s3rec reproduce` into {dest} merges "
+                        "the restored runs into it")
+            else:
+                with atomic_path(dest / "grid.json") as tmp:
+                    shutil.copyfile(report / "grid.json", tmp)
+        restored[report.name] = n
     return restored
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("report_dir", type=Path, help="a report folder (docs/results/reproduce)")
-    p.add_argument("runs_dir", type=Path, help="the runs folder to fill (runs/reproduce)")
+    p.add_argument("report_dir", type=Path, help="a folder of reports (docs/results/reproduce) or one report")
+    p.add_argument("runs_dir", type=Path, help="the folder of experiment folders to fill (runs/reproduce)")
     p.add_argument("--dry-run", action="store_true", help="count what would be restored; write nothing")
     args = p.parse_args(argv)
     if not args.report_dir.is_dir():

@@ -377,17 +377,28 @@ def test_a_report_rebuilt_from_its_own_records_keeps_its_significance_tests(tmp_
     first = (tmp_path / "report" / "table2_significance.csv").read_text()
     assert ",0." in first.splitlines()[1]  # a p-value, not "ranks missing"
 
-    counts = restore_runs.restore(tmp_path / "report", tmp_path / "fresh" / "table2")
-    assert counts == {"report": 2}
-    [path] = write_report(tmp_path / "fresh" / "table2", tmp_path / "again")
+    counts = restore_runs.restore(tmp_path / "report", tmp_path / "fresh", log=lambda m: None)
+    assert counts == {"report": 2}  # one report folder NAME, restored into fresh/NAME
+    [path] = write_report(tmp_path / "fresh" / "report", tmp_path / "again")
     assert (tmp_path / "again" / "table2_significance.csv").read_text() == first
-    assert restore_runs.restore(tmp_path / "report", tmp_path / "fresh" / "table2") == {"report": 0}  # no overwriting
-    # a folder of reports is restored experiment by experiment
-    assert restore_runs.restore(tmp_path, tmp_path / "all") == {"again": 2, "report": 2}
+    assert restore_runs.restore(tmp_path / "report", tmp_path / "fresh") == {"report": 0}  # no overwriting
+    # a folder of reports is restored report by report, beside what the runs folder holds already
+    (tmp_path / "all" / "other").mkdir(parents=True)
+    assert restore_runs.restore(tmp_path, tmp_path / "all", log=lambda m: None) == {"again": 2, "report": 2}
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["again", "other", "report"]
+    # a run folder already there (failed, partial or running) is left alone, not completed with records
+    partial = tmp_path / "partial" / "report" / "Beauty-SASRec-seed1"
+    partial.mkdir(parents=True)
+    (partial / "error.txt").write_text("RuntimeError: boom\n")
+    notes = []
+    assert restore_runs.restore(tmp_path / "report", tmp_path / "partial", log=notes.append) == {"report": 1}
+    assert sorted(p.name for p in partial.iterdir()) == ["error.txt"]
+    assert notes == []  # it had no grid.json: the report's is written
+    assert (tmp_path / "partial" / "report" / "grid.json").is_file()
     # a report without kept ranks (made before they were kept) says so instead of testing
     kept.unlink()
-    restore_runs.restore(tmp_path / "report", tmp_path / "older")
-    write_report(tmp_path / "older", tmp_path / "older-report")
+    restore_runs.restore(tmp_path / "report", tmp_path / "older", log=lambda m: None)
+    write_report(tmp_path / "older" / "report", tmp_path / "older-report")
     assert "per-user ranks missing" in (tmp_path / "older-report" / "table2_significance.csv").read_text()
 
 
@@ -404,6 +415,11 @@ def test_compact_ranks_take_the_smallest_type_and_refuse_non_ranks(tmp_path):
         assert np.array_equal(load_compact_ranks(tmp_path / "r.npz"), ranks)
     with pytest.raises(S3RecError, match="positive integers"):
         save_compact_ranks(tmp_path / "bad.npz", np.array([0, 3]))
+    with pytest.raises(S3RecError, match="positive integers"):
+        save_compact_ranks(tmp_path / "bad.npz", np.array([1.0, 3.0]))
+    with pytest.raises(S3RecError, match="int32"):
+        save_compact_ranks(tmp_path / "bad.npz", np.array([1, 3_000_000_000]))
+    assert not (tmp_path / "bad.npz").exists()
 
 
 def test_report_plots_for_the_figures(tmp_path, reference):
@@ -446,6 +462,22 @@ def test_a_plot_says_which_settings_its_runs_changed_from_the_definition():
         "settings changed from the definition: --pretrain-epochs 10"
     assert "different settings" in settings_note({"overrides_seen": [unchanged, shorter]})
     assert settings_note({"overrides": shorter}).endswith("--pretrain-epochs 10")  # a grid.json before overrides_seen
+
+
+def test_a_report_puts_the_settings_note_on_its_plot(tmp_path, monkeypatch):
+    from s3rec.reproduce import report as report_mod
+
+    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["SASRec"]),
+                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=10)
+    write_grid(plan)
+    _fabricate(plan.runs[0].dir, {"NDCG@10": 0.3})
+    titles = []
+    real = report_mod.plot_bars
+    monkeypatch.setattr(report_mod, "plot_bars", lambda exp, cells, path, note="": (
+        titles.append(report_mod._figure_title(exp, note)), real(exp, cells, path, note)))
+    write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
+    assert titles and titles[0].endswith("\nsettings changed from the definition: --pretrain-epochs 10")
+    assert (tmp_path / "report" / "ablation.png").is_file()
 
 
 def test_t_distribution_p_values_are_exact():

@@ -62,7 +62,10 @@ class RunResult:
             return None
         if (self.dir / "test_ranks.npy").is_file():
             return np.load(self.dir / "test_ranks.npy")
-        return load_compact_ranks(self.dir / COMPACT_RANKS) if (self.dir / COMPACT_RANKS).is_file() else None
+        try:
+            return load_compact_ranks(self.dir / COMPACT_RANKS) if (self.dir / COMPACT_RANKS).is_file() else None
+        except (OSError, ValueError, KeyError):  # unreadable: reported as missing, the report goes on
+            return None
 
     def curve(self, metric: str) -> list[float]:
         """The validation metric after each fine-tuning epoch (``metrics.jsonl``)."""
@@ -245,7 +248,7 @@ def _reciprocal_ranks(done: list[RunResult], method_id: str) -> np.ndarray | Non
 def _pair_row(row: dict, done: list[RunResult], a_id: str, b_id: str) -> dict:
     a, b = _reciprocal_ranks(done, a_id), _reciprocal_ranks(done, b_id)
     if a is None or b is None or a.shape != b.shape:
-        return {**row, "note": "per-user ranks missing (test_ranks.npy)"}
+        return {**row, "note": "per-user ranks missing (test_ranks.npy / test_ranks.npz)"}
     t = paired_ttest(a, b)
     return {**row, "mrr_ours": t.mean_a, "mrr_baseline": t.mean_b, "t": t.t, "p": t.p, "users": t.n,
             "seeds_ours": len([r for r in done if r.method.id == a_id]),
@@ -556,9 +559,11 @@ def save_compact_ranks(path: Path, ranks: np.ndarray) -> None:
     (uint8 under the sampled protocol's 100 candidates): about 15-40 KB for Beauty's 22,363 users
     instead of 89 KB, small enough to commit beside a report so its paired t-tests can be rebuilt."""
     ranks = np.asarray(ranks)
-    if ranks.size and (ranks.min() < 1 or not np.issubdtype(ranks.dtype, np.integer)):
+    if not np.issubdtype(ranks.dtype, np.integer) or (ranks.size and ranks.min() < 1):
         raise S3RecError(f"{path}: ranks must be positive integers")
     top = int(ranks.max()) if ranks.size else 0
+    if top > np.iinfo(np.int32).max:  # they are read back as int32, as test_ranks.npy holds them
+        raise S3RecError(f"{path}: a rank of {top} does not fit in int32")
     dtype = next(t for t in (np.uint8, np.uint16, np.uint32) if top <= np.iinfo(t).max)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, ranks=ranks.astype(dtype))
@@ -580,9 +585,12 @@ def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path, with_r
     for r in runs:
         if r.status == "done":
             _copy_records(r.dir, out_dir / "runs" / r.id, RUN_RECORDS)
+            kept = out_dir / "runs" / r.id / COMPACT_RANKS
             ranks = r.ranks() if with_ranks else None
             if ranks is not None:
-                save_compact_ranks(out_dir / "runs" / r.id / COMPACT_RANKS, ranks)
+                save_compact_ranks(kept, ranks)
+            elif kept.parent.resolve() != r.dir.resolve():
+                kept.unlink(missing_ok=True)  # not the run's ranks (any more): never a stale copy
 
 
 def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
