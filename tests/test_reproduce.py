@@ -609,6 +609,21 @@ def test_the_index_puts_the_paper_tables_side_by_side(tmp_path, reference):
     assert "| PopRec | - / - | not run (0.3386) |" in "\n".join(lines)
 
 
+def test_two_folders_of_one_experiment_get_a_report_each(tmp_path):
+    """`--out runs/reproduce/ablation_pretrain10` beside `runs/reproduce/ablation`: each folder its own
+    report (named by the folder), not one overwriting the other."""
+    for folder, value in (("ablation", 0.38), ("ablation_pretrain10", 0.35)):
+        plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
+                         tmp_path / "runs" / folder, tmp_path / "runs" / "pretrain")
+        write_grid(plan)
+        _fabricate(plan.runs[0].dir, {"NDCG@10": value})
+    write_report(tmp_path / "runs", tmp_path / "report")
+    assert "0.3800" in (tmp_path / "report" / "ablation" / "report.md").read_text()
+    assert "0.3500" in (tmp_path / "report" / "ablation_pretrain10" / "report.md").read_text()
+    index = (tmp_path / "report" / "report.md").read_text()
+    assert "(ablation/report.md)" in index and "[Figure 2 (`ablation_pretrain10`)](ablation_pretrain10/report.md)" in index
+
+
 def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
     from s3rec.reproduce import cost
 

@@ -967,7 +967,10 @@ def experiment_dirs(runs_dir: Path) -> list[Path]:
 
 def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
     """Reports for one experiment folder (into ``out_dir``, default ``RUNS_DIR/report``) or for every
-    experiment folder under ``runs_dir`` (into ``out_dir/NAME``, with an index ``out_dir/report.md``)."""
+    experiment folder under ``runs_dir`` (``runs_dir/FOLDER`` into ``out_dir/FOLDER``, with an index
+    ``out_dir/report.md``). The folder's name, not the experiment's, names the report: two folders of
+    one experiment (``s3rec reproduce ablation --out runs/reproduce/ablation_pretrain10``) get a
+    report each."""
     runs_dir = Path(runs_dir)
     dirs = experiment_dirs(runs_dir)
     out_dir = Path(out_dir) if out_dir else runs_dir / "report"
@@ -979,11 +982,12 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
     rows = []
     for d in dirs:
         exp, grid = load_grid(d)
-        path = write_experiment_report(d, out_dir / exp.name)
+        path = write_experiment_report(d, out_dir / d.name)
         paths.append(path)
         statuses = [r.status for r in collect(d, exp, grid)]
         done = statuses.count("done")
-        rows.append([f"[{exp.figure or exp.name}]({exp.name}/report.md)", exp.title.split(": ", 1)[-1],
+        label = (exp.figure or exp.name) + ("" if d.name == exp.name else f" (`{d.name}`)")
+        rows.append([f"[{label}]({d.name}/report.md)", exp.title.split(": ", 1)[-1],
                      f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
     index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
     index += paper_tables_summary(dirs)
