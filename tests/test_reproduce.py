@@ -1196,3 +1196,20 @@ def test_report_pre_training_rows_say_never_not_run_or_unreadable(tmp_path):
     assert rows["Beauty-default-seed42"].endswith("| 1 / 150 | mip 1.0000 sp 0.5000 | never |")
     assert "| ? / 150 | unreadable metrics.jsonl" in rows["Beauty-mip_weight=0-seed42"]
     assert rows["Beauty-sp_weight=0-seed42"].endswith("| 0 / 150 | not run |  |")
+
+
+def test_a_pre_training_extended_since_is_reported_as_far_as_this_grid_used_it(tmp_path):
+    """Pre-training folders are shared: a 10-epoch grid's report shows (and copies) the first 10 epochs
+    even after a 150-epoch grid extended the same run."""
+    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
+                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=10)
+    write_grid(plan)
+    [pre] = plan.pretrains
+    pre.dir.mkdir(parents=True)
+    (pre.dir / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "sp": 0.5, "mip": 1.0 / e}) + "\n" for e in range(1, 151)))
+    [path] = write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
+    row = next(line for line in path.read_text().splitlines() if line.startswith("| Beauty-default-seed42"))
+    assert "| 10 / 10 | mip 0.1000 sp 0.5000 |" in row
+    copied = (tmp_path / "report" / "pretrain" / "Beauty-default-seed42" / "metrics.jsonl").read_text().splitlines()
+    assert len(copied) == 10 and json.loads(copied[-1])["epoch"] == 10

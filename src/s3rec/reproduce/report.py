@@ -619,12 +619,16 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             rows.append([p["id"], f"0 / {p.get('epochs', '?')}", why, ""])
             continue
         try:
-            history = [json.loads(x) for x in records.read_text(encoding="utf-8").splitlines() if x]
+            lines = [x for x in records.read_text(encoding="utf-8").splitlines() if x]
+            if isinstance(p.get("epochs"), int):  # a shared run extended since (by a longer grid): the epochs
+                lines = lines[: p["epochs"]]       # this grid fine-tuned from, not the later ones
+            history = [json.loads(x) for x in lines]
             spans = sp_chance_spans(history)
         except (OSError, ValueError, KeyError, TypeError) as e:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
-        _copy_records(src, out_dir / "pretrain" / p["id"], PRETRAIN_RECORDS)
+        _copy_records(src, out_dir / "pretrain" / p["id"], ("config.json",))
+        atomic_write_text(out_dir / "pretrain" / p["id"] / "metrics.jsonl", "".join(x + "\n" for x in lines))
         last = history[-1] if history else {}
         losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
         chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
