@@ -624,6 +624,25 @@ def test_two_folders_of_one_experiment_get_a_report_each(tmp_path):
     assert "(ablation/report.md)" in index and "[Figure 2 (`ablation_pretrain10`)](ablation_pretrain10/report.md)" in index
 
 
+def test_the_index_summaries_read_one_folder_per_experiment(tmp_path, reference):
+    """A second table2 folder (other settings) has its own report but does not mix into the index's
+    side-by-side tables: the folder named as the experiment is the one summarised."""
+    from s3rec.reproduce.report import one_folder_per_experiment
+
+    for folder, value in (("table2", 0.37), ("table2_short", 0.30)):
+        plan = make_plan(narrowed(load_experiment("table2"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
+                         tmp_path / "runs" / folder, tmp_path / "runs" / "pretrain")
+        write_grid(plan)
+        _fabricate(plan.runs[0].dir, {"NDCG@10": value, "HR@10": 0.5})
+    dirs = sorted((tmp_path / "runs").glob("table2*"))
+    assert [d.name for d in one_folder_per_experiment(dirs[::-1])] == ["table2"]
+    write_report(tmp_path / "runs", tmp_path / "report")
+    s3 = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+              if line.startswith("| S3-Rec |"))
+    assert "0.3700" in s3 and "0.3000" not in s3
+    assert "0.3000" in (tmp_path / "report" / "table2_short" / "report.md").read_text()
+
+
 def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
     from s3rec.reproduce import cost
 

@@ -969,6 +969,17 @@ def experiment_dirs(runs_dir: Path) -> list[Path]:
     return found
 
 
+def one_folder_per_experiment(dirs: list[Path]) -> list[Path]:
+    """The folders the index's summaries read: one per experiment, the one named as the experiment
+    when several folders hold it (``ablation`` and ``ablation_pretrain10``), else the first."""
+    chosen: dict[str, Path] = {}
+    for d in dirs:
+        name = load_grid(d)[0].name
+        if name not in chosen or (d.name == name and chosen[name].name != name):
+            chosen[name] = d
+    return [d for d in dirs if d in chosen.values()]
+
+
 def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
     """Reports for one experiment folder (into ``out_dir``, default ``RUNS_DIR/report``) or for every
     experiment folder under ``runs_dir`` (``runs_dir/FOLDER`` into ``out_dir/FOLDER``, with an index
@@ -994,9 +1005,10 @@ def write_report(runs_dir: Path, out_dir: Path | None = None) -> list[Path]:
         rows.append([f"[{label}]({d.name}/report.md)", exp.title.split(": ", 1)[-1],
                      f"{done} / {len(statuses)}", str(statuses.count("unsupported"))])
     index += [_md_table(["experiment", "what", "runs finished", "unsupported"], rows), ""]
-    index += paper_tables_summary(dirs)
-    scores = preset_scores(dirs)
-    index += preset_choice(dirs, scores)
-    index += presets_vs_paper(dirs, scores)
+    summarised = one_folder_per_experiment(dirs)
+    index += paper_tables_summary(summarised)
+    scores = preset_scores(summarised)
+    index += preset_choice(summarised, scores)
+    index += presets_vs_paper(summarised, scores)
     atomic_write_text(out_dir / "report.md", "\n".join(index))
     return [out_dir / "report.md", *paths]
