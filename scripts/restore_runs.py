@@ -36,7 +36,10 @@ import shutil
 import sys
 from pathlib import Path
 
-RECORDS = ("config.json", "metrics.jsonl", "test_ranks.npz", "results.json")  # results.json last: then it is done
+from s3rec.reproduce.report import COMPACT_RANKS, RUN_RECORDS
+
+# what a report keeps of a run, results.json last: once it is there the run counts as finished
+RECORDS = (*(n for n in RUN_RECORDS if n != "results.json"), COMPACT_RANKS, "results.json")
 
 
 def report_folders(reports: Path) -> list[Path]:

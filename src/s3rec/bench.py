@@ -34,15 +34,13 @@ def write_record(path, benchmark: str, command: str, **fields) -> dict:
     the UTC date, :func:`machine_description`, the command that re-makes it, then ``fields``."""
     import datetime
     import json
-    from pathlib import Path
 
     from .fileio import atomic_write_text
 
     record = {"benchmark": benchmark,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_description(), "command": command, **fields}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(path), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")  # makes the folder too
     return record
 
 

@@ -500,10 +500,16 @@ def _override_text(o: dict) -> str:
     return " ".join(parts)
 
 
+def _overrides_seen(grid: dict) -> tuple[list[str], list[str]]:
+    """``(seen, changed)``: the overrides of each reproduction into the grid's folder, as option text,
+    and the distinct non-empty ones."""
+    seen = [_override_text(o) for o in grid.get("overrides_seen", [grid.get("overrides") or {}])]
+    return seen, [t for t in dict.fromkeys(seen) if t]
+
+
 def settings_note(grid: dict) -> str:
     """A plot's line on the settings its runs changed from the definition ('' when none)."""
-    seen = [_override_text(o) for o in grid.get("overrides_seen", [grid.get("overrides") or {}])]
-    changed = [t for t in dict.fromkeys(seen) if t]
+    seen, changed = _overrides_seen(grid)
     if not changed:
         return ""
     if len(set(seen)) > 1:
@@ -512,8 +518,7 @@ def settings_note(grid: dict) -> str:
 
 
 def _settings_lines(grid: dict) -> list[str]:
-    seen = [_override_text(o) for o in grid.get("overrides_seen", [grid.get("overrides") or {}])]
-    changed = [t for t in dict.fromkeys(seen) if t]
+    seen, changed = _overrides_seen(grid)
     if not changed:
         return ["Settings: the experiment's definition, unchanged (each model's paper settings)."]
     if len(set(seen)) > 1:
@@ -556,8 +561,8 @@ COMPACT_RANKS = "test_ranks.npz"
 
 def save_compact_ranks(path: Path, ranks: np.ndarray) -> None:
     """Write per-user ranks as a compressed ``.npz`` in the smallest unsigned type that holds them
-    (uint8 under the sampled protocol's 100 candidates): about 15-40 KB for Beauty's 22,363 users
-    instead of 89 KB, small enough to commit beside a report so its paired t-tests can be rebuilt."""
+    (uint8 under the sampled protocol's 100 candidates): for Beauty's 22,363 users 16 KB (sampled)
+    to 42 KB (full ranking, at most) instead of 89 KB, small enough to commit beside a report so its paired t-tests can be rebuilt."""
     ranks = np.asarray(ranks)
     if not np.issubdtype(ranks.dtype, np.integer) or (ranks.size and ranks.min() < 1):
         raise S3RecError(f"{path}: ranks must be positive integers")
@@ -600,13 +605,12 @@ def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
             atomic_write_text(dst / f, (src / f).read_text(encoding="utf-8"))
 
 
-PRETRAIN_RECORDS = ("config.json", "metrics.jsonl")
 
 
 def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     """Markdown lines on the grid's pre-training runs (epochs done, last losses, the epochs SP sat at
-    chance); copies each one's records (:data:`PRETRAIN_RECORDS`, no checkpoints) into
-    ``out_dir/pretrain/ID/``."""
+    chance); copies each one's ``config.json`` and ``metrics.jsonl`` (up to the epochs this grid
+    planned; no checkpoints) into ``out_dir/pretrain/ID/``."""
     from ..models.s3rec import OBJECTIVES
     from ..pretrain import sp_chance_spans
 

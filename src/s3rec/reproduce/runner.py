@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..config import config_from_json
 from ..errors import S3RecError
-from ..fileio import atomic_write_text, exclusive_lock, try_lock
+from ..fileio import atomic_write_text, try_lock
 from . import cost
 from .plan import FinetuneRun, Plan, PretrainRun
 
