@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -321,6 +322,22 @@ def test_report_without_reference_files_has_no_paper_values(tmp_path, monkeypatc
     monkeypatch.setenv("S3REC_REFERENCE_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setenv("S3REC_DATA_DIR", str(tmp_path / "no-data"))
     assert paper_value("sampled", "Beauty", "S3-Rec", "MRR") is None
+
+
+def test_s3rec_report_warns_when_the_paper_tables_are_not_found(tmp_path, monkeypatch, capsys):
+    _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1], methods=["SASRec"])
+    args = ["report", str(tmp_path / "runs" / "table2"), "--out", str(tmp_path / "report")]
+    monkeypatch.setenv("S3REC_REFERENCE_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("S3REC_DATA_DIR", str(tmp_path / "no-data"))
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: the paper's tables" in err and str(tmp_path / "nowhere") in err
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "paper_sampled99.csv").write_text("dataset,metric,method,value\nBeauty,HR@1,SASRec,0.1\n")
+    monkeypatch.setenv("S3REC_REFERENCE_DIR", str(ref))
+    assert main(args) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_report_tables_mark_what_did_not_run(tmp_path, reference):
@@ -1232,3 +1249,34 @@ def test_a_pre_training_extended_since_is_reported_as_far_as_this_grid_used_it(t
     assert "| 10 / 10 | mip 0.1000 sp 0.5000 |" in row
     copied = (tmp_path / "report" / "pretrain" / "Beauty-default-seed42" / "metrics.jsonl").read_text().splitlines()
     assert len(copied) == 10 and json.loads(copied[-1])["epoch"] == 10
+
+
+def test_a_report_made_again_in_place_keeps_pre_training_records_its_runs_folder_lacks(tmp_path):
+    """A fresh checkout has no pre-training records (never restored): regenerating a report into its
+    own folder keeps the records the earlier report wrote there, marked (kept); a run's own records win."""
+    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec", "no-SP"]),
+                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=3)
+    write_grid(plan)
+    by_id = {p.id: p for p in plan.pretrains}
+    for p in plan.pretrains:
+        p.dir.mkdir(parents=True)
+        (p.dir / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "sp": 0.5, "mip": 1.0 / e}) + "\n" for e in (1, 2, 3)))
+        (p.dir / "config.json").write_text("{}\n")
+    report = tmp_path / "report"
+    write_report(tmp_path / "runs" / "ablation", report)
+    shutil.rmtree(tmp_path / "runs" / "pretrain")  # the fresh checkout
+    by_id["Beauty-default-seed42"].dir.mkdir(parents=True)  # re-run since: one epoch so far
+    (by_id["Beauty-default-seed42"].dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "sp": 0.4, "mip": 2.0}) + "\n")
+    [path] = write_report(tmp_path / "runs" / "ablation", report)
+    text = path.read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in text.split("## Pre-training runs")[1].splitlines()
+            if line.startswith("| Beauty-")}
+    assert "| 3 / 3 | mip 0.3333 sp 0.5000 |" in rows["Beauty-sp_weight=0-seed42 (kept)"]
+    assert "| 1 / 3 | mip 2.0000 sp 0.4000 |" in rows["Beauty-default-seed42"]
+    assert "Marked (kept)" in text
+    kept = report / "pretrain" / "Beauty-sp_weight=0-seed42"
+    assert len((kept / "metrics.jsonl").read_text().splitlines()) == 3 and (kept / "config.json").is_file()
+    # into a new folder there is nothing to keep: not run, never filled in
+    [fresh] = write_report(tmp_path / "runs" / "ablation", tmp_path / "elsewhere")
+    assert "(kept)" not in fresh.read_text() and "| 0 / 3 | not run |" in fresh.read_text()

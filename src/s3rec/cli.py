@@ -1057,8 +1057,14 @@ def _reproduce_in_workers(args, plan) -> int:
 
 
 def cmd_report(args) -> int:
+    from .reproduce.paper import FILES, reference_dirs
     from .reproduce.report import write_report
 
+    if not any((d / f).is_file() for d in reference_dirs() for f in FILES.values()):
+        looked = ", ".join(str(d) for d in reference_dirs()) or "nowhere: neither is set"
+        print(f"s3rec report: warning: the paper's tables ({', '.join(FILES.values())}) were not found "
+              f"(looked in {looked}), so the reports have no paper numbers; set S3REC_REFERENCE_DIR to the "
+              f"folder holding them, or S3REC_DATA_DIR to a data folder with reference/ beside it", file=sys.stderr)
     for path in write_report(Path(args.runs_dir), Path(args.out) if args.out else None):
         print(path)
     return 0

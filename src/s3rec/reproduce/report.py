@@ -610,14 +610,22 @@ def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
 def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     """Markdown lines on the grid's pre-training runs (epochs done, last losses, the epochs SP sat at
     chance); copies each one's ``config.json`` and ``metrics.jsonl`` (up to the epochs this grid
-    planned; no checkpoints) into ``out_dir/pretrain/ID/``."""
+    planned; no checkpoints) into ``out_dir/pretrain/ID/``. A pre-training whose folder has no records
+    (a fresh checkout restored with ``scripts/restore_runs.py``, which leaves pre-trainings out) keeps the
+    records an earlier report wrote into ``out_dir`` (regenerating a report in place), said so in its row."""
     from ..models.s3rec import OBJECTIVES
     from ..pretrain import sp_chance_spans
 
     rows = []
+    kept_any = False
     for p in grid.get("pretrains", []):
         src = (exp_dir / p["dir"]).resolve()
         records = src / "metrics.jsonl"
+        kept = out_dir / "pretrain" / p["id"]
+        from_report = not records.is_file() and (kept / "metrics.jsonl").is_file()
+        if from_report:
+            src, records = kept, kept / "metrics.jsonl"
+            kept_any = True
         if not records.is_file():
             why = f"failed: {p.get('error') or '?'}" if p.get("status") == "failed" else "not run"
             rows.append([p["id"], f"0 / {p.get('epochs', '?')}", why, ""])
@@ -631,21 +639,25 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError) as e:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
-        _copy_records(src, out_dir / "pretrain" / p["id"], ("config.json",))
-        atomic_write_text(out_dir / "pretrain" / p["id"] / "metrics.jsonl", "".join(x + "\n" for x in lines))
+        if not from_report:
+            _copy_records(src, kept, ("config.json",))
+            atomic_write_text(kept / "metrics.jsonl", "".join(x + "\n" for x in lines))
         last = history[-1] if history else {}
         losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
         chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
             "never" if "sp" in last else "no SP")
-        rows.append([p["id"], f"{len(history)} / {p.get('epochs', '?')}", losses or "-", chance])
+        rows.append([p["id"] + (" (kept)" if from_report else ""), f"{len(history)} / {p.get('epochs', '?')}",
+                     losses or "-", chance])
     if not rows:
         return []
+    note = (" Marked (kept): the run's folder has no records (a fresh checkout: checkpoints and pre-training records "
+            "are not committed), so this report keeps those the earlier report here wrote.") if kept_any else ""
     return ["## Pre-training runs", "",
             "Each pre-training this grid fine-tunes from (records in `pretrain/ID/`, no checkpoints): epochs "
             "done of those planned, the last epoch's loss terms (sums per instance), and the epochs whose SP term "
             "was ln 2 within 1e-4, its value at chance: over a long span, a sign that its positive and negative "
             "scores saturated and SP did not train (README, pre-training; `scripts/sp_saturation.py` checks a "
-            "run's logits).", "",
+            "run's logits)." + note, "",
             _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""]
 
 
