@@ -13,8 +13,9 @@ What does not come back, never having been committed:
 - checkpoints: a pre-training must be run again before anything is fine-tuned from it, and a
   ``checkpoint_from`` run (``full_ranking``'s AutoInt) whose source run is restored cannot be made
   (it fails with "no best.pt");
-- pre-training records: a report made from restored runs lists its pre-trainings as not run (the
-  committed report has their epochs and losses);
+- pre-training records: a report made from restored runs into a new folder lists its pre-trainings
+  as not run; made again in place (``s3rec report runs/reproduce/NAME --out docs/results/reproduce/NAME``)
+  it keeps the records the committed report holds, marked "(kept)";
 - per-user ranks of reports made before 2026-12-02: their rebuilt significance tables say "per-user
   ranks missing" where the committed ones have p-values. Regenerate only the experiments you extend.
 
