@@ -419,6 +419,41 @@ def test_a_report_rebuilt_from_its_own_records_keeps_its_significance_tests(tmp_
     assert "per-user ranks missing" in (tmp_path / "older-report" / "table2_significance.csv").read_text()
 
 
+def test_a_report_made_again_in_place_keeps_significance_rows_whose_ranks_were_never_committed(tmp_path):
+    """Reports made before their ranks were kept: regenerated in place from restored records, a row
+    keeps the earlier report's t-test, marked (kept), only while its MRR means equal the runs' now."""
+    from s3rec.reproduce.report import RANKS_MISSING
+
+    plan = _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1])
+    runs = {r.id: r for r in plan.runs}
+    rng = np.random.default_rng(3)
+    s3, sas = rng.integers(1, 101, 300), rng.integers(1, 101, 300)
+    _fabricate(runs["Beauty-S3-Rec-seed1"].dir, {"MRR": float(np.mean(1.0 / s3))}, s3)
+    _fabricate(runs["Beauty-SASRec-seed1"].dir, {"MRR": float(np.mean(1.0 / sas))}, sas)
+    report = tmp_path / "report"
+    write_report(tmp_path / "runs" / "table2", report)
+    first = (report / "table2_significance.csv").read_text().splitlines()[1].split(",")
+    for r in runs.values():  # the ranks were never committed
+        (r.dir / "test_ranks.npy").unlink(missing_ok=True)
+    for kept in report.glob("runs/*/test_ranks.npz"):
+        kept.unlink()
+    [path] = write_report(tmp_path / "runs" / "table2", report)
+    row = (report / "table2_significance.csv").read_text().splitlines()[1].split(",")
+    assert row[:9] == first[:9] and row[9] == "kept"
+    assert "(kept)" in path.read_text() and "Marked (kept)" in path.read_text()
+    # a run that changed since (another MRR): the earlier row is not its test, so ranks stay missing
+    res = runs["Beauty-SASRec-seed1"].dir / "results.json"
+    record = json.loads(res.read_text())
+    record["test"]["MRR"] += 0.001
+    res.write_text(json.dumps(record))
+    [path] = write_report(tmp_path / "runs" / "table2", report)
+    assert RANKS_MISSING in (report / "table2_significance.csv").read_text()
+    assert "(kept)" not in path.read_text()
+    # ... and once missing, nothing is left to keep: a report into a new folder has nothing either
+    [other] = write_report(tmp_path / "runs" / "table2", tmp_path / "elsewhere")
+    assert "(kept)" not in other.read_text()
+
+
 def test_compact_ranks_take_the_smallest_type_and_refuse_non_ranks(tmp_path):
     from s3rec.errors import S3RecError
     from s3rec.reproduce.report import load_compact_ranks, save_compact_ranks

@@ -248,7 +248,7 @@ def _reciprocal_ranks(done: list[RunResult], method_id: str) -> np.ndarray | Non
 def _pair_row(row: dict, done: list[RunResult], a_id: str, b_id: str) -> dict:
     a, b = _reciprocal_ranks(done, a_id), _reciprocal_ranks(done, b_id)
     if a is None or b is None or a.shape != b.shape:
-        return {**row, "note": "per-user ranks missing (test_ranks.npy / test_ranks.npz)"}
+        return {**row, "note": RANKS_MISSING}
     t = paired_ttest(a, b)
     return {**row, "mrr_ours": t.mean_a, "mrr_baseline": t.mean_b, "t": t.t, "p": t.p, "users": t.n,
             "seeds_ours": len([r for r in done if r.method.id == a_id]),
@@ -289,6 +289,40 @@ def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
             row = {"dataset": d, "ours": label[a], "baseline": label[b], "metric": exp.primary_metric, "best": False}
             missing = [label[x] for x in (a, b) if x not in finished]
             out.append({**row, "note": f"not run: {', '.join(missing)}"} if missing else _pair_row(row, done, a, b))
+    return out
+
+
+RANKS_MISSING = "per-user ranks missing (test_ranks.npy / test_ranks.npz)"
+
+
+def keep_significance(exp: Experiment, runs: list[RunResult], sig: list[dict], earlier_csv: Path) -> list[dict]:
+    """``sig`` with each row whose per-user ranks are missing replaced by the same row of an earlier
+    report's ``NAME_significance.csv`` (a report made again in place from a fresh checkout: ranks of
+    reports made before 2026-12-02 were never committed), marked ``kept``, but only where that row's
+    two MRR means equal the means of the finished runs' test MRR now (to 1e-4 relative): the same runs
+    made it. Anything else stays missing."""
+    if not earlier_csv.is_file() or not any(s.get("note") == RANKS_MISSING for s in sig):
+        return sig
+    with open(earlier_csv, newline="") as f:
+        earlier = {(r["dataset"], r["ours"], r["baseline"], r["best_baseline"]): r for r in csv.DictReader(f)}
+    ids = {m.label: m.id for m in exp.methods}
+
+    def mrr(dataset: str, label: str) -> float | None:
+        vals = [r.test.get("MRR") for r in runs
+                if r.dataset == dataset and r.status == "done" and r.method.id == ids.get(label)]
+        return statistics.fmean(vals) if vals and None not in vals else None
+
+    out = []
+    for s in sig:
+        e = earlier.get((s["dataset"], s["ours"], s["baseline"], str(s["best"]).lower()))
+        if s.get("note") != RANKS_MISSING or e is None or not e.get("t"):
+            out.append(s)
+            continue
+        a, b = mrr(s["dataset"], s["ours"]), mrr(s["dataset"], s["baseline"])
+        same = a is not None and b is not None and math.isclose(a, float(e["mrr_ours"]), rel_tol=1e-4) \
+            and math.isclose(b, float(e["mrr_baseline"]), rel_tol=1e-4)
+        out.append({**s, "mrr_ours": float(e["mrr_ours"]), "mrr_baseline": float(e["mrr_baseline"]), "t": float(e["t"]),
+                    "p": float(e["p"]), "users": int(e["users"]), "note": "kept", "kept": True} if same else s)
     return out
 
 
@@ -709,13 +743,14 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
     lines += ["## Test results", "", *_table_sections(exp, cells)]
 
     if has_significance(exp):
-        sig = significance(exp, runs)
+        sig = keep_significance(exp, runs, significance(exp, runs), out_dir / f"{name}_significance.csv")
         atomic_write_text(out_dir / f"{name}_significance.csv", _csv_text(
             ["dataset", "ours", "baseline", "metric", "mrr_ours", "mrr_baseline", "t", "p", "users", "note", "best_baseline"],
             [[s["dataset"], s["ours"], s["baseline"], s["metric"], _num(s.get("mrr_ours")), _num(s.get("mrr_baseline")),
               _num(s.get("t")), _num(s.get("p")), _num(s.get("users")), s.get("note", ""), str(s["best"]).lower()]
              for s in sig]))
-        rows = [[s["dataset"], s["ours"], (s["baseline"] or "-") + (" (best baseline)" if s["best"] else ""),
+        rows = [[s["dataset"], s["ours"] + (" (kept)" if s.get("kept") else ""),
+                 (s["baseline"] or "-") + (" (best baseline)" if s["best"] else ""),
                  *([f"{s['mrr_ours']:.4f}", f"{s['mrr_baseline']:.4f}", f"{s['t']:.2f}", _fmt_p(s["p"]), str(s["users"])]
                    if "t" in s else [s["note"], "", "", "", ""])] for s in sig]
         ours = next((m.label for m in exp.methods if m.ours), "")
@@ -723,7 +758,11 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
             ["each listed pair"] if exp.pairs else [])
         lines += ["## Significance", "",
                   f"Paired t-test (two-sided, Student's t) over the users' test reciprocal ranks, each user's 1/rank "
-                  f"averaged over the finished seeds: {'; '.join(what)}.", "",
+                  f"averaged over the finished seeds: {'; '.join(what)}."
+                  + (" Marked (kept): the runs' per-user ranks are not in their folders (a fresh checkout; "
+                     "ranks of reports made before 2026-12-02 were never committed), so the row is the earlier "
+                     "report's, kept because its MRR means equal the finished runs' test MRR now."
+                     if any(s.get("kept") for s in sig) else ""), "",
                   _md_table(["dataset", "method", "against", "MRR", "MRR against", "t", "p", "users"], rows), ""]
     png = out_dir / f"{name}.png"
     if exp.kind == "bars":
