@@ -23,13 +23,44 @@ LAYER_NORM_EPS = 1e-12
 INIT_STD = 0.02
 
 
+def random_bits(n: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """``n`` uniformly random integers of ``dtype`` (``torch.uint8`` or ``torch.int16``), every bit
+    pattern equally likely, cut from full-range 64-bit draws: one generator call gives 8 bytes (4
+    int16), where ``rand`` spends one call per float. Seeded by the default generator, like ``rand``."""
+    per = 8 // torch.empty((), dtype=dtype).element_size()
+    words = torch.empty((n + per - 1) // per, dtype=torch.int64, device=device).random_(-(2**63), None)
+    return words.view(dtype)[:n]
+
+
+def keep_scale(x: torch.Tensor, p: float) -> torch.Tensor:
+    """An inverted-dropout multiplier shaped like ``x``: ``1/(1-p)`` with probability ``1-p``, else 0.
+
+    Drawn from random bytes (``uint8``) when ``256 p`` is a whole number (the paper's 0.5, 0.25, ...),
+    which is exact; otherwise from random ``int16``, which rounds the drop probability to a multiple
+    of 1/65536 (0.2 becomes 0.1999969; the multiplier uses the rounded value, so the expectation stays
+    ``x``). ``rand`` itself has a 2^-24 grid. On CPU the bytes cost about a quarter of ``rand``'s
+    generator calls, which were a fifth of a pre-training step."""
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    n = x.numel()
+    if float(p * 256).is_integer():
+        threshold, levels, dtype = int(p * 256), 256, torch.uint8
+    else:
+        q = round(p * 65536)
+        threshold, levels, dtype = q - 32768, 65536, torch.int16  # int16 is signed: -32768..32767
+        p = q / levels
+    keep = random_bits(n, dtype, x.device).view(x.shape) >= threshold
+    return keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout, as ``F.dropout`` computes it, with the mask drawn by ``rand`` (about 3x
-    cheaper on CPU than the ``bernoulli_`` that ``F.dropout`` uses; dropout was a third of a step)."""
+    """Inverted dropout, as ``F.dropout`` computes it (each element zeroed with probability ``p``,
+    the rest scaled by ``1/(1-p)``), with the mask drawn from random bytes (:func:`keep_scale`):
+    several times cheaper on CPU than the ``bernoulli_`` of ``F.dropout`` (dropout was a third of a
+    step) and than ``rand``."""
     if not training or p == 0.0:
         return x
-    keep = torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
-    return x * keep
+    return x * keep_scale(x, p)
 
 
 class Dropout(nn.Module):
