@@ -113,6 +113,19 @@ def test_resume_with_more_epochs_extends_the_schedule_exactly(tiny_data, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_each_start_and_resume_of_a_pretraining_records_its_environment(tiny_data, tmp_path):
+    out = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "2", "--out", str(out)]) == 0
+    assert main([*PRE, "--epochs", "3", "--out", str(out), "--resume"]) == 0
+    starts = [json.loads(x) for x in (out / "environment.jsonl").read_text().splitlines()]
+    assert [s["from_epoch"] for s in starts] == [1, 3]
+    import s3rec
+    assert all(s["s3rec"] == s3rec.__version__ and s["torch"] == torch.__version__ and s["machine"] for s in starts)
+    # a new run (--overwrite) starts a new record, not an appended one
+    assert main([*PRE, "--epochs", "1", "--out", str(out), "--overwrite"]) == 0
+    assert len((out / "environment.jsonl").read_text().splitlines()) == 1
+
+
 def test_resume_with_fewer_epochs_than_done_is_an_error(tiny_data, tmp_path, capsys):
     out = tmp_path / "pre"
     assert main([*PRE, "--epochs", "2", "--out", str(out)]) == 0

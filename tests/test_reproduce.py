@@ -157,7 +157,7 @@ def test_tiny_grid_runs_end_to_end_and_reports(tiny_data, tmp_path, capsys):
     assert next(line for line in pre_rows if "sp_weight=0" in line).endswith("| no SP |")
     for p in grid["pretrains"]:
         copied = tmp_path / "report" / "pretrain" / p["id"]
-        assert sorted(f.name for f in copied.iterdir()) == ["config.json", "metrics.jsonl"]
+        assert sorted(f.name for f in copied.iterdir()) == ["config.json", "environment.jsonl", "metrics.jsonl"]
     assert (tmp_path / "report" / "ablation.csv").is_file()
     # asking for other settings in the same folder is a conflict, never a silent reuse; the record keeps
     # the earlier, wider grid

@@ -24,6 +24,9 @@ def test_train_writes_the_run_files(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     res = _run(out, "--epochs", "3")
     assert set(res) >= {"valid", "test", "best_epoch", "epochs", "seconds"}
+    env = res["environment"]  # provenance: what made this run
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["machine"] and env["python"]
+    assert env["commit"] is None or len(env["commit"].split("+")[0]) == 40
     assert list(res["test"]) == METRIC_NAMES and list(res["valid"]) == METRIC_NAMES
     assert 1 <= res["best_epoch"] <= res["epochs"] == 3
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

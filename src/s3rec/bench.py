@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 
@@ -10,23 +9,8 @@ import torch
 
 from .data.batches import SequenceTensors
 from .evaluate import evaluate
+from .provenance import machine_description
 from .train import build, train_epoch, train_users
-
-
-def machine_description() -> str:
-    """CPU model, core count, torch version and threads (and the GPU, when one is used)."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    desc = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    if torch.cuda.is_available():
-        desc += f", GPU {torch.cuda.get_device_name(0)}"
-    return desc
 
 
 def write_record(path, benchmark: str, command: str, **fields) -> dict:

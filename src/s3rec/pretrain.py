@@ -3,7 +3,9 @@
 A pre-training run directory holds ``config.json``, ``metrics.jsonl`` (per epoch: the four loss
 terms per instance, the weighted total, instances per second), ``checkpoint.pt`` (the full state
 after the last finished epoch, for ``--resume``) and ``pretrain-epoch-K.pt`` every ``save_every``
-epochs and at the end (weights + config, the files fine-tuning starts from).
+epochs and at the end (weights + config, the files fine-tuning starts from), and
+``environment.jsonl``: one line per start or resume (the first epoch it ran, s3rec version and commit,
+Python, torch, machine; :mod:`s3rec.provenance`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .data.pretrain import Instances, make_instances, pretrain_batch, segment_po
 from .data.registry import registered
 from .data.store import Dataset
 from .distributed import World
+from .provenance import environment
 from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
 from .models import build_model
@@ -199,6 +202,10 @@ def pretrain(
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+        # one line per start or resume: a run continued on another machine says so
+        starts = out / "environment.jsonl"
+        earlier = starts.read_text(encoding="utf-8") if resume and starts.is_file() else ""
+        atomic_write_text(starts, earlier + json.dumps({"from_epoch": len(history) + 1, **environment(cfg.device)}) + "\n")
     n_inst = len(trainer.instances)
     log(f"{ds.name}: {n_inst} pre-training instances per epoch, {epochs} epochs, "
         f"weights {' '.join(f'{n}={getattr(trainer.weights, n)}' for n in OBJECTIVES)}"

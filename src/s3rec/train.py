@@ -9,7 +9,8 @@ A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch), `
 full state after the last finished epoch: weights, optimizer, RNG states, history), ``best.pt`` (the
 best weights by validation, with their config) and, when finished, ``test_ranks.npy`` (the 1-based
 test rank of every user's target, dataset row order, int32: for paired significance tests) and then
-``results.json`` (written last: its presence means the run finished).
+``results.json`` (written last: its presence means the run finished; its ``environment`` says which
+s3rec version and commit, Python, torch and machine made it: :mod:`s3rec.provenance`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .fileio import atomic_path, atomic_write_text
 from .metrics import metrics_from_ranks
 from .models import ModelData, build_model
 from .models.sasrec import encoder_loss
+from .provenance import environment
 
 
 def _progress(iterable, total, desc, enabled):
@@ -263,6 +265,7 @@ def finetune(
         "model": cfg.model,
         "protocol": cfg.protocol,
         "test_info": info,
+        "environment": environment(cfg.device),
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results

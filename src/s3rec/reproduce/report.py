@@ -643,7 +643,7 @@ def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
 
 def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     """Markdown lines on the grid's pre-training runs (epochs done, last losses, the epochs SP sat at
-    chance); copies each one's ``config.json`` and ``metrics.jsonl`` (up to the epochs this grid
+    chance); copies each one's ``config.json``, ``environment.jsonl`` and ``metrics.jsonl`` (up to the epochs this grid
     planned; no checkpoints) into ``out_dir/pretrain/ID/``. A pre-training whose folder has no records
     (a fresh checkout restored with ``scripts/restore_runs.py``, which leaves pre-trainings out) keeps the
     records an earlier report wrote into ``out_dir`` (regenerating a report in place), said so in its row."""
@@ -674,7 +674,7 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
         if not from_report:
-            _copy_records(src, kept, ("config.json",))
+            _copy_records(src, kept, ("config.json", "environment.jsonl"))
             atomic_write_text(kept / "metrics.jsonl", "".join(x + "\n" for x in lines))
         last = history[-1] if history else {}
         losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
