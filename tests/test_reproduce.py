@@ -125,6 +125,34 @@ def test_bad_overrides_are_one_line_errors(tmp_path, capsys):
 # ---- running -----------------------------------------------------------------------------------
 
 
+def test_report_option_writes_the_report_after_each_finished_run(tiny_data, tmp_path, capsys, monkeypatch):
+    import s3rec.reproduce.report as report
+
+    written = []
+    real = report.write_experiment_report
+
+    def spy(exp_dir, out_dir):  # the report as it stood after each run
+        path = real(exp_dir, out_dir)
+        written.append(sorted(d.name for d in (Path(out_dir) / "runs").iterdir()))
+        return path
+
+    monkeypatch.setattr(report, "write_experiment_report", spy)
+    out = tmp_path / "kept" / "table2"
+    assert _reproduce(tmp_path, "table2", "--methods", "PopRec", "SASRec", "--seeds", "1", "--set", "epochs=1",
+                      "--report", str(out)) == 0
+    assert written == [["Tiny-PopRec-seed1"], ["Tiny-PopRec-seed1", "Tiny-SASRec-seed1"]]
+    text = (out / "report.md").read_text()
+    assert "SASRec" in text and "not run" not in text.split("## Test results")[1].split("##")[0]
+    assert "report updated: " in capsys.readouterr().err
+    # a report that cannot be written is a warning; the grid still finishes
+    bad = tmp_path / "a-file"
+    bad.write_text("x")
+    assert _reproduce(tmp_path, "table2", "--methods", "PopRec", "--seeds", "2", "--set", "epochs=1",
+                      "--report", str(bad)) == 0
+    assert "warning: the report in" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "table2" / "Tiny-PopRec-seed2" / "results.json").is_file()
+
+
 def test_tiny_grid_runs_end_to_end_and_reports(tiny_data, tmp_path, capsys):
     assert _reproduce(tmp_path, "ablation", "--methods", "S3-Rec", "no-SP", "SASRec", "--seeds", "1", "2",
                       "--pretrain-epochs", "1", "--set", "epochs=1") == 0

@@ -312,6 +312,7 @@ def _add_reproduce_parsers(sub) -> None:
         "  s3rec reproduce pretrain_epochs --values 0 10 20 --datasets LastFM\n"
         "  s3rec reproduce table2 --retry-failed                  run the failed runs again\n"
         "  s3rec reproduce ablation --jobs 4                      four worker processes share the grid\n"
+        "  s3rec reproduce ablation --report docs/results/reproduce/ablation   the report made again after each run\n"
         "  s3rec reproduce my_grid.toml                           your own definition (see s3rec/reproduce/experiment.py)\n"
         "  s3rec report runs/reproduce/table2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -347,6 +348,10 @@ def _add_reproduce_parsers(sub) -> None:
                     "with the other runs and look again every 20 s until it is finished or free, instead of leaving "
                     "it to that process")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.add_argument("--report", metavar="DIR",
+                    help="after each run that finishes, make this experiment's report again in DIR, in place (what "
+                    "`s3rec report OUT --out DIR` writes; e.g. a folder you commit), so results are kept as soon as "
+                    "they exist")
 
     rep = sub.add_parser(
         "report",
@@ -992,7 +997,7 @@ def cmd_reproduce(args) -> int:
     if args.jobs > 1:
         return _reproduce_in_workers(args, plan)
     summary = Runner(plan, args.data_dir, progress=not args.quiet, log=_log,
-                     reuse=not args.no_reuse).run(retry_failed=args.retry_failed, wait=args.wait)
+                     reuse=not args.no_reuse, report_dir=args.report).run(retry_failed=args.retry_failed, wait=args.wait)
     _log(f"{exp.name}: " + ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v)
          + f"; grid.json and the runs in {out}; report: s3rec report {out}")
     for run_id, line in summary.failed.items():

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..config import config_from_json
 from ..errors import S3RecError
-from ..fileio import atomic_write_text, try_lock
+from ..fileio import atomic_write_text, exclusive_lock, try_lock
 from . import cost
 from .plan import FinetuneRun, Plan, PretrainRun
 
@@ -346,14 +346,32 @@ class Runner:
     ``s3rec pretrain`` and ``s3rec train`` call), datasets loaded once."""
 
     def __init__(self, plan: Plan, data_dir=None, progress: bool = True, log=lambda m: print(m, file=sys.stderr, flush=True),
-                 reuse: bool = True):
+                 reuse: bool = True, report_dir: Path | None = None):
         self.plan = plan
         self.reuse = reuse
+        self.report_dir = Path(report_dir) if report_dir else None
         self.data_dir = data_dir
         self.progress = progress
         self.log = log
         self._data: dict[tuple[str, bool], object] = {}
         self._failed_at_start: set[str] = set()  # run ids failed when run() started (the rest failed elsewhere)
+
+    def update_report(self) -> None:
+        """``s3rec reproduce --report DIR``: make the experiment's report again in DIR (in place: kept
+        records stay) after each run that finished, so the results are written where they are kept as
+        soon as they exist. One process at a time (a lock beside the run locks); a report that cannot
+        be written is a warning, never a failed grid."""
+        if self.report_dir is None:
+            return
+        from .report import write_experiment_report
+
+        try:
+            with exclusive_lock(self.plan.out / LOCKS / "report.lock"):
+                write_experiment_report(self.plan.out, self.report_dir)
+        except Exception as e:  # noqa: BLE001 - the runs matter more than their report
+            self.log(f"warning: the report in {self.report_dir} was not updated: {type(e).__name__}: {e}")
+        else:
+            self.log(f"report updated: {self.report_dir}")
 
     def _dataset(self, name: str, negatives: bool):
         from ..data import registry
@@ -486,6 +504,7 @@ class Runner:
             self.log(f"{tag}: the same run as {label} (identical settings): its records, not run again; "
                      f"test {m} {res['test'][m]:.4f}")
             write_grid(plan)
+            self.update_report()
             return
         if run.pretrain is not None and run.pretrain_epoch:
             why = self._ensure_pretrain(run.pretrain, retry, summary)
@@ -511,6 +530,8 @@ class Runner:
             m = plan.experiment.primary_metric
             self.log(f"{tag}: done in {_duration(time.time() - t0)}; test {m} {res['test'][m]:.4f}")
         write_grid(plan)
+        if run.id in summary.ran:
+            self.update_report()
 
     def run(self, retry_failed: bool = False, wait: bool = False) -> Summary:
         """Run every run of the grid that is not finished. ``retry_failed``: run again, once each, the
