@@ -5,7 +5,7 @@ bytes  ``s3rec.models.encoder.keep_scale`` (the default): the same inverted drop
        full-range 64-bit draws, 8 elements per call when 256 p is whole (p = 0.5 here)
 Each configuration is a list of the same batches (S3-Rec pre-training: the four objectives, backward and
 Adam, batches of 100 instances; SASRec fine-tuning with the paper's loss, batches of 256 users); the two
-masks alternate round by round in one process, so they share the machine's state. The table gives the
+masks alternate round by round (each first in every other round) in one process, so they share the machine's state. The table gives the
 median over rounds of the instances (or users) per second and their ratio.
 Usage: python benchmarks/dropout_mask.py [--configs Beauty:50 LastFM:50 LastFM:200] [--rounds 5] [--steps 10]
        [--threads N]
@@ -99,7 +99,7 @@ def main() -> None:
         run = (pretrain_rounds if kind == "pretrain" else finetune_rounds)(ds, int(max_len), args.steps)
         rates = {"rand": [], "bytes": []}
         for r in range(args.rounds + 1):  # round 0 warms up and is not counted
-            for mask in ("rand", "bytes"):
+            for mask in (("rand", "bytes") if r % 2 else ("bytes", "rand")):  # each goes first in turn
                 use(mask)
                 rate = run()
                 if r:

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+import s3rec.models.encoder as encoder
 from s3rec.models.encoder import Dropout, dropout, keep_scale, random_bits
 
 
@@ -82,3 +83,29 @@ def test_gradient_flows_through_the_same_mask():
     mult = torch.where(x.detach() != 0, y.detach() / x.detach(), torch.zeros(()))
     assert torch.allclose(x.grad, mult, rtol=1e-5, atol=1e-6)
     assert set(torch.unique(x.grad > 0).tolist()) == {True, False}
+
+
+@pytest.mark.parametrize("p", [0.5, 0.25, 0.2, 0.1, 0.3, 0.999])
+def test_every_bit_pattern_once_keeps_exactly_one_minus_p(monkeypatch, p):
+    """Fed each byte (or int16) value exactly once, the mask keeps exactly (1 - p) of them: no
+    off-by-one at the threshold, signed or unsigned."""
+    def every_value(n, dtype, device):
+        lo, hi = (0, 256) if dtype == torch.uint8 else (-32768, 32768)
+        assert n == hi - lo
+        return torch.arange(lo, hi, dtype=torch.int32).to(dtype)
+
+    monkeypatch.setattr(encoder, "random_bits", every_value)
+    levels = 256 if float(p * 256).is_integer() else 65536
+    m = keep_scale(torch.ones(levels), p)
+    assert int((m > 0).sum()) == levels - round(p * levels)
+
+
+def test_drop_probability_next_to_one_drops_everything_and_shapes_hold():
+    x = torch.ones(1000)
+    assert torch.equal(keep_scale(x, 1 - 2 ** -18), torch.zeros_like(x))  # rounds to 1 on the 1/65536 grid
+    assert keep_scale(torch.ones(0, 5), 0.3).shape == (0, 5)
+    wide = torch.randn(40, 60).t()  # not contiguous
+    torch.manual_seed(2)
+    y = dropout(wide, 0.5, training=True)
+    assert y.shape == wide.shape and set(torch.unique((y != 0).float()).tolist()) == {0.0, 1.0}
+    assert torch.allclose(y[y != 0], 2 * wide[y != 0])

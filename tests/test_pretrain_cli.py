@@ -121,6 +121,9 @@ def test_each_start_and_resume_of_a_pretraining_records_its_environment(tiny_dat
     assert [s["from_epoch"] for s in starts] == [1, 3]
     import s3rec
     assert all(s["s3rec"] == s3rec.__version__ and s["torch"] == torch.__version__ and s["machine"] for s in starts)
+    # resuming a finished run trains nothing and adds no line
+    assert main([*PRE, "--epochs", "3", "--out", str(out), "--resume"]) == 0
+    assert len((out / "environment.jsonl").read_text().splitlines()) == 2
     # a new run (--overwrite) starts a new record, not an appended one
     assert main([*PRE, "--epochs", "1", "--out", str(out), "--overwrite"]) == 0
     assert len((out / "environment.jsonl").read_text().splitlines()) == 1

@@ -204,8 +204,10 @@ def pretrain(
         atomic_write_text(out / "config.json", cfg.to_json() + "\n")
         # one line per start or resume: a run continued on another machine says so
         starts = out / "environment.jsonl"
-        earlier = starts.read_text(encoding="utf-8") if resume and starts.is_file() else ""
-        atomic_write_text(starts, earlier + json.dumps({"from_epoch": len(history) + 1, **environment(cfg.device)}) + "\n")
+        if len(history) < epochs:  # resuming a finished run trains nothing: no line
+            earlier = starts.read_text(encoding="utf-8") if resume and starts.is_file() else ""
+            atomic_write_text(starts, earlier + json.dumps({"from_epoch": len(history) + 1, **environment(cfg.device)})
+                              + "\n")
     n_inst = len(trainer.instances)
     log(f"{ds.name}: {n_inst} pre-training instances per epoch, {epochs} epochs, "
         f"weights {' '.join(f'{n}={getattr(trainer.weights, n)}' for n in OBJECTIVES)}"

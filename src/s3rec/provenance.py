@@ -31,34 +31,42 @@ def machine_description() -> str:
 
 
 def _git(*args: str) -> str | None:
+    # --no-optional-locks: never take the index lock a user's own git command may need
     try:
-        done = subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        done = subprocess.run(["git", "--no-optional-locks", "-C", str(PACKAGE_DIR), *args], capture_output=True,
+                              text=True, timeout=10, errors="replace")
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 
 
 def source_commit() -> str | None:
-    """The git commit of the s3rec source tree this code runs from (``+dirty`` when tracked files
-    differ from it), or None: an installed copy, no git, or a repository that is not s3rec's own
-    (a virtual environment inside some other checkout)."""
+    """The git commit of the s3rec source tree this code runs from (``+dirty`` when tracked files under
+    ``src/`` or ``pyproject.toml`` differ from it), or None: an installed copy, no git, or a repository
+    that is not s3rec's own (a virtual environment inside some other checkout)."""
     top = _git("rev-parse", "--show-toplevel")
     if not top or (Path(top) / "src" / "s3rec").resolve() != PACKAGE_DIR:
         return None
     commit = _git("rev-parse", "HEAD")
     if not commit:
         return None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # the code only: results written into the checkout's docs/ while a grid runs do not make it dirty
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ":/src", ":/pyproject.toml")
     return commit + ("+dirty" if dirty else "")
 
 
 def environment(device: str = "cpu") -> dict:
-    """The run's provenance: s3rec version and commit, Python, torch, machine, device, UTC time."""
+    """The run's provenance: s3rec version and commit, Python, torch, machine, device, command line,
+    UTC time. Take it when the run starts: the checkout may move on while it runs."""
     from . import __version__
 
+    try:
+        commit = source_commit()
+    except Exception:  # noqa: BLE001 - provenance must never cost a finished run its results
+        commit = None
     return {
         "s3rec": __version__,
-        "commit": source_commit(),
+        "commit": commit,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "machine": machine_description(),

@@ -176,6 +176,7 @@ def finetune(
     ``evaluate_test=False`` (hyper-parameter search) test is never looked at: ``results["test"]`` is
     None and no ``test_ranks.npy`` is written."""
     t_start = time.time()
+    started_in = environment(cfg.device)  # the code and machine that run it (HEAD may move meanwhile)
     cfg = cfg.resolved()  # config.json records every hyper-parameter of the model
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
@@ -265,7 +266,7 @@ def finetune(
         "model": cfg.model,
         "protocol": cfg.protocol,
         "test_info": info,
-        "environment": environment(cfg.device),
+        "environment": started_in,
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results

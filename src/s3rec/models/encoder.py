@@ -38,17 +38,17 @@ def keep_scale(x: torch.Tensor, p: float) -> torch.Tensor:
     Drawn from random bytes (``uint8``) when ``256 p`` is a whole number (the paper's 0.5, 0.25, ...),
     which is exact; otherwise from random ``int16``, which rounds the drop probability to a multiple
     of 1/65536 (0.2 becomes 0.1999969; the multiplier uses the rounded value, so the expectation stays
-    ``x``). ``rand`` itself has a 2^-24 grid. On CPU the bytes cost about a quarter of ``rand``'s
+    ``x``; a p below 2^-17 rounds to no dropout, one within 2^-17 of 1 to dropping everything). ``rand`` itself has a 2^-24 grid. On CPU the bytes cost about a quarter of ``rand``'s
     generator calls, which were a fifth of a pre-training step."""
-    if p >= 1.0:
-        return torch.zeros_like(x)
-    n = x.numel()
     if float(p * 256).is_integer():
-        threshold, levels, dtype = int(p * 256), 256, torch.uint8
+        threshold, dtype = int(p * 256), torch.uint8
     else:
         q = round(p * 65536)
-        threshold, levels, dtype = q - 32768, 65536, torch.int16  # int16 is signed: -32768..32767
-        p = q / levels
+        threshold, dtype = q - 32768, torch.int16  # int16 is signed: -32768..32767
+        p = q / 65536
+    if p >= 1.0:  # also p within 2^-17 of 1, which rounds to 1
+        return torch.zeros_like(x)
+    n = x.numel()
     keep = random_bits(n, dtype, x.device).view(x.shape) >= threshold
     return keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
