@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import s3rec.models.sasrec as sasrec
-from s3rec.bench import write_record
+from s3rec.bench import step_fixture, time_steps, write_record
 from s3rec.config import TrainConfig
 from s3rec.data import registry
-from s3rec.data.batches import SequenceTensors, finetune_batch
 from s3rec.losses import ce_next_item
-from s3rec.train import build, train_users
 
 
 def plain_ce(h, table, targets, n_items):
@@ -41,16 +38,6 @@ def use_fused(model, fused: bool) -> None:
         model.__dict__.pop("output_table", None)
     else:
         model.output_table = lambda: None
-
-
-def time_steps(model, optimizer, batches) -> float:
-    t0 = time.perf_counter()
-    for b in batches:
-        loss = model.loss(b)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return (time.perf_counter() - t0) / len(batches)
 
 
 def main() -> None:
@@ -68,16 +55,7 @@ def main() -> None:
         ds = registry.load(name, negatives=False, quiet=True)
         for model_name in args.models:
             cfg = TrainConfig(dataset=ds.name, model=model_name, protocol="full", loss="ce").resolved()
-            torch.manual_seed(0)
-            model, optimizer = build(cfg, ds)
-            model.train()
-            st = SequenceTensors(ds)
-            gen = torch.Generator().manual_seed(0)
-            users = train_users(ds)
-            order = users[torch.randperm(len(users), generator=gen)]
-            batches = [finetune_batch(st, order[i * 256 : (i + 1) * 256], gen, cfg.max_len, cfg.negative_sampler,
-                                      model.packed_ok, model.causal)
-                       for i in range(min(args.steps, (len(users) + 255) // 256))]
+            model, optimizer, batches = step_fixture(cfg, ds, args.steps)
             times = {"plain": [], "fused": []}
             for r in range(args.rounds + 1):  # round 0 warms up and is not counted
                 for label in ("plain", "fused"):

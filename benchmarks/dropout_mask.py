@@ -5,8 +5,8 @@ bytes  ``s3rec.models.encoder.keep_scale`` (the default): the same inverted drop
        full-range 64-bit draws, 8 elements per call when 256 p is whole (p = 0.5 here)
 Each configuration is a list of the same batches (S3-Rec pre-training: the four objectives, backward and
 Adam, batches of 100 instances; SASRec fine-tuning with the paper's loss, batches of 256 users); the two
-masks alternate round by round (each first in every other round) in one process, so they share the machine's state. The table gives the
-median over rounds of the instances (or users) per second and their ratio.
+masks alternate round by round (each first in every other round) in one process, so they share the
+machine's state. The table gives the median over rounds of the instances (or users) per second and their ratio.
 Usage: python benchmarks/dropout_mask.py [--configs Beauty:50 LastFM:50 LastFM:200] [--rounds 5] [--steps 10]
        [--threads N]
 Writes benchmarks/results/dropout_mask.json and prints a table.
@@ -22,12 +22,10 @@ from pathlib import Path
 import torch
 
 import s3rec.models.encoder as encoder
-from s3rec.bench import write_record
+from s3rec.bench import step_fixture, time_steps, write_record
 from s3rec.config import PretrainConfig, TrainConfig
 from s3rec.data import registry
-from s3rec.data.batches import SequenceTensors, finetune_batch
 from s3rec.pretrain import Pretrainer
-from s3rec.train import build, train_users
 
 BYTES = encoder.keep_scale
 
@@ -58,27 +56,9 @@ def pretrain_rounds(ds, max_len: int, steps: int):
 
 def finetune_rounds(ds, max_len: int, steps: int):
     cfg = TrainConfig(dataset=ds.name, model="sasrec", max_len=max_len).resolved()
-    torch.manual_seed(0)
-    model, optimizer = build(cfg, ds)
-    model.train()
-    st = SequenceTensors(ds)
-    gen = torch.Generator().manual_seed(0)
-    users = train_users(ds)
-    order = users[torch.randperm(len(users), generator=gen)]
-    batches = [finetune_batch(st, order[i * 256 : (i + 1) * 256], gen, cfg.max_len, cfg.negative_sampler,
-                              model.packed_ok, model.causal)
-               for i in range(min(steps, (len(users) + 255) // 256))]
-
-    def run() -> float:
-        t0 = time.perf_counter()
-        for b in batches:
-            loss = model.loss(b)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return sum(len(b.users) for b in batches) / (time.perf_counter() - t0)
-
-    return run
+    model, optimizer, batches = step_fixture(cfg, ds, steps)
+    users = sum(len(b.users) for b in batches)
+    return lambda: users / (time_steps(model, optimizer, batches) * len(batches))
 
 
 def main() -> None:

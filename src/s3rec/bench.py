@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from .data.batches import SequenceTensors
+from .data.batches import SequenceTensors, finetune_batch
 from .evaluate import evaluate
 from .provenance import machine_description
 from .train import build, train_epoch, train_users
@@ -26,6 +26,34 @@ def write_record(path, benchmark: str, command: str, **fields) -> dict:
               "machine": machine_description(), "command": command, **fields}
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")  # makes the folder too
     return record
+
+
+def step_fixture(cfg, ds, steps: int, batch_users: int = 256):
+    """``(model, optimizer, batches)`` for timing fine-tuning steps: the model built from ``cfg`` (seed 0),
+    in training mode, and the first ``steps`` batches of ``batch_users`` users of a seeded permutation of
+    the training users, laid out as the model asks."""
+    torch.manual_seed(0)
+    model, optimizer = build(cfg, ds)
+    model.train()
+    st = SequenceTensors(ds)
+    gen = torch.Generator().manual_seed(0)
+    users = train_users(ds)
+    order = users[torch.randperm(len(users), generator=gen)]
+    n = min(steps, (len(users) + batch_users - 1) // batch_users)
+    batches = [finetune_batch(st, order[i * batch_users : (i + 1) * batch_users], gen, cfg.max_len,
+                              cfg.negative_sampler, model.packed_ok, model.causal) for i in range(n)]
+    return model, optimizer, batches
+
+
+def time_steps(model, optimizer, batches) -> float:
+    """Mean seconds per fine-tuning step (forward, backward, optimizer) over ``batches``."""
+    t0 = time.perf_counter()
+    for b in batches:
+        loss = model.loss(b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - t0) / len(batches)
 
 
 def bench_train(cfg, ds, epochs: int = 3, log=None) -> dict:

@@ -27,13 +27,13 @@ from .data.pretrain import Instances, make_instances, pretrain_batch, segment_po
 from .data.registry import registered
 from .data.store import Dataset
 from .distributed import World
-from .provenance import environment
 from .errors import CheckpointError, ConfigError, DivergedError
 from .fileio import atomic_write_text
 from .models import build_model
 from .models.base import ModelData
 from .models.pretrain_backbone import BACKBONE_PREFIX, BackbonePretrain, backbone_state
 from .models.s3rec import OBJECTIVES, LossWeights, S3RecPretrain, encoder_state, weighted_total
+from .provenance import environment
 from .train import _progress, _rng_state, adam, kept_users, restore_training_state
 
 DEFAULT_EPOCHS = 100

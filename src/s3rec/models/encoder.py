@@ -38,8 +38,9 @@ def keep_scale(x: torch.Tensor, p: float) -> torch.Tensor:
     Drawn from random bytes (``uint8``) when ``256 p`` is a whole number (the paper's 0.5, 0.25, ...),
     which is exact; otherwise from random ``int16``, which rounds the drop probability to a multiple
     of 1/65536 (0.2 becomes 0.1999969; the multiplier uses the rounded value, so the expectation stays
-    ``x``; a p below 2^-17 rounds to no dropout, one within 2^-17 of 1 to dropping everything). ``rand`` itself has a 2^-24 grid. On CPU the bytes cost about a quarter of ``rand``'s
-    generator calls, which were a fifth of a pre-training step."""
+    ``x``; a p below 2^-17 rounds to no dropout, one within 2^-17 of 1 to dropping everything).
+    ``rand`` itself has a 2^-24 grid. The bytes take a quarter (uint8) or half (int16) of ``rand``'s
+    generator calls, which were up to a fifth of a pre-training step on CPU (``benchmarks/dropout_mask.py``)."""
     if float(p * 256).is_integer():
         threshold, dtype = int(p * 256), torch.uint8
     else:
@@ -55,9 +56,8 @@ def keep_scale(x: torch.Tensor, p: float) -> torch.Tensor:
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout, as ``F.dropout`` computes it (each element zeroed with probability ``p``,
-    the rest scaled by ``1/(1-p)``), with the mask drawn from random bytes (:func:`keep_scale`):
-    several times cheaper on CPU than the ``bernoulli_`` of ``F.dropout`` (dropout was a third of a
-    step) and than ``rand``."""
+    the rest scaled by ``1/(1-p)``), with the mask drawn from random bytes (:func:`keep_scale`),
+    cheaper on CPU than the ``bernoulli_`` of ``F.dropout`` and than ``rand``."""
     if not training or p == 0.0:
         return x
     return x * keep_scale(x, p)
