@@ -1,0 +1,116 @@
+"""How much of a packed batch's work is real: the bound on any further packing or attention saving.
+
+For pre-training (S3-Rec's four objectives, the default batch of 256 instances) and SASRec fine-tuning
+(batches of 256 users), over the first N batches of a seeded epoch order, it counts:
+
+  slot use        tokens / slots: the share of the [rows x row_len] grid that holds a token; the
+                  per-token work (embeddings, projections, FFN, LayerNorm) scales with the slots
+  attention use   sum of squared sequence lengths / (rows x row_len^2): the share of the attention
+                  scores that the block-diagonal mask does not throw away
+
+With ``--profile`` it also runs the pre-training steps under ``torch.profiler`` (one thread) and gives the
+share of the step's CPU time spent in operators with a ``[..., row_len, row_len]`` input (score
+matrices: the second batched matmul, softmax and its backward, the mask, attention dropout): a lower
+bound on attention's share, since the first matmul's inputs are ``[..., row_len, d]``. Attention that
+skipped every masked score could save at most about ``(1 - attention use) x`` that share.
+Usage: python benchmarks/packing_efficiency.py [--configs Beauty:50 LastFM:50 LastFM:200] [--batches 30]
+       [--profile]
+Writes benchmarks/results/packing_efficiency.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from s3rec.bench import step_fixture, write_record
+from s3rec.config import PretrainConfig, TrainConfig
+from s3rec.data import registry
+from s3rec.data.pretrain import pretrain_batch
+from s3rec.pretrain import Pretrainer
+
+
+def layout_use(layouts) -> dict:
+    """Token and attention-score use summed over ``layouts`` (each a :class:`~s3rec.data.packing.Layout`)."""
+    tokens = slots = useful = scores = 0
+    for lay in layouts:
+        tokens += int(lay.lengths.sum())
+        slots += lay.n_rows * lay.row_len
+        useful += int((lay.lengths.long() ** 2).sum())
+        scores += lay.n_rows * lay.row_len**2
+    return {"tokens": tokens, "slots": slots, "slot_use": tokens / slots,
+            "attention_use": useful / scores, "batches": len(layouts)}
+
+
+def pretrain_layouts(ds, max_len: int, batches: int):
+    trainer = Pretrainer(PretrainConfig(dataset=ds.name, max_len=max_len), ds)
+    gen = torch.Generator().manual_seed(0)
+    order = trainer.epoch_order(gen)[:batches]
+    cfg = trainer.cfg
+    return trainer, gen, order, [
+        pretrain_batch(trainer.st, trainer.instances, idx, trainer.pool, gen, cfg.mask_p, cfg.negative_sampler,
+                       trainer.with_items, trainer.with_segments, max_len, cfg.packed, cfg.unidirectional).layout
+        for idx in order
+    ]
+
+
+def attention_share(trainer, gen, order, row_len: int) -> float:
+    """Share of the profiled steps' self CPU time in operators with a ``[..., row_len, row_len]`` input."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for idx in order[:3]:  # warm-up
+        trainer.step(idx, gen)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for idx in order[3:]:
+            trainer.step(idx, gen)
+    total = square = 0.0
+    tag = f"{row_len}, {row_len}]"
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key.startswith(("autograd::", "Optimizer")):  # wrappers: their children are counted
+            continue
+        total += e.self_cpu_time_total
+        if tag in str(e.input_shapes):
+            square += e.self_cpu_time_total
+    return square / total
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=["Beauty:50", "LastFM:50", "LastFM:200"],
+                   help="DATASET:MAX_LEN configurations")
+    p.add_argument("--batches", type=int, default=30)
+    p.add_argument("--profile", action="store_true", help="also profile the pre-training steps (one thread)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "packing_efficiency.json"))
+    args = p.parse_args()
+    if args.profile:
+        torch.set_num_threads(1)
+    rows = []
+    for conf in args.configs:
+        name, max_len = conf.split(":")
+        max_len = int(max_len)
+        ds = registry.load(name, negatives=False, quiet=True)
+        trainer, gen, order, layouts = pretrain_layouts(ds, max_len, args.batches)
+        row = {"step": "pretrain", "dataset": ds.name, "max_len": max_len, **layout_use(layouts)}
+        if args.profile:
+            row["square_op_time_share"] = attention_share(trainer, gen, order, max_len)
+        rows.append(row)
+        cfg = TrainConfig(dataset=ds.name, model="sasrec", max_len=max_len).resolved()
+        _, _, batches = step_fixture(cfg, ds, args.batches)
+        rows.append({"step": "finetune", "dataset": ds.name, "max_len": max_len,
+                     **layout_use([b.layout for b in batches])})
+        for r in rows[-2:]:
+            share = f"  [P,P]-op time {r['square_op_time_share']:.1%}" if "square_op_time_share" in r else ""
+            print(f"{r['step']:8s} {r['dataset']:8s} max_len {max_len:3d}  slot use {r['slot_use']:.3f}  "
+                  f"attention use {r['attention_use']:.3f}{share}", flush=True)
+    write_record(
+        args.out, "packing_efficiency",
+        command=f"python benchmarks/packing_efficiency.py --configs {' '.join(args.configs)} --batches {args.batches}"
+        + (" --profile" if args.profile else ""),
+        results=rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
