@@ -123,3 +123,20 @@ def test_packing_is_compact():
     assert lay.n_rows <= lower_bound * 1.05 + 1
     # no slot is used twice
     assert len(torch.unique(lay.token_slot)) == len(lay.token_slot)
+
+
+def test_packing_efficiency_counts():
+    """benchmarks/packing_efficiency.py's counts on a layout worked out by hand: lengths 3, 2 and 4 in
+    rows of 5 take two rows (3 + 2, then 4 and one empty slot)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "packing_efficiency.py"
+    spec = importlib.util.spec_from_file_location("packing_efficiency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lay = make_layout(torch.tensor([3, 2, 4]), max_len=5, causal=False, mask_value=-1e8)
+    use = bench.layout_use([lay, lay])
+    assert (lay.n_rows, use["tokens"], use["slots"], use["batches"]) == (2, 18, 20, 2)
+    assert use["slot_use"] == pytest.approx(0.9)
+    assert use["attention_use"] == pytest.approx((9 + 4 + 16) / 50)
