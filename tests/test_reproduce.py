@@ -1316,7 +1316,8 @@ def test_a_pre_training_extended_since_is_reported_as_far_as_this_grid_used_it(t
 
 def test_a_report_made_again_in_place_keeps_pre_training_records_its_runs_folder_lacks(tmp_path):
     """A fresh checkout has no pre-training records (never restored): regenerating a report into its
-    own folder keeps the records the earlier report wrote there, marked (kept); a run's own records win."""
+    own folder keeps the records the earlier report wrote there, marked (kept), also over a re-run that has fewer
+    of the grid's epochs so far; a run's own records win once they have as many."""
     plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec", "no-SP"]),
                      tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=3)
     write_grid(plan)
@@ -1336,8 +1337,15 @@ def test_a_report_made_again_in_place_keeps_pre_training_records_its_runs_folder
     rows = {line.split(" | ")[0][2:]: line for line in text.split("## Pre-training runs")[1].splitlines()
             if line.startswith("| Beauty-")}
     assert "| 3 / 3 | mip 0.3333 sp 0.5000 |" in rows["Beauty-sp_weight=0-seed42 (kept)"]
-    assert "| 1 / 3 | mip 2.0000 sp 0.4000 |" in rows["Beauty-default-seed42"]
+    # a re-run with fewer of the grid's epochs than the kept records (the reported fine-tunings used those)
+    assert "| 3 / 3 | mip 0.3333 sp 0.5000 |" in rows["Beauty-default-seed42 (kept)"]
     assert "Marked (kept)" in text
+    (by_id["Beauty-default-seed42"].dir / "metrics.jsonl").write_text("".join(  # the re-run has caught up: it wins
+        json.dumps({"epoch": e, "sp": 0.4, "mip": 2.0}) + "\n" for e in (1, 2, 3)))
+    [path] = write_report(tmp_path / "runs" / "ablation", report)
+    rows = {line.split(" | ")[0][2:]: line for line in path.read_text().split("## Pre-training runs")[1].splitlines()
+            if line.startswith("| Beauty-")}
+    assert "| 3 / 3 | mip 2.0000 sp 0.4000 |" in rows["Beauty-default-seed42"]
     kept = report / "pretrain" / "Beauty-sp_weight=0-seed42"
     assert len((kept / "metrics.jsonl").read_text().splitlines()) == 3 and (kept / "config.json").is_file()
     # into a new folder there is nothing to keep: not run, never filled in

@@ -641,12 +641,24 @@ def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
 
 
 
+def _epochs_in(records: Path, planned) -> int:
+    """Lines of a ``metrics.jsonl`` (one per epoch) counted up to ``planned`` epochs (all when not an int);
+    0 when unreadable."""
+    try:
+        n = sum(1 for x in records.read_text(encoding="utf-8").splitlines() if x)
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return min(n, planned) if isinstance(planned, int) else n
+
+
 def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     """Markdown lines on the grid's pre-training runs (epochs done, last losses, the epochs SP sat at
     chance); copies each one's ``config.json``, ``environment.jsonl`` and ``metrics.jsonl`` (up to the epochs this grid
     planned; no checkpoints) into ``out_dir/pretrain/ID/``. A pre-training whose folder has no records
     (a fresh checkout restored with ``scripts/restore_runs.py``, which leaves pre-trainings out) keeps the
-    records an earlier report wrote into ``out_dir`` (regenerating a report in place), said so in its row."""
+    records an earlier report wrote into ``out_dir`` (regenerating a report in place), said so in its row;
+    so does one whose folder holds fewer of the grid's epochs than those records (the folder was lost and a
+    shorter grid ran the same pre-training again)."""
     from ..models.s3rec import OBJECTIVES
     from ..pretrain import sp_chance_spans
 
@@ -656,7 +668,8 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         src = (exp_dir / p["dir"]).resolve()
         records = src / "metrics.jsonl"
         kept = out_dir / "pretrain" / p["id"]
-        from_report = not records.is_file() and (kept / "metrics.jsonl").is_file()
+        from_report = (kept / "metrics.jsonl").is_file() and (
+            not records.is_file() or _epochs_in(records, p.get("epochs")) < _epochs_in(kept / "metrics.jsonl", p.get("epochs")))
         if from_report:
             src, records = kept, kept / "metrics.jsonl"
             kept_any = True
@@ -684,8 +697,9 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
                      losses or "-", chance])
     if not rows:
         return []
-    note = (" Marked (kept): the run's folder has no records (a fresh checkout: checkpoints and pre-training records "
-            "are not committed), so this report keeps those the earlier report here wrote.") if kept_any else ""
+    note = (" Marked (kept): the run's folder has no records, or fewer epochs of them than this grid used (a fresh "
+            "checkout: checkpoints and pre-training records are not committed; a shorter grid may have run the same "
+            "pre-training again since), so this report keeps those the earlier report here wrote.") if kept_any else ""
     return ["## Pre-training runs", "",
             "Each pre-training this grid fine-tunes from (records in `pretrain/ID/`, no checkpoints): epochs "
             "done of those planned, the last epoch's loss terms (sums per instance), and the epochs whose SP term "
