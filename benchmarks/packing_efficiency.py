@@ -1,18 +1,20 @@
 """How much of a packed batch's work is real: the bound on any further packing or attention saving.
 
-For pre-training (S3-Rec's four objectives, the default batch of 256 instances) and SASRec fine-tuning
-(batches of 256 users), over the first N batches of a seeded epoch order, it counts:
+For pre-training (S3-Rec's four objectives, the default batches of 100 instances) and SASRec fine-tuning
+(batches of 256 users), over the first N batches of a seeded epoch order (fewer where the data has fewer),
+it counts:
 
   slot use        tokens / slots: the share of the [rows x row_len] grid that holds a token; the
                   per-token work (embeddings, projections, FFN, LayerNorm) scales with the slots
-  attention use   sum of squared sequence lengths / (rows x row_len^2): the share of the attention
-                  scores that the block-diagonal mask does not throw away
+  attention use   the scores the mask keeps / (rows x row_len^2): per sequence of length l, l^2 with the
+                  bidirectional mask of pre-training, l (l + 1) / 2 with the causal one of fine-tuning
 
 With ``--profile`` it also runs the pre-training steps under ``torch.profiler`` (one thread) and gives the
-share of the step's CPU time spent in operators with a ``[..., row_len, row_len]`` input (score
-matrices: the second batched matmul, softmax and its backward, the mask, attention dropout): a lower
-bound on attention's share, since the first matmul's inputs are ``[..., row_len, d]``. Attention that
-skipped every masked score could save at most about ``(1 - attention use) x`` that share.
+share of the step's CPU time (all operators' self time) spent in operators with a
+``[..., row_len, row_len]`` input (score matrices: the second batched matmul, softmax and its backward, the
+mask, attention dropout). Attention's whole cost is larger (the first matmul's inputs are
+``[..., row_len, d]``), so an attention that skipped every masked score would save about
+``(1 - attention use) x`` this share plus that share of the first matmul.
 Usage: python benchmarks/packing_efficiency.py [--configs Beauty:50 LastFM:50 LastFM:200] [--batches 30]
        [--profile]
 Writes benchmarks/results/packing_efficiency.json and prints a table.
@@ -32,13 +34,15 @@ from s3rec.data.pretrain import pretrain_batch
 from s3rec.pretrain import Pretrainer
 
 
-def layout_use(layouts) -> dict:
-    """Token and attention-score use summed over ``layouts`` (each a :class:`~s3rec.data.packing.Layout`)."""
+def layout_use(layouts, causal: bool = False) -> dict:
+    """Token and attention-score use summed over ``layouts`` (each a :class:`~s3rec.data.packing.Layout`);
+    ``causal``: the layouts' masks are causal (a query sees only itself and earlier keys)."""
     tokens = slots = useful = scores = 0
     for lay in layouts:
-        tokens += int(lay.lengths.sum())
+        n = lay.lengths.long()
+        tokens += int(n.sum())
         slots += lay.n_rows * lay.row_len
-        useful += int((lay.lengths.long() ** 2).sum())
+        useful += int((n * (n + 1) // 2).sum()) if causal else int((n**2).sum())
         scores += lay.n_rows * lay.row_len**2
     return {"tokens": tokens, "slots": slots, "slot_use": tokens / slots,
             "attention_use": useful / scores, "batches": len(layouts)}
@@ -66,12 +70,9 @@ def attention_share(trainer, gen, order, row_len: int) -> float:
         for idx in order[3:]:
             trainer.step(idx, gen)
     total = square = 0.0
-    tag = f"{row_len}, {row_len}]"
-    for e in prof.key_averages(group_by_input_shape=True):
-        if e.key.startswith(("autograd::", "Optimizer")):  # wrappers: their children are counted
-            continue
+    for e in prof.key_averages(group_by_input_shape=True):  # self times: each microsecond counted once
         total += e.self_cpu_time_total
-        if tag in str(e.input_shapes):
+        if any(len(s) >= 2 and s[-2:] == [row_len, row_len] for s in e.input_shapes if isinstance(s, list)):
             square += e.self_cpu_time_total
     return square / total
 
@@ -99,7 +100,7 @@ def main() -> None:
         cfg = TrainConfig(dataset=ds.name, model="sasrec", max_len=max_len).resolved()
         _, _, batches = step_fixture(cfg, ds, args.batches)
         rows.append({"step": "finetune", "dataset": ds.name, "max_len": max_len,
-                     **layout_use([b.layout for b in batches])})
+                     **layout_use([b.layout for b in batches], causal=True)})
         for r in rows[-2:]:
             share = f"  [P,P]-op time {r['square_op_time_share']:.1%}" if "square_op_time_share" in r else ""
             print(f"{r['step']:8s} {r['dataset']:8s} max_len {max_len:3d}  slot use {r['slot_use']:.3f}  "

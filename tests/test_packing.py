@@ -127,7 +127,7 @@ def test_packing_is_compact():
 
 def test_packing_efficiency_counts():
     """benchmarks/packing_efficiency.py's counts on a layout worked out by hand: lengths 3, 2 and 4 in
-    rows of 5 take two rows (3 + 2, then 4 and one empty slot)."""
+    rows of 5 take two rows (4 and one empty slot, then 3 + 2)."""
     import importlib.util
     from pathlib import Path
 
@@ -140,3 +140,4 @@ def test_packing_efficiency_counts():
     assert (lay.n_rows, use["tokens"], use["slots"], use["batches"]) == (2, 18, 20, 2)
     assert use["slot_use"] == pytest.approx(0.9)
     assert use["attention_use"] == pytest.approx((9 + 4 + 16) / 50)
+    assert bench.layout_use([lay], causal=True)["attention_use"] == pytest.approx((6 + 3 + 10) / 50)

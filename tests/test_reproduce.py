@@ -1346,8 +1346,28 @@ def test_a_report_made_again_in_place_keeps_pre_training_records_its_runs_folder
     rows = {line.split(" | ")[0][2:]: line for line in path.read_text().split("## Pre-training runs")[1].splitlines()
             if line.startswith("| Beauty-")}
     assert "| 3 / 3 | mip 2.0000 sp 0.4000 |" in rows["Beauty-default-seed42"]
+    copied = report / "pretrain" / "Beauty-default-seed42"
+    assert json.loads((copied / "metrics.jsonl").read_text().splitlines()[-1])["mip"] == 2.0  # now copied over
+    assert not (copied / "config.json").exists()  # the re-run has none: the earlier run's is not left beside
     kept = report / "pretrain" / "Beauty-sp_weight=0-seed42"
     assert len((kept / "metrics.jsonl").read_text().splitlines()) == 3 and (kept / "config.json").is_file()
     # into a new folder there is nothing to keep: not run, never filled in
     [fresh] = write_report(tmp_path / "runs" / "ablation", tmp_path / "elsewhere")
     assert "(kept)" not in fresh.read_text() and "| 0 / 3 | not run |" in fresh.read_text()
+
+
+def test_incomplete_kept_pre_training_records_never_win_over_a_re_run(tmp_path):
+    """Records an earlier report kept from a pre-training that never finished (lost mid-way) describe no
+    reported run: a re-run of it is shown as it is, even with fewer epochs so far."""
+    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
+                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=5)
+    write_grid(plan)
+    [pre] = plan.pretrains
+    pre.dir.mkdir(parents=True)
+    (pre.dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "sp": 0.5, "mip": 1.0}) + "\n" for e in (1, 2, 3)))
+    report = tmp_path / "report"
+    write_report(tmp_path / "runs" / "ablation", report)  # kept: 3 of 5 epochs
+    (pre.dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "sp": 0.4, "mip": 2.0}) + "\n")  # lost, re-run
+    [path] = write_report(tmp_path / "runs" / "ablation", report)
+    row = next(line for line in path.read_text().splitlines() if line.startswith("| Beauty-default-seed42"))
+    assert "(kept)" not in row and "| 1 / 5 | mip 2.0000 sp 0.4000 |" in row

@@ -632,11 +632,14 @@ def copy_run_records(exp_dir: Path, runs: list[RunResult], out_dir: Path, with_r
                 kept.unlink(missing_ok=True)  # not the run's ranks (any more): never a stale copy
 
 
-def _copy_records(src: Path, dst: Path, names: tuple[str, ...]) -> None:
-    """Copy the text files ``names`` that exist in ``src`` into ``dst`` (atomically, one by one)."""
+def _copy_records(src: Path, dst: Path, names: tuple[str, ...], drop_missing: bool = False) -> None:
+    """Copy the text files ``names`` that exist in ``src`` into ``dst`` (atomically, one by one);
+    ``drop_missing``: remove from ``dst`` those ``src`` lacks (never another run's records left beside)."""
     for f in names:
         if (src / f).is_file():
             atomic_write_text(dst / f, (src / f).read_text(encoding="utf-8"))
+        elif drop_missing:
+            (dst / f).unlink(missing_ok=True)
 
 
 
@@ -657,8 +660,8 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     planned; no checkpoints) into ``out_dir/pretrain/ID/``. A pre-training whose folder has no records
     (a fresh checkout restored with ``scripts/restore_runs.py``, which leaves pre-trainings out) keeps the
     records an earlier report wrote into ``out_dir`` (regenerating a report in place), said so in its row;
-    so does one whose folder holds fewer of the grid's epochs than those records (the folder was lost and a
-    shorter grid ran the same pre-training again)."""
+    so does one whose folder holds fewer of the grid's epochs than those records hold, when they hold them
+    all (the folder was lost and a shorter grid ran the same pre-training again)."""
     from ..models.s3rec import OBJECTIVES
     from ..pretrain import sp_chance_spans
 
@@ -668,8 +671,12 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         src = (exp_dir / p["dir"]).resolve()
         records = src / "metrics.jsonl"
         kept = out_dir / "pretrain" / p["id"]
-        from_report = (kept / "metrics.jsonl").is_file() and (
-            not records.is_file() or _epochs_in(records, p.get("epochs")) < _epochs_in(kept / "metrics.jsonl", p.get("epochs")))
+        planned = p.get("epochs")
+        kept_n = _epochs_in(kept / "metrics.jsonl", planned) if (kept / "metrics.jsonl").is_file() else 0
+        # the kept records win over a missing folder, and over a re-run that has fewer of the grid's epochs
+        # than they do when they are complete (a complete pre-training is what the reported runs used)
+        from_report = kept_n > 0 and (not records.is_file() or (
+            isinstance(planned, int) and kept_n == planned and _epochs_in(records, planned) < kept_n))
         if from_report:
             src, records = kept, kept / "metrics.jsonl"
             kept_any = True
@@ -687,7 +694,7 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
         if not from_report:
-            _copy_records(src, kept, ("config.json", "environment.jsonl"))
+            _copy_records(src, kept, ("config.json", "environment.jsonl"), drop_missing=True)
             atomic_write_text(kept / "metrics.jsonl", "".join(x + "\n" for x in lines))
         last = history[-1] if history else {}
         losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
@@ -697,9 +704,10 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
                      losses or "-", chance])
     if not rows:
         return []
-    note = (" Marked (kept): the run's folder has no records, or fewer epochs of them than this grid used (a fresh "
-            "checkout: checkpoints and pre-training records are not committed; a shorter grid may have run the same "
-            "pre-training again since), so this report keeps those the earlier report here wrote.") if kept_any else ""
+    note = (" Marked (kept): the run's folder has no records, or fewer of the grid's epochs than the complete ones "
+            "the earlier report here wrote (a fresh checkout: checkpoints and pre-training records are not "
+            "committed; a shorter grid may have run the same pre-training again since), so this report keeps "
+            "those.") if kept_any else ""
     return ["## Pre-training runs", "",
             "Each pre-training this grid fine-tunes from (records in `pretrain/ID/`, no checkpoints): epochs "
             "done of those planned, the last epoch's loss terms (sums per instance), and the epochs whose SP term "
