@@ -30,7 +30,6 @@ import torch
 from s3rec.bench import step_fixture, write_record
 from s3rec.config import PretrainConfig, TrainConfig
 from s3rec.data import registry
-from s3rec.data.pretrain import pretrain_batch
 from s3rec.pretrain import Pretrainer
 
 
@@ -52,12 +51,7 @@ def pretrain_layouts(ds, max_len: int, batches: int):
     trainer = Pretrainer(PretrainConfig(dataset=ds.name, max_len=max_len), ds)
     gen = torch.Generator().manual_seed(0)
     order = trainer.epoch_order(gen)[:batches]
-    cfg = trainer.cfg
-    return trainer, gen, order, [
-        pretrain_batch(trainer.st, trainer.instances, idx, trainer.pool, gen, cfg.mask_p, cfg.negative_sampler,
-                       trainer.with_items, trainer.with_segments, max_len, cfg.packed, cfg.unidirectional).layout
-        for idx in order
-    ]
+    return trainer, gen, order, [trainer.batch(idx, gen).layout for idx in order]
 
 
 def attention_share(trainer, gen, order, row_len: int) -> float:

@@ -642,8 +642,6 @@ def _copy_records(src: Path, dst: Path, names: tuple[str, ...], drop_missing: bo
             (dst / f).unlink(missing_ok=True)
 
 
-
-
 def _epochs_in(records: Path, planned) -> int:
     """Lines of a ``metrics.jsonl`` (one per epoch) counted up to ``planned`` epochs (all when not an int);
     0 when unreadable."""
@@ -672,7 +670,7 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         records = src / "metrics.jsonl"
         kept = out_dir / "pretrain" / p["id"]
         planned = p.get("epochs")
-        kept_n = _epochs_in(kept / "metrics.jsonl", planned) if (kept / "metrics.jsonl").is_file() else 0
+        kept_n = _epochs_in(kept / "metrics.jsonl", planned)  # 0 when there are none
         # the kept records win over a missing folder, and over a re-run that has fewer of the grid's epochs
         # than they do when they are complete (a complete pre-training is what the reported runs used)
         from_report = kept_n > 0 and (not records.is_file() or (
