@@ -11,7 +11,8 @@ run folders themselves, so a report can be made while a reproduction is still go
 - the paper's value and the relative difference ``(ours - paper) / paper`` where the paper published
   one (Table 2 and the full-ranking table; the 100 % point of the limited-data figure is Table 2);
 - tables: a paired t-test over users' test reciprocal ranks (each user's 1/rank averaged over the
-  seeds) between the method marked ``ours`` and the best baseline by the primary metric;
+  seeds) between the method marked ``ours`` and the best baseline by the primary metric (a method
+  without pre-training when ``ours`` is pre-trained);
 - plots (matplotlib, headless): grouped bars (Figs. 2, 3), lines against the varied setting
   (Figs. 4, 5), validation curves per fine-tuning epoch (Fig. 6).
 """
@@ -263,7 +264,9 @@ def has_significance(exp: Experiment) -> bool:
 def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
     """Per dataset: the paired t-test over users' reciprocal ranks (averaged over seeds) between the
     ``ours`` method and the baseline with the best mean primary metric, then one per listed pair
-    (``exp.pairs``; ``ours`` is then the pair's first method, ``baseline`` its second)."""
+    (``exp.pairs``; ``ours`` is then the pair's first method, ``baseline`` its second). When ``ours``
+    is pre-trained, its baselines are the methods without pre-training: another pre-trained method
+    is a variant of ours (a preset, another loss), not a baseline."""
     ours = next((m for m in exp.methods if m.ours), None)
     label = {m.id: m.label for m in exp.methods}
     out = []
@@ -275,7 +278,7 @@ def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
             means = {}
             for m in exp.methods:
                 vals = [r.test[exp.primary_metric] for r in done if r.method.id == m.id]
-                if vals and m.id != ours.id:
+                if vals and m.id != ours.id and (ours.pretrain is None or m.pretrain is None):
                     means[m.id] = statistics.fmean(vals)
             if ours.id not in finished or not means:
                 out.append({**row, "note": "not run" if ours.id not in finished else "no baseline finished"})
@@ -773,8 +776,12 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
                  (s["baseline"] or "-") + (" (best baseline)" if s["best"] else ""),
                  *([f"{s['mrr_ours']:.4f}", f"{s['mrr_baseline']:.4f}", f"{s['t']:.2f}", _fmt_p(s["p"]), str(s["users"])]
                    if "t" in s else [s["note"], "", "", "", ""])] for s in sig]
-        ours = next((m.label for m in exp.methods if m.ours), "")
-        what = ([f"{ours} against the baseline with the best mean {exp.primary_metric}"] if ours else []) + (
+        ours_m = next((m for m in exp.methods if m.ours), None)
+        ours = ours_m.label if ours_m else ""
+        among = (" among the methods without pre-training"
+                 if ours_m and ours_m.pretrain is not None and any(m.pretrain is not None for m in exp.methods if m is not ours_m)
+                 else "")
+        what = ([f"{ours} against the baseline with the best mean {exp.primary_metric}{among}"] if ours else []) + (
             ["each listed pair"] if exp.pairs else [])
         lines += ["## Significance", "",
                   f"Paired t-test (two-sided, Student's t) over the users' test reciprocal ranks, each user's 1/rank "
