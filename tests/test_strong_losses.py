@@ -74,6 +74,28 @@ def test_linear_cross_entropy_with_a_bias(monkeypatch, block_elements, wanted):
             torch.testing.assert_close(got, want)
 
 
+def test_linear_cross_entropy_keeps_no_logits_and_backs_up_twice(monkeypatch):
+    """The gradients are made in the forward: what the graph keeps is the size of the inputs, never
+    the [T, n] logits, and a second backward (retain_graph) gives the same gradients again."""
+    from s3rec.losses import LinearCrossEntropy, linear_cross_entropy
+    monkeypatch.setattr(LinearCrossEntropy, "CACHE_ELEMENTS", 40)  # several blocks
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(30, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 50, (30,), generator=g)
+    loss = linear_cross_entropy(h, w, y)
+    kept = [t for t in loss.grad_fn.grads if t is not None]
+    assert sorted(t.shape for t in kept) == [torch.Size([30, 3]), torch.Size([50, 3])]
+    loss.backward(retain_graph=True)
+    first = (h.grad.clone(), w.grad.clone())
+    loss.backward()
+    torch.testing.assert_close((h.grad, w.grad), (2 * first[0], 2 * first[1]))
+    plain = F.cross_entropy(h.detach() @ w.detach().T, y)
+    torch.testing.assert_close(loss.detach(), plain)
+    empty = linear_cross_entropy(h[:0], w, y[:0])  # like F.cross_entropy on no rows: nan
+    assert torch.isnan(empty) and torch.isnan(F.cross_entropy(h[:0] @ w.T, y[:0]))
+
+
 def test_linear_cross_entropy_is_used_for_training_and_not_under_autocast(monkeypatch):
     from s3rec import losses
     calls = []
