@@ -259,6 +259,21 @@ def test_nan_in_padding_row_matters_only_for_full_original(tiny):
         evaluate(model, tiny, "test", protocol)
 
 
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_one_nan_item_is_found_whatever_the_chunk_and_infinities_are_not_nan(tiny, chunk):
+    """The NaN check looks at every score of every chunk, beside the full protocol's -inf history and
+    huge scores whose sum would overflow (not NaN: no error)."""
+    model = FakeModel(tiny.n_items)
+    model.table[3] = 3e38
+    model.table[4] = 3e38
+    for protocol in ("full", "full-unmasked", "full-original"):
+        evaluate(model, tiny, "test", protocol, chunk=chunk)
+    model.table[3] = float("nan")
+    for protocol in ("full", "full-unmasked", "full-original"):
+        with pytest.raises(DivergedError):
+            evaluate(model, tiny, "test", protocol, chunk=chunk)
+
+
 @pytest.mark.parametrize("start_training", [True, False])
 def test_eval_mode_during_and_restored_after(tiny, start_training):
     model = FakeModel(tiny.n_items)
