@@ -96,6 +96,20 @@ def test_linear_cross_entropy_keeps_no_logits_and_backs_up_twice(monkeypatch):
     assert torch.isnan(empty) and torch.isnan(F.cross_entropy(h[:0] @ w.T, y[:0]))
 
 
+def test_linear_cross_entropy_refuses_targets_out_of_range_and_is_plain_without_grad(monkeypatch):
+    from s3rec import losses
+    h = torch.randn(4, 3, requires_grad=True)
+    w = torch.randn(6, 3, requires_grad=True)
+    for bad in (-1, 6):  # like F.cross_entropy: an error, not the last (or a wrapped) column
+        with pytest.raises((IndexError, RuntimeError)):
+            losses.linear_cross_entropy(h, w, torch.tensor([0, 1, bad, 2]))
+    calls = []
+    monkeypatch.setattr(losses.LinearCrossEntropy, "apply", lambda *a: calls.append(1) or torch.zeros(()))
+    with torch.no_grad():  # parameters still require grad, but no gradient is wanted: the plain loss
+        losses.linear_cross_entropy(h, w[1:], torch.tensor([0, 1, 2, 3]))
+    assert calls == []
+
+
 def test_linear_cross_entropy_is_used_for_training_and_not_under_autocast(monkeypatch):
     from s3rec import losses
     calls = []

@@ -147,8 +147,9 @@ def evaluate_ranks(
     """The 1-based rank of every user's target (``[n_users]`` int64, dataset row order) on ``split``
     under ``protocol``, and facts about the run: what :func:`evaluate` averages into metrics.
     ``users``: only these dataset rows (in their order), e.g. a validation subsample."""
-    cells = FULL_CHUNK_CELLS if torch.device(device).type == "cpu" else FULL_CHUNK_CELLS_GPU
-    chunk = chunk or max(1, min(1024, cells // (ds.n_items + 2)))
+    if not chunk:  # 1024 users; under the full protocols fewer for large catalogues
+        cells = FULL_CHUNK_CELLS if torch.device(device).type == "cpu" else FULL_CHUNK_CELLS_GPU
+        chunk = 1024 if protocol == "sampled" else max(1, min(1024, cells // (ds.n_items + 2)))
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
     if protocol == "sampled" and ds.negatives is None:

@@ -35,7 +35,8 @@ def linear_cross_entropy(h: torch.Tensor, weights: torch.Tensor, targets: torch.
     to float rounding, without the ``[T, n]`` logits in memory, and faster on a CPU:
     ``benchmarks/ce_loss.py``); otherwise (evaluation, or autocast's own precision rules) as the
     plain expression."""
-    needs_grad = h.requires_grad or weights.requires_grad or (bias is not None and bias.requires_grad)
+    needs_grad = torch.is_grad_enabled() and (
+        h.requires_grad or weights.requires_grad or (bias is not None and bias.requires_grad))
     if needs_grad and not _autocast_on(h.device.type):
         return LinearCrossEntropy.apply(h, weights, targets, bias)
     logits = h @ weights.T
@@ -59,16 +60,18 @@ class LinearCrossEntropy(torch.autograd.Function):
     ``h``, ``weights`` and ``bias``; the backward only scales them by the upstream gradient. On a CPU a
     block is about 2 MB of logits, so its exponentials and products run while it is still in cache, and
     the memory is one block instead of the whole ``[T, n]`` matrix (80 MB for a Beauty batch of 256
-    users; gigabytes for a catalogue of 100k items). The gradients are computed for the inputs that
-    require them, whether or not a backward follows (the function is only used when one is wanted)."""
+    users; gigabytes for a catalogue of 100k items); on a GPU a block is up to 1 GiB of logits (a whole
+    batch on these datasets). The gradients are computed for the inputs that require them, whether or
+    not a backward follows (:func:`linear_cross_entropy` uses the function only when one is wanted);
+    they stay on the graph until it is freed, so that a second backward (``retain_graph``) works."""
 
     CACHE_ELEMENTS = 1 << 19  # logits per CPU block (2 MB of float32)
+    GPU_BLOCK_ELEMENTS = 1 << 28  # logits per GPU block (1 GiB of float32): few, large kernels
 
     @staticmethod
     def _block(n_rows: int, n_cols: int, device: torch.device) -> int:
-        if device.type != "cpu":
-            return max(n_rows, 1)
-        return max(1, LinearCrossEntropy.CACHE_ELEMENTS // max(n_cols, 1))
+        cells = LinearCrossEntropy.CACHE_ELEMENTS if device.type == "cpu" else LinearCrossEntropy.GPU_BLOCK_ELEMENTS
+        return max(1, cells // max(n_cols, 1))
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor,
@@ -91,7 +94,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             else:
                 torch.addmm(bias, hb, weights.T, out=p)
             top = p.amax(1, keepdim=True)
-            target_logit = p[r, tb] - top[:, 0]
+            target_logit = p.gather(1, tb[:, None])[:, 0] - top[:, 0]  # gather checks the targets' range
             p.sub_(top).exp_()
             norm = p.sum(1, keepdim=True)
             total += (norm[:, 0].log() - target_logit).sum()  # log-sum-exp - target logit, summed
