@@ -66,7 +66,7 @@ def main() -> None:
         for r in range(args.rounds + 1):  # round 0 warms up and is not counted
             for label, (count, nan_check, cells) in CONFIGS.items():
                 evaluate_module.target_ranks, evaluate_module.has_nan = count, nan_check
-                chunk = max(1, min(1024, cells // (ds.n_items + 2)))
+                chunk = evaluate_module.full_chunk(ds.n_items, cells)
                 t0 = time.perf_counter()
                 ranks[label], _ = evaluate_module.evaluate_ranks(model, ds, "valid", "full", "cpu", st, chunk=chunk)
                 if r:

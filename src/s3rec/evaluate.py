@@ -39,6 +39,12 @@ PROTOCOLS = ("sampled", "full", "full-unmasked", "full-original")
 SELECTION_METRIC = {"sampled": "MRR", "full": "NDCG@20", "full-unmasked": "NDCG@20", "full-original": "NDCG@20"}
 
 
+def full_chunk(n_items: int, cells: int) -> int:
+    """Users per chunk under the full protocols: up to 1024, fewer so that a chunk's ``[users,
+    n_items + 2]`` scores stay within ``cells`` floats."""
+    return max(1, min(1024, cells // (n_items + 2)))
+
+
 def has_nan(scores: torch.Tensor) -> bool:
     """Whether any score is NaN: ``amax`` propagates NaN, one pass and no ``[U, C]`` mask (a sum would
     also be one pass, but can overflow to inf and meet the -inf of removed history: a false NaN)."""
@@ -149,7 +155,7 @@ def evaluate_ranks(
     ``users``: only these dataset rows (in their order), e.g. a validation subsample."""
     if not chunk:  # 1024 users; under the full protocols fewer for large catalogues
         cells = FULL_CHUNK_CELLS if torch.device(device).type == "cpu" else FULL_CHUNK_CELLS_GPU
-        chunk = 1024 if protocol == "sampled" else max(1, min(1024, cells // (ds.n_items + 2)))
+        chunk = 1024 if protocol == "sampled" else full_chunk(ds.n_items, cells)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
     if protocol == "sampled" and ds.negatives is None:

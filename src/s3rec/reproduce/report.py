@@ -261,6 +261,12 @@ def has_significance(exp: Experiment) -> bool:
     return exp.kind == "table" and (any(m.ours for m in exp.methods) or bool(exp.pairs))
 
 
+def _is_baseline(ours, m) -> bool:
+    """Whether method ``m`` is a baseline of ``ours``: another method, without pre-training when ``ours``
+    is pre-trained (another pre-trained method is a variant of ours: a preset, another loss)."""
+    return m.id != ours.id and (ours.pretrain is None or m.pretrain is None)
+
+
 def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
     """Per dataset: the paired t-test over users' reciprocal ranks (averaged over seeds) between the
     ``ours`` method and the baseline with the best mean primary metric, then one per listed pair
@@ -278,7 +284,7 @@ def significance(exp: Experiment, runs: list[RunResult]) -> list[dict]:
             means = {}
             for m in exp.methods:
                 vals = [r.test[exp.primary_metric] for r in done if r.method.id == m.id]
-                if vals and m.id != ours.id and (ours.pretrain is None or m.pretrain is None):
+                if vals and _is_baseline(ours, m):
                     means[m.id] = statistics.fmean(vals)
             if ours.id not in finished or not means:
                 out.append({**row, "note": "not run" if ours.id not in finished else "no baseline finished"})
@@ -779,7 +785,7 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
         ours_m = next((m for m in exp.methods if m.ours), None)
         ours = ours_m.label if ours_m else ""
         among = (" among the methods without pre-training"
-                 if ours_m and ours_m.pretrain is not None and any(m.pretrain is not None for m in exp.methods if m is not ours_m)
+                 if ours_m and any(m.id != ours_m.id and not _is_baseline(ours_m, m) for m in exp.methods)
                  else "")
         what = ([f"{ours} against the baseline with the best mean {exp.primary_metric}{among}"] if ours else []) + (
             ["each listed pair"] if exp.pairs else [])
