@@ -172,6 +172,15 @@ def test_tiny_grid_runs_end_to_end_and_reports(tiny_data, tmp_path, capsys):
     assert _reproduce(tmp_path, "ablation", "--methods", "S3-Rec", "no-SP", "SASRec", "--seeds", "1", "2",
                       "--pretrain-epochs", "1", "--set", "epochs=1", "--dry-run") == 0
     assert "status: 6 done" in capsys.readouterr().out
+    # a pre-training whose runs are all finished is not counted as work left, even when its checkpoint is gone
+    sp_pre = tmp_path / "runs" / "pretrain" / "Tiny-batch_size=50,hidden_size=16,sp_weight=0-seed42"
+    (sp_pre / "pretrain-epoch-1.pt").rename(tmp_path / "kept.pt")
+    assert _reproduce(tmp_path, "ablation", "--methods", "S3-Rec", "no-SP", "SASRec", "--seeds", "1", "2",
+                      "--pretrain-epochs", "1", "--set", "epochs=1", "--dry-run") == 0
+    text = capsys.readouterr().out
+    [line] = [line for line in text.splitlines() if line.startswith("pretrain/" + sp_pre.name)]
+    assert "not needed" in line and "estimated time to finish: 0 s" in text
+    (tmp_path / "kept.pt").rename(sp_pre / "pretrain-epoch-1.pt")
     assert main(["report", str(tmp_path / "runs" / "ablation"), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "w/o SP" in text and "--set epochs=1" in text

@@ -245,8 +245,16 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     total, unknown = 0.0, 0
     width = max([len(r.id) for r in plan.runs] + [len(p.id) + 9 for p in plan.pretrains] + [10])
     lines.append(f"{'run':<{width}}  {'status':<11}  {'estimate':>9}  basis")
+    copied = {r.id: same for r in plan.runs
+              if reuse and finetune_status(r) == "pending" and (same := identical_finished_run(r, plan.out.parent))}
+    needed = {r.pretrain.id for r in plan.runs if r.pretrain is not None and r.pretrain_epoch and r.id not in copied
+              and finetune_status(r) in ("pending", "partial", "failed")}
     for p in plan.pretrains:
         status = pretrain_status(p)
+        if status != "done" and p.id not in needed:  # the runner only pre-trains for a run that needs it
+            lines.append(f"{'pretrain/' + p.id:<{width}}  {'not needed':<11}  {'-':>9}  every run that starts "
+                         f"from it is finished or copied; {p.cfg.epochs} epochs")
+            continue
         est, basis = (0.0, "-") if status == "done" else cost.estimate_pretrain(p, sizes.get(p.cfg.dataset), measured)
         ks = ",".join(map(str, p.checkpoints)) if len(p.checkpoints) <= 6 else f"{p.checkpoints[0]},...,{p.checkpoints[-1]}"
         shown = "-" if status == "done" else _duration(est)
@@ -259,8 +267,8 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
             est, basis = 0.0, "-" if status != "unsupported" else "not run: " + r.unsupported
             if status != "done":
                 est = None
-        elif status == "pending" and reuse and (same := identical_finished_run(r, plan.out.parent)) is not None:
-            est, basis = 0.0, f"the same run as {_rel(same, plan.out.parent)}: its records are copied"
+        elif r.id in copied:
+            est, basis = 0.0, f"the same run as {_rel(copied[r.id], plan.out.parent)}: its records are copied"
         else:
             est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured, lengths)
             if r.cfg is not None and r.cfg.model != "poprec":
