@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -65,7 +66,7 @@ def test_dry_run_shows_grid_and_cost_and_writes_nothing(name, tmp_path, capsys):
     per_dataset = {d: sum(m.applies(d) for m in exp.methods) * len(exp.seeds) * max(len(exp.vary_values), 1)
                    for d in exp.datasets}
     assert f"= {sum(per_dataset.values())} fine-tuning runs" in text
-    assert "estimated time to finish: " in text and ("h on one" in text or "min on one" in text)
+    assert re.search(r"estimated time to finish: [0-9.]+ (s|min|h) on one", text)
     for d, n in per_dataset.items():
         assert sum(line.startswith(d + "-") for line in text.splitlines()) == n
     assert not out.exists() and not (tmp_path / "runs" / "pretrain").exists()
@@ -635,6 +636,33 @@ def test_checkpoint_from_tests_another_experiments_model(tiny_data, tmp_path, ca
     assert main(["report", str(tmp_path / "runs" / "full_ranking"), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Tested, not trained, under this protocol: AutoInt" in text and "`table2`" in text
+
+
+def test_testing_a_pre_trained_model_elsewhere_does_not_pre_train_again(tiny_data, tmp_path, monkeypatch, capsys):
+    """strong_sampled tests strong_finetuning's models: with the pre-training's checkpoints gone (a
+    fresh checkout), it neither runs the pre-training again nor counts it in the dry run."""
+    common = ["--methods", "S3-Rec-SSM", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1",
+              "--set", "n_negatives=5"]
+    assert _reproduce(tmp_path, "strong_finetuning", *common) == 0
+    [pre] = (tmp_path / "runs" / "pretrain").glob("Tiny-*")
+    for f in pre.glob("*.pt"):
+        f.unlink()
+
+    def no_pretraining(self, run):
+        raise RuntimeError("pre-trained again")
+
+    monkeypatch.setattr(runner_mod.Runner, "run_pretrain", no_pretraining)
+    capsys.readouterr()
+    assert _reproduce(tmp_path, "strong_sampled", *common, "--dry-run") == 0
+    text = capsys.readouterr().out
+    assert f"pretrain/{pre.name}" in text and "not needed" in text and "from pretrain/" not in text
+    assert _reproduce(tmp_path, "strong_sampled", *common) == 0
+    res = json.loads((tmp_path / "runs" / "strong_sampled" / "Tiny-S3-Rec-SSM-seed1" / "results.json").read_text())
+    assert res["checkpoint_from"] == os.path.join("strong_finetuning", "Tiny-S3-Rec-SSM-seed1")
+    # the fine-tuning itself, run again elsewhere, does need it: it is pre-trained then (and fails here)
+    assert _reproduce(tmp_path, "strong_finetuning", *common, "--out", str(tmp_path / "runs" / "other"),
+                      "--no-reuse") == 1
+    assert "pre-trained again" in capsys.readouterr().err
 
 
 def test_report_lists_methods_in_the_definitions_order(tmp_path):

@@ -124,6 +124,12 @@ def copy_finished_run(source: Path, dest: Path, label: str) -> dict:
     return results
 
 
+def _needs_pretrain(run: FinetuneRun) -> bool:
+    """Whether running ``run`` needs its pre-training's checkpoint: not for a run that tests another
+    experiment's finished model (``checkpoint_from``), which was fine-tuned from it already."""
+    return run.pretrain is not None and bool(run.pretrain_epoch) and not run.method.checkpoint_from
+
+
 def finetune_status(run: FinetuneRun) -> str:
     if run.unsupported:
         return "unsupported"
@@ -247,7 +253,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     lines.append(f"{'run':<{width}}  {'status':<11}  {'estimate':>9}  basis")
     copied = {r.id: same for r in plan.runs
               if reuse and finetune_status(r) == "pending" and (same := identical_finished_run(r, plan.out.parent))}
-    needed = {r.pretrain.id for r in plan.runs if r.pretrain is not None and r.pretrain_epoch and r.id not in copied
+    needed = {r.pretrain.id for r in plan.runs if _needs_pretrain(r) and r.id not in copied
               and finetune_status(r) in ("pending", "partial", "failed")}
     for p in plan.pretrains:
         status = pretrain_status(p)
@@ -271,9 +277,9 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
             est, basis = 0.0, f"the same run as {_rel(copied[r.id], plan.out.parent)}: its records are copied"
         else:
             est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured, lengths)
-            if r.cfg is not None and r.cfg.model != "poprec":
+            if r.cfg is not None and r.cfg.model != "poprec" and not r.method.checkpoint_from:
                 basis += f"; <= {r.cfg.epochs} epochs"
-            if r.pretrain:
+            if _needs_pretrain(r):
                 basis += f"; from pretrain/{r.pretrain.id} epoch {r.pretrain_epoch}"
         shown = _duration(est) if status in ("pending", "partial") else "-"
         lines.append(f"{r.id:<{width}}  {status:<11}  {shown:>9}  {basis}")
@@ -514,7 +520,7 @@ class Runner:
             write_grid(plan)
             self.update_report()
             return
-        if run.pretrain is not None and run.pretrain_epoch:
+        if _needs_pretrain(run):
             why = self._ensure_pretrain(run.pretrain, retry, summary)
             if why:
                 run.dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,41 @@
+#!/bin/bash
+# The reproduction runs still missing from docs/results/reproduce, as two queues ("lanes") of
+# one-thread jobs for a 2-core machine: `bash scripts/remaining_runs.sh A` and, beside it,
+# `bash scripts/remaining_runs.sh B` (each in its own terminal, or `setsid nohup ... &`).
+#
+# Every step is an `s3rec reproduce` command: finished runs are skipped, a run the other lane holds
+# is left to it (no --wait), and a pre-training resumes from its last epoch while runs/ survives (on a
+# fresh checkout run `python scripts/restore_runs.py docs/results/reproduce runs/reproduce` first).
+# `--report` rewrites the experiment's report after each finished run: commit docs/results/reproduce
+# as runs land. Order: issue 5's acceptance first (Fig. 2 at 150 pre-training epochs), then the rest
+# of Figs. 3 and 4, then issue 6's Toys, Sports and Yelp rows. `s3rec reproduce NAME ... --dry-run`
+# shows what each step has left and its cost.
+set -u
+lane=${1:?usage: remaining_runs.sh A|B}
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1 S3REC_DATA_DIR=${S3REC_DATA_DIR:-../shared/data}
+S="s3rec reproduce"
+R=docs/results/reproduce
+step() { echo "== $(date -u '+%F %T') $*"; "$@" --jobs 1 --quiet; echo "== exit $?"; }
+
+strong() {  # issue 6: the preset rows with and without pre-training, then the same models sampled
+  for d in Toys Sports Yelp; do
+    step $S strong_finetuning --datasets $d --methods S3-Rec S3-Rec-plus S3-Rec-CE SASRec-CE --report $R/strong_finetuning
+    step $S strong_sampled --datasets $d --methods S3-Rec S3-Rec-plus S3-Rec-CE SASRec-CE --report $R/strong_sampled
+  done
+}
+
+case $lane in
+  A)
+    step $S ablation --datasets Beauty --methods no-MIP --report $R/ablation
+    step $S pretrain_others --datasets Beauty --seeds 42 --pretrain-epochs 10 \
+      --out runs/reproduce/pretrain_others_pretrain10 --report $R/pretrain_others_pretrain10
+    step $S ablation --datasets Beauty --methods no-MAP no-SP --report $R/ablation
+    step $S limited_data --datasets Beauty --seeds 42 --methods S3-Rec --values 0.8 --report $R/limited_data
+    strong ;;
+  B)
+    step $S ablation --datasets Beauty --methods no-SP no-MAP --report $R/ablation
+    step $S limited_data --datasets Beauty --seeds 42 --methods S3-Rec --values 0.8 --report $R/limited_data
+    strong ;;
+  *) echo "remaining_runs.sh: unknown lane '$lane' (A or B)" >&2; exit 2 ;;
+esac
