@@ -251,10 +251,11 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     total, unknown = 0.0, 0
     width = max([len(r.id) for r in plan.runs] + [len(p.id) + 9 for p in plan.pretrains] + [10])
     lines.append(f"{'run':<{width}}  {'status':<11}  {'estimate':>9}  basis")
+    statuses = {r.id: finetune_status(r) for r in plan.runs}
     copied = {r.id: same for r in plan.runs
-              if reuse and finetune_status(r) == "pending" and (same := identical_finished_run(r, plan.out.parent))}
+              if reuse and statuses[r.id] == "pending" and (same := identical_finished_run(r, plan.out.parent))}
     needed = {r.pretrain.id for r in plan.runs if _needs_pretrain(r) and r.id not in copied
-              and finetune_status(r) in ("pending", "partial", "failed")}
+              and statuses[r.id] in ("pending", "partial", "failed")}
     for p in plan.pretrains:
         status = pretrain_status(p)
         if status != "done" and p.id not in needed:  # the runner only pre-trains for a run that needs it
@@ -268,7 +269,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
                      f"checkpoints {ks}")
         total, unknown = total + (est or 0.0), unknown + (est is None)
     for r in plan.runs:
-        status = finetune_status(r)
+        status = statuses[r.id]
         if status in ("done", "unsupported", "conflict", "failed"):
             est, basis = 0.0, "-" if status != "unsupported" else "not run: " + r.unsupported
             if status != "done":
