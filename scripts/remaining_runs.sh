@@ -19,7 +19,8 @@ R=docs/results/reproduce
 step() { echo "== $(date -u '+%F %T') $*"; "$@" --jobs 1 --quiet; echo "== exit $?"; }
 
 strong() {  # issue 6, per dataset: the cheaper rows first (the paper's S3-Rec, then the sampled-softmax
-  # preset: ~1 h a seed on Sports), then the full-softmax pair (~2-3 h a seed), each then tested sampled
+  # preset: ~1 h a seed on Sports by --dry-run's estimate), then the full-softmax pair (~2.3-2.6 h a seed
+  # estimated on Sports and Yelp), each then tested sampled
   for d in Toys Sports Yelp; do
     for methods in "S3-Rec S3-Rec-plus" "S3-Rec-CE SASRec-CE"; do
       step $S strong_finetuning --datasets $d --methods $methods --report $R/strong_finetuning
