@@ -665,6 +665,32 @@ def test_testing_a_pre_trained_model_elsewhere_does_not_pre_train_again(tiny_dat
     assert "pre-trained again" in capsys.readouterr().err
 
 
+def test_a_partial_fine_tuning_resumes_without_its_pre_training(tiny_data, tmp_path, monkeypatch, capsys):
+    """A fine-tuning interrupted after an epoch resumes from its own checkpoint.pt: with the
+    pre-training's checkpoints gone (runs/ lost but that folder kept), it neither pre-trains again
+    nor is blocked, in the run and in the dry run."""
+    grid = ["--methods", "S3-Rec", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1"]
+    assert _reproduce(tmp_path, "table2", *grid) == 0
+    run = tmp_path / "runs" / "table2" / "Tiny-S3-Rec-seed1"
+    first = json.loads((run / "results.json").read_text())
+    (run / "results.json").unlink()  # as if killed after its last epoch's checkpoint, before the test
+    [pre] = (tmp_path / "runs" / "pretrain").glob("Tiny-*")
+    for f in pre.glob("*.pt"):
+        f.unlink()
+
+    def no_pretraining(self, p):
+        raise RuntimeError("pre-trained again")
+
+    monkeypatch.setattr(runner_mod.Runner, "run_pretrain", no_pretraining)
+    capsys.readouterr()
+    assert _reproduce(tmp_path, "table2", *grid, "--dry-run") == 0
+    text = capsys.readouterr().out
+    assert "not needed" in text and re.search(r"Tiny-S3-Rec-seed1\s+partial", text)
+    assert _reproduce(tmp_path, "table2", *grid) == 0
+    assert "pre-trained again" not in capsys.readouterr().err
+    assert json.loads((run / "results.json").read_text())["test"] == first["test"]
+
+
 def test_report_lists_methods_in_the_definitions_order(tmp_path):
     """Reproductions narrowed with --methods, in any order, report in the paper's order, with the
     definition's other methods listed as not run."""

@@ -126,8 +126,10 @@ def copy_finished_run(source: Path, dest: Path, label: str) -> dict:
 
 def _needs_pretrain(run: FinetuneRun) -> bool:
     """Whether running ``run`` needs its pre-training's checkpoint: not for a run that tests another
-    experiment's finished model (``checkpoint_from``), which was fine-tuned from it already."""
-    return run.pretrain is not None and bool(run.pretrain_epoch) and not run.method.checkpoint_from
+    experiment's finished model (``checkpoint_from``), which was fine-tuned from it already, nor for
+    a run that resumes from its own ``checkpoint.pt`` (interrupted, or failed after an epoch)."""
+    return (run.pretrain is not None and bool(run.pretrain_epoch) and not run.method.checkpoint_from
+            and not (run.dir / "checkpoint.pt").is_file())
 
 
 def finetune_status(run: FinetuneRun) -> str:
