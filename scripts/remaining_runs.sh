@@ -1,19 +1,25 @@
 #!/bin/bash
-# The reproduction runs still missing from docs/results/reproduce, as two queues ("lanes") of
-# one-thread jobs for a 2-core machine: `bash scripts/remaining_runs.sh A` and, beside it,
-# `bash scripts/remaining_runs.sh B` (each in its own terminal, or `setsid nohup ... &`).
+# The reproduction runs still missing from docs/results/reproduce, for a 2-core machine: either one
+# queue of two-thread jobs, `bash scripts/remaining_runs.sh one`, or two queues ("lanes") of one-thread
+# jobs side by side, `bash scripts/remaining_runs.sh A` and `bash scripts/remaining_runs.sh B` (each in
+# its own terminal, or `setsid nohup ... &`). Measured 2026-12-03 (Intel Xeon, 2 vCPUs): the w/o SP
+# pre-training took 31-39 s an epoch as one two-thread job, 64-90 s as one of two one-thread lanes, so
+# `one` finishes each long run about twice as soon for about the same throughput: better where a
+# session can end before a run does.
 #
 # Every step is an `s3rec reproduce` command: finished runs are skipped, a run the other lane holds
 # is left to it (no --wait), and a pre-training resumes from its last epoch while runs/ survives (on a
 # fresh checkout run `python scripts/restore_runs.py docs/results/reproduce runs/reproduce` first).
 # `--report` rewrites the experiment's report after each finished run: commit docs/results/reproduce
-# as runs land. Order: issue 5's acceptance first (Fig. 2 at 150 pre-training epochs), then the rest
-# of Figs. 3 and 4, then issue 6's Toys, Sports and Yelp rows. `s3rec reproduce NAME ... --dry-run`
+# as runs land. Order: what one session can finish first (Fig. 2's w/o SP at 150 pre-training epochs,
+# Fig. 3's pairs at 10), then Fig. 2's w/o MAP (150 epochs with SP: more than a 3-hour session), Fig. 4's
+# 80% point, then issue 6's Toys, Sports and Yelp rows. `s3rec reproduce NAME ... --dry-run`
 # shows what each step has left and its cost.
 set -u
-lane=${1:?usage: remaining_runs.sh A|B}
+lane=${1:?usage: remaining_runs.sh one|A|B}
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 S3REC_DATA_DIR=${S3REC_DATA_DIR:-../shared/data}
+threads=1; [ "$lane" = one ] && threads=2
+export OMP_NUM_THREADS=$threads S3REC_DATA_DIR=${S3REC_DATA_DIR:-../shared/data}
 S="s3rec reproduce"
 R=docs/results/reproduce
 step() { echo "== $(date -u '+%F %T') $*"; "$@" --jobs 1 --quiet; echo "== exit $?"; }
@@ -30,16 +36,16 @@ strong() {  # issue 6, per dataset: the cheaper rows first (the paper's S3-Rec, 
 }
 
 case $lane in
-  A)
-    step $S ablation --datasets Beauty --methods no-MIP --report $R/ablation
+  one|A)
+    step $S ablation --datasets Beauty --methods no-SP --report $R/ablation
     step $S pretrain_others --datasets Beauty --seeds 42 --pretrain-epochs 10 \
       --out runs/reproduce/pretrain_others_pretrain10 --report $R/pretrain_others_pretrain10
-    step $S ablation --datasets Beauty --methods no-MAP no-SP --report $R/ablation
+    step $S ablation --datasets Beauty --methods no-MAP --report $R/ablation
     step $S limited_data --datasets Beauty --seeds 42 --methods S3-Rec --values 0.8 --report $R/limited_data
     strong ;;
   B)
     step $S ablation --datasets Beauty --methods no-SP no-MAP --report $R/ablation
     step $S limited_data --datasets Beauty --seeds 42 --methods S3-Rec --values 0.8 --report $R/limited_data
     strong ;;
-  *) echo "remaining_runs.sh: unknown lane '$lane' (A or B)" >&2; exit 2 ;;
+  *) echo "remaining_runs.sh: unknown queue '$lane' (one, A or B)" >&2; exit 2 ;;
 esac
