@@ -638,12 +638,9 @@ def test_checkpoint_from_tests_another_experiments_model(tiny_data, tmp_path, ca
     assert "Tested, not trained, under this protocol: AutoInt" in text and "`table2`" in text
 
 
-def test_testing_a_pre_trained_model_elsewhere_does_not_pre_train_again(tiny_data, tmp_path, monkeypatch, capsys):
-    """strong_sampled tests strong_finetuning's models: with the pre-training's checkpoints gone (a
-    fresh checkout), it neither runs the pre-training again nor counts it in the dry run."""
-    common = ["--methods", "S3-Rec-SSM", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1",
-              "--set", "n_negatives=5"]
-    assert _reproduce(tmp_path, "strong_finetuning", *common) == 0
+def _lose_pretraining(tmp_path, monkeypatch) -> Path:
+    """Delete the one pre-training's checkpoints (a fresh checkout) and make pre-training raise
+    "pre-trained again"; returns its folder."""
     [pre] = (tmp_path / "runs" / "pretrain").glob("Tiny-*")
     for f in pre.glob("*.pt"):
         f.unlink()
@@ -652,6 +649,16 @@ def test_testing_a_pre_trained_model_elsewhere_does_not_pre_train_again(tiny_dat
         raise RuntimeError("pre-trained again")
 
     monkeypatch.setattr(runner_mod.Runner, "run_pretrain", no_pretraining)
+    return pre
+
+
+def test_testing_a_pre_trained_model_elsewhere_does_not_pre_train_again(tiny_data, tmp_path, monkeypatch, capsys):
+    """strong_sampled tests strong_finetuning's models: with the pre-training's checkpoints gone (a
+    fresh checkout), it neither runs the pre-training again nor counts it in the dry run."""
+    common = ["--methods", "S3-Rec-SSM", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1",
+              "--set", "n_negatives=5"]
+    assert _reproduce(tmp_path, "strong_finetuning", *common) == 0
+    pre = _lose_pretraining(tmp_path, monkeypatch)
     capsys.readouterr()
     assert _reproduce(tmp_path, "strong_sampled", *common, "--dry-run") == 0
     text = capsys.readouterr().out
@@ -674,14 +681,7 @@ def test_a_partial_fine_tuning_resumes_without_its_pre_training(tiny_data, tmp_p
     run = tmp_path / "runs" / "table2" / "Tiny-S3-Rec-seed1"
     first = json.loads((run / "results.json").read_text())
     (run / "results.json").unlink()  # as if killed after its last epoch's checkpoint, before the test
-    [pre] = (tmp_path / "runs" / "pretrain").glob("Tiny-*")
-    for f in pre.glob("*.pt"):
-        f.unlink()
-
-    def no_pretraining(self, p):
-        raise RuntimeError("pre-trained again")
-
-    monkeypatch.setattr(runner_mod.Runner, "run_pretrain", no_pretraining)
+    _lose_pretraining(tmp_path, monkeypatch)
     capsys.readouterr()
     assert _reproduce(tmp_path, "table2", *grid, "--dry-run") == 0
     text = capsys.readouterr().out
