@@ -2,10 +2,9 @@
 # The reproduction runs still missing from docs/results/reproduce, for a 2-core machine: either one
 # queue of two-thread jobs, `bash scripts/remaining_runs.sh one`, or two queues ("lanes") of one-thread
 # jobs side by side, `bash scripts/remaining_runs.sh A` and `bash scripts/remaining_runs.sh B` (each in
-# its own terminal, or `setsid nohup ... &`). Measured 2026-12-03 (Intel Xeon, 2 vCPUs): the w/o SP
-# pre-training took 31-39 s an epoch as one two-thread job, 64-90 s as one of two one-thread lanes, so
-# `one` finishes each long run about twice as soon for about the same throughput: better where a
-# session can end before a run does.
+# its own terminal, or `setsid nohup ... &`). Two threads ran 1.25x one thread's speed
+# (`benchmarks/pretrain_parallel.py`, 2026-12-03, Intel Xeon, 2 vCPUs): `one` finishes a long run
+# sooner: better where a session can end before a run does.
 #
 # Every step is an `s3rec reproduce` command: finished runs are skipped, a run the other lane holds
 # is left to it (no --wait), and a pre-training resumes from its last epoch while runs/ survives (on a
