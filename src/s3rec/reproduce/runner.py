@@ -132,6 +132,13 @@ def _needs_pretrain(run: FinetuneRun) -> bool:
             and not (run.dir / "checkpoint.pt").is_file())
 
 
+def pretrain_wanted(run: FinetuneRun, status: str, copied: bool) -> bool:
+    """Whether the runner, reaching ``run`` in state ``status``, pre-trains for it: only to start or
+    resume (or retry) a fine-tuning that is not copied from an identical finished run and needs the
+    pre-training's checkpoint (:func:`_needs_pretrain`). The runner and the dry run both ask this."""
+    return status in ("pending", "partial", "failed") and not copied and _needs_pretrain(run)
+
+
 def finetune_status(run: FinetuneRun) -> str:
     if run.unsupported:
         return "unsupported"
@@ -256,8 +263,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     statuses = {r.id: finetune_status(r) for r in plan.runs}
     copied = {r.id: same for r in plan.runs
               if reuse and statuses[r.id] == "pending" and (same := identical_finished_run(r, plan.out.parent))}
-    needed = {r.pretrain.id for r in plan.runs if _needs_pretrain(r) and r.id not in copied
-              and statuses[r.id] in ("pending", "partial", "failed")}
+    needed = {r.pretrain.id for r in plan.runs if pretrain_wanted(r, statuses[r.id], r.id in copied)}
     for p in plan.pretrains:
         status = pretrain_status(p)
         if status != "done" and p.id not in needed:  # the runner only pre-trains for a run that needs it
@@ -282,7 +288,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
             est, basis = cost.estimate_finetune(r, sizes.get(r.dataset), measured, lengths)
             if r.cfg is not None and r.cfg.model != "poprec" and not r.method.checkpoint_from:
                 basis += f"; <= {r.cfg.epochs} epochs"
-            if _needs_pretrain(r):
+            if pretrain_wanted(r, status, copied=False):
                 basis += f"; from pretrain/{r.pretrain.id} epoch {r.pretrain_epoch}"
         shown = _duration(est) if status in ("pending", "partial") else "-"
         lines.append(f"{r.id:<{width}}  {status:<11}  {shown:>9}  {basis}")
@@ -523,7 +529,7 @@ class Runner:
             write_grid(plan)
             self.update_report()
             return
-        if _needs_pretrain(run):
+        if pretrain_wanted(run, status, copied=False):
             why = self._ensure_pretrain(run.pretrain, retry, summary)
             if why:
                 run.dir.mkdir(parents=True, exist_ok=True)
