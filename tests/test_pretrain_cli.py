@@ -11,7 +11,7 @@ import torch
 from conftest import kill_after_epochs, shared_data_dir, shared_reference_dir
 from s3rec.cli import main
 from s3rec.data import registry
-from s3rec.pretrain import Pretrainer, init_for_finetuning, read_pretrained, sp_stuck
+from s3rec.pretrain import Pretrainer, init_for_finetuning, pretrained_digest, read_pretrained, sp_stuck
 
 SMALL = ["--set", "hidden_size=16", "--set", "batch_size=20"]
 PRE = ["pretrain", "--dataset", "Tiny", "--quiet", *SMALL]
@@ -188,3 +188,35 @@ def test_sp_saturation_script_prints_the_quantiles(tiny_data, tmp_path):
     for cell in row[1:]:
         lo, mid, hi = map(float, cell.split(" / "))
         assert lo <= mid <= hi
+
+
+def test_the_weights_a_pretraining_hands_on_are_recorded_on_both_sides(tiny_data, tmp_path):
+    """Each saved pre-training epoch records its weights' digest; a fine-tuning records the digest of the
+    weights it started from, and keeps it when it resumes without the pre-training's file."""
+    pre = tmp_path / "pre"
+    assert main([*PRE, "--epochs", "3", "--set", "save_every=2", "--out", str(pre)]) == 0
+    rows = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
+    assert "weights_sha256" not in rows[0]  # epoch 1 was not saved
+    two, three = pretrained_digest(pre / "pretrain-epoch-2.pt"), pretrained_digest(pre / "pretrain-epoch-3.pt")
+    assert rows[1]["weights_sha256"] == two != three == rows[2]["weights_sha256"]
+    out = tmp_path / "ft"
+    args = [*FT, "--init", str(pre / "pretrain-epoch-2.pt"), "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text())["init_weights_sha256"] == two
+    (out / "results.json").unlink()
+    (pre / "pretrain-epoch-2.pt").unlink()
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["init_weights_sha256"] == two
+    scratch = tmp_path / "scratch"
+    assert main([*FT, "--out", str(scratch)]) == 0
+    assert "init_weights_sha256" not in json.loads((scratch / "results.json").read_text())
+
+
+def test_the_weights_digest_depends_on_the_weights_only():
+    from s3rec.checkpoint import weights_digest
+
+    a = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3)}
+    assert weights_digest(a) == weights_digest({"b": torch.zeros(3), "w": torch.arange(6.0).reshape(2, 3).t().t()})
+    assert weights_digest(a) != weights_digest({**a, "b": torch.tensor([0.0, 0.0, 1e-7])})
+    assert weights_digest(a) != weights_digest({**a, "w": torch.arange(6.0).reshape(3, 2)})  # same bytes, other shape
+    assert weights_digest(a) != weights_digest({**a, "b": torch.zeros(3, dtype=torch.float64)})

@@ -1436,3 +1436,36 @@ def test_incomplete_kept_pre_training_records_never_win_over_a_re_run(tmp_path):
     [path] = write_report(tmp_path / "runs" / "ablation", report)
     row = next(line for line in path.read_text().splitlines() if line.startswith("| Beauty-default-seed42"))
     assert "(kept)" not in row and "| 1 / 5 | mip 2.0000 sp 0.4000 |" in row
+
+
+def test_the_report_names_fine_tunings_that_started_from_another_run_of_their_pre_training(tmp_path):
+    """A fine-tuning whose starting weights' digest differs from the one the shown pre-training record
+    has for that epoch, or (records from before digests) that started before the record's first epoch
+    began, is named; the others, and tests of another run's model, are not."""
+    from s3rec.reproduce.report import other_weights
+
+    def run(rid, epoch=1, **res):
+        (tmp_path / rid).mkdir()
+        if res:
+            (tmp_path / rid / "results.json").write_text(json.dumps(res))
+        return {"id": rid, "dir": rid, "pretrain": "P", "pretrain_epoch": epoch}
+
+    grid = {"runs": [
+        run("same", init_weights_sha256="aa", environment={"time": "2026-01-01T00:00:00+00:00"}),
+        run("other", init_weights_sha256="bb", environment={"time": "2026-01-03T00:00:00+00:00"}),
+        run("before", environment={"time": "2026-01-01T00:00:00+00:00"}),
+        run("after", environment={"time": "2026-01-03T00:00:00+00:00"}),
+        run("tested", checkpoint_from="table2", environment={"time": "2026-01-01T00:00:00+00:00"}),
+        run("unfinished"),
+        run("later-epoch", epoch=2, init_weights_sha256="cc"),  # beyond the record's epochs: nothing to compare
+        {**run("elsewhere", init_weights_sha256="bb"), "pretrain": "Q"},
+    ]}
+    env = tmp_path / "environment.jsonl"
+    env.write_text(json.dumps({"from_epoch": 1, "time": "2026-01-02T00:00:00+00:00"}) + "\n"
+                   + json.dumps({"from_epoch": 2, "time": "2026-01-04T00:00:00+00:00"}) + "\n")
+    found = other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}], env)
+    assert [f.split("`")[1] for f in found] == ["other", "before"]
+    assert "digest differs" in found[0] and "2026-01-01 00:00, before this record's first epoch" in found[1]
+    # without the record's start time, only digests can tell
+    assert [f.split("`")[1] for f in other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}],
+                                                   tmp_path / "missing.jsonl")] == ["other"]

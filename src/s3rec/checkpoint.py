@@ -6,6 +6,7 @@ a JSON string, so a checkpoint rebuilds its own model.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -66,3 +67,16 @@ def weights_payload(kind: str, cfg, ds, model: torch.nn.Module, epoch: int) -> d
         "epoch": epoch,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+
+
+def weights_digest(state: dict) -> str:
+    """SHA-256 of a state_dict's tensors (names, dtypes, shapes and bytes, in name order): the same
+    weights give the same digest whatever file or config holds them. A pre-training records it for each
+    ``pretrain-epoch-K.pt`` and a fine-tuning for the weights it started from, so a report can tell
+    which run of a pre-training a fine-tuning used."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -238,6 +238,7 @@ def pretrain(
         payload = checkpoint.weights_payload("pretrain", cfg, ds, trainer.model, epoch)
         if epoch % cfg.save_every == 0 or epoch == epochs:
             checkpoint.save(out / f"pretrain-epoch-{epoch}.pt", payload)
+            row["weights_sha256"] = checkpoint.weights_digest(payload["model"])  # what fine-tunings record
         checkpoint.save(ckpt_path, {
             **payload,
             "optimizer": trainer.optimizer.state_dict(),
@@ -257,6 +258,12 @@ def pretrain(
     final = out / f"pretrain-epoch-{epochs}.pt"
     return {"checkpoint": str(final), "epochs": epochs, "instances": n_inst,
             "seconds": round(elapsed_before + time.time() - t_start, 3)}
+
+
+def pretrained_digest(path: str | Path) -> str:
+    """:func:`checkpoint.weights_digest` of the whole pre-trained model in ``path`` (the digest its
+    pre-training recorded for that epoch in ``metrics.jsonl``)."""
+    return checkpoint.weights_digest(read_pretrained(path)[0])
 
 
 def read_pretrained(path: str | Path) -> tuple[dict, dict]:

@@ -188,8 +188,10 @@ def finetune(
     best = {"score": float("-inf"), "epoch": 0, "valid": {}}
     best_weights: dict | None = None
     elapsed_before = 0.0
+    init_digest = ""  # which pre-trained weights this run started from (pretrain.pretrained_digest)
     if resume and ckpt_path.is_file():
         state = restore_training_state(ckpt_path, cfg, model, optimizer, gen)
+        init_digest = str(state.get("init_weights_sha256", ""))  # "" in checkpoints from before it was kept
         history = json.loads(state["history"])
         best = json.loads(state["best"])
         best_weights = state["best_model"]
@@ -198,6 +200,10 @@ def finetune(
         # checkpoint.pt is the commit point: best.pt may be from an epoch that a kill undid
         checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, best["epoch"]),
                                           "model": best_weights})
+    elif cfg.init and init_state is not None:
+        from .pretrain import pretrained_digest  # (pretrain imports this module)
+
+        init_digest = pretrained_digest(cfg.init)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", cfg.to_json() + "\n")
 
@@ -240,6 +246,7 @@ def finetune(
                 "best": json.dumps(best),
                 "best_model": best_weights,
                 "seconds": elapsed_before + time.time() - t_start,
+                "init_weights_sha256": init_digest,
             },
         )
         if improved:  # after the commit point, so best.pt never runs ahead of checkpoint.pt
@@ -268,6 +275,8 @@ def finetune(
         "test_info": info,
         "environment": started_in,
     }
+    if cfg.init:
+        results["init_weights_sha256"] = init_digest or None  # None: started before digests were kept
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 

@@ -661,6 +661,49 @@ def _epochs_in(records: Path, planned) -> int:
     return min(n, planned) if isinstance(planned, int) else n
 
 
+def _first_start(environment: Path) -> datetime.datetime | None:
+    """When a pre-training record's first epoch began (its ``environment.jsonl``'s first line)."""
+    try:
+        first = environment.read_text(encoding="utf-8").splitlines()[0]
+        return datetime.datetime.fromisoformat(json.loads(first)["time"])
+    except (OSError, UnicodeDecodeError, IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def other_weights(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dict], environment: Path) -> list[str]:
+    """The grid's finished fine-tunings from ``pretrain_id`` that did not start from the weights its
+    records (``history``, ``environment``) describe, each with why we know: the digest of the weights
+    the fine-tuning started from differs from the one the pre-training recorded for that epoch; or,
+    for records from before digests were kept, the fine-tuning started before this pre-training's first
+    epoch began (an earlier run of it, lost with its folder, then made again). A fine-tuning whose
+    ``results.json`` has neither a digest nor a start time (the oldest records) cannot be checked."""
+    began = _first_start(environment)
+    out = []
+    for r in grid.get("runs", []):
+        epoch = r.get("pretrain_epoch")
+        if r.get("pretrain") != pretrain_id or not isinstance(epoch, int) or not 1 <= epoch <= len(history):
+            continue
+        try:
+            res = json.loads((exp_dir / r["dir"] / "results.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(res, dict) or res.get("checkpoint_from"):
+            continue  # not run, or a test of another run's model (which says where it came from)
+        mine, recorded = res.get("init_weights_sha256"), history[epoch - 1].get("weights_sha256")
+        if mine and recorded:
+            if mine != recorded:
+                out.append(f"`{r['id']}` (the weights' digest differs)")
+            continue
+        try:
+            started = datetime.datetime.fromisoformat(res["environment"]["time"])
+            earlier = began is not None and started < began
+        except (KeyError, TypeError, ValueError):  # (TypeError: a naive time against an aware one)
+            continue
+        if earlier:
+            out.append(f"`{r['id']}` (started {started:%Y-%m-%d %H:%M}, before this record's first epoch)")
+    return out
+
+
 def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     """Markdown lines on the grid's pre-training runs (epochs done, last losses, the epochs SP sat at
     chance); copies each one's ``config.json``, ``environment.jsonl`` and ``metrics.jsonl`` (up to the epochs this grid
@@ -672,7 +715,7 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     from ..models.s3rec import OBJECTIVES
     from ..pretrain import sp_chance_spans
 
-    rows = []
+    rows, elsewhere = [], []
     kept_any = False
     for p in grid.get("pretrains", []):
         src = (exp_dir / p["dir"]).resolve()
@@ -709,6 +752,8 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             "never" if "sp" in last else "no SP")
         rows.append([p["id"] + (" (kept)" if from_report else ""), f"{len(history)} / {p.get('epochs', '?')}",
                      losses or "-", chance])
+        if others := other_weights(exp_dir, grid, p["id"], history, src / "environment.jsonl"):
+            elsewhere.append(f"- `{p['id']}`: " + ", ".join(others))
     if not rows:
         return []
     note = (" Marked (kept): the run's folder has no records, or fewer of the grid's epochs than the complete ones "
@@ -721,7 +766,10 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             "was ln 2 within 1e-4, its value at chance: over a long span, a sign that its positive and negative "
             "scores saturated and SP did not train (README, pre-training; `scripts/sp_saturation.py` checks a "
             "run's logits)." + note, "",
-            _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""]
+            _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""] + (
+        ["Fine-tuned from another run of the same pre-training (same settings and seed; lost with its folder and "
+         "made again, so these records are of another run than the one these fine-tunings started from):", "",
+         *elsewhere, ""] if elsewhere else [])
 
 
 def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
