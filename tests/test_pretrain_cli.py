@@ -203,10 +203,14 @@ def test_the_weights_a_pretraining_hands_on_are_recorded_on_both_sides(tiny_data
     args = [*FT, "--init", str(pre / "pretrain-epoch-2.pt"), "--out", str(out)]
     assert main(args) == 0
     assert json.loads((out / "results.json").read_text())["init_weights_sha256"] == two
-    (out / "results.json").unlink()
-    (pre / "pretrain-epoch-2.pt").unlink()
-    assert main([*args, "--resume"]) == 0
-    assert json.loads((out / "results.json").read_text())["init_weights_sha256"] == two
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["init_weights_sha256"] == two
+    # killed after its first epoch, resumed without the pre-training's file: the digest travels in checkpoint.pt
+    killed = tmp_path / "killed"
+    longer = [*FT[:-1], "8", "--init", str(pre / "pretrain-epoch-3.pt")]
+    assert kill_after_epochs(longer, killed, 1) < 8
+    (pre / "pretrain-epoch-3.pt").unlink()
+    assert main([*longer, "--out", str(killed), "--resume"]) == 0
+    assert json.loads((killed / "results.json").read_text())["init_weights_sha256"] == three
     scratch = tmp_path / "scratch"
     assert main([*FT, "--out", str(scratch)]) == 0
     assert "init_weights_sha256" not in json.loads((scratch / "results.json").read_text())
@@ -215,8 +219,12 @@ def test_the_weights_a_pretraining_hands_on_are_recorded_on_both_sides(tiny_data
 def test_the_weights_digest_depends_on_the_weights_only():
     from s3rec.checkpoint import weights_digest
 
-    a = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3)}
-    assert weights_digest(a) == weights_digest({"b": torch.zeros(3), "w": torch.arange(6.0).reshape(2, 3).t().t()})
+    w = torch.arange(6.0).reshape(3, 2).t()  # not contiguous
+    a = {"w": w, "b": torch.zeros(3), "step": torch.tensor(7), "on": torch.tensor([True, False])}
+    same = {"on": torch.tensor([True, False]), "step": torch.tensor(7), "b": torch.zeros(3), "w": w.contiguous()}
+    assert weights_digest(a) == weights_digest(same)
     assert weights_digest(a) != weights_digest({**a, "b": torch.tensor([0.0, 0.0, 1e-7])})
-    assert weights_digest(a) != weights_digest({**a, "w": torch.arange(6.0).reshape(3, 2)})  # same bytes, other shape
-    assert weights_digest(a) != weights_digest({**a, "b": torch.zeros(3, dtype=torch.float64)})
+    assert weights_digest(a) != weights_digest({**a, "w": w.reshape(3, 2)})  # same values, other shape
+    assert weights_digest(a) != weights_digest({**a, "b": torch.zeros(3).view(torch.int32)})  # same bytes, other dtype
+    assert weights_digest(a) != weights_digest({**a, "on": torch.tensor([False, True])})
+    assert weights_digest({"x": torch.ones(2, dtype=torch.bfloat16)}) != weights_digest({"x": torch.ones(2)})

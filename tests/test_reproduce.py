@@ -1464,8 +1464,51 @@ def test_the_report_names_fine_tunings_that_started_from_another_run_of_their_pr
     env.write_text(json.dumps({"from_epoch": 1, "time": "2026-01-02T00:00:00+00:00"}) + "\n"
                    + json.dumps({"from_epoch": 2, "time": "2026-01-04T00:00:00+00:00"}) + "\n")
     found = other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}], env)
-    assert [f.split("`")[1] for f in found] == ["other", "before"]
-    assert "digest differs" in found[0] and "2026-01-01 00:00, before this record's first epoch" in found[1]
-    # without the record's start time, only digests can tell
-    assert [f.split("`")[1] for f in other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}],
-                                                   tmp_path / "missing.jsonl")] == ["other"]
+    assert [r for r, _ in found] == ["other", "before"]
+    assert "digest differs" in found[0][1] and "2026-01-01 00:00, before this record's first epoch" in found[1][1]
+    # without the start of the record's first epoch, only digests can tell
+    later = tmp_path / "extended.jsonl"  # a run begun before environment.jsonl was kept, extended since
+    later.write_text(json.dumps({"from_epoch": 11, "time": "2026-01-02T00:00:00+00:00"}) + "\n")
+    for start in (tmp_path / "missing.jsonl", later):
+        assert [r for r, _ in other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}], start)] == ["other"]
+
+
+def test_a_re_made_pre_training_keeps_the_records_of_the_run_earlier_fine_tunings_used(tmp_path):
+    """The folder's pre-training was lost and made again after one fine-tuning started from it: the
+    report keeps the first run's records under pretrain/ID/earlier/, shows both, and says which
+    fine-tuning used which; regenerating it again changes nothing."""
+    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1, 2], methods=["S3-Rec"]),
+                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=2)
+    write_grid(plan)
+    [pre] = plan.pretrains
+    pre.dir.mkdir(parents=True)
+
+    def pretraining(day, sp):
+        (pre.dir / "environment.jsonl").write_text(json.dumps({"from_epoch": 1, "time": f"2026-01-0{day}T00:00:00+00:00"}) + "\n")
+        (pre.dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "sp": sp, "mip": 1.0}) + "\n" for e in (1, 2)))
+
+    def finetuning(run, day):
+        run.dir.mkdir(parents=True)
+        (run.dir / "config.json").write_text(run.cfg.to_json())
+        (run.dir / "results.json").write_text(json.dumps({
+            "valid": {"NDCG@10": 0.3}, "test": {"NDCG@10": 0.3}, "epochs": 3,
+            "environment": {"time": f"2026-01-0{day}T12:00:00+00:00"}}))
+
+    first, second = plan.runs
+    pretraining(1, 0.5)
+    finetuning(first, 1)
+    report = tmp_path / "report"
+    write_report(tmp_path / "runs" / "ablation", report)
+    pretraining(3, 0.6931)  # lost, made again; the second fine-tuning starts from the new run
+    finetuning(second, 3)
+    for _ in range(2):
+        [path] = write_report(tmp_path / "runs" / "ablation", report)
+        text = path.read_text()
+        assert "| Beauty-default-seed42 | 2 / 2 | mip 1.0000 sp 0.6931 |" in text
+        assert "| Beauty-default-seed42, an earlier run (`earlier/`) | 2 / 2 | mip 1.0000 sp 0.5000 |" in text
+        assert ("- `Beauty-default-seed42`: `Beauty-S3-Rec-seed1` (started 2026-01-01 12:00, before this record's "
+                "first epoch; it started from the earlier run)") in text
+        assert "Beauty-S3-Rec-seed2` (" not in text
+        kept = report / "pretrain" / "Beauty-default-seed42"
+        assert '"sp": 0.5' in (kept / "earlier" / "metrics.jsonl").read_text()
+        assert '"sp": 0.6931' in (kept / "metrics.jsonl").read_text()

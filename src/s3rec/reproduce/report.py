@@ -662,21 +662,24 @@ def _epochs_in(records: Path, planned) -> int:
 
 
 def _first_start(environment: Path) -> datetime.datetime | None:
-    """When a pre-training record's first epoch began (its ``environment.jsonl``'s first line)."""
+    """When a pre-training record's first epoch began: its ``environment.jsonl``'s first line, if that
+    line is the start of epoch 1 (a run begun before the file was kept starts it at a later epoch)."""
     try:
-        first = environment.read_text(encoding="utf-8").splitlines()[0]
-        return datetime.datetime.fromisoformat(json.loads(first)["time"])
-    except (OSError, UnicodeDecodeError, IndexError, ValueError, KeyError, TypeError):
+        first = json.loads(environment.read_text(encoding="utf-8").splitlines()[0])
+        return datetime.datetime.fromisoformat(first["time"]) if first.get("from_epoch") == 1 else None
+    except (OSError, UnicodeDecodeError, IndexError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def other_weights(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dict], environment: Path) -> list[str]:
-    """The grid's finished fine-tunings from ``pretrain_id`` that did not start from the weights its
-    records (``history``, ``environment``) describe, each with why we know: the digest of the weights
+def other_weights(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dict],
+                  environment: Path) -> list[tuple[str, str]]:
+    """``(run id, why)`` of the grid's finished fine-tunings from ``pretrain_id`` that did not start from
+    the weights its records (``history``, ``environment``) describe; why we know: the digest of the weights
     the fine-tuning started from differs from the one the pre-training recorded for that epoch; or,
     for records from before digests were kept, the fine-tuning started before this pre-training's first
     epoch began (an earlier run of it, lost with its folder, then made again). A fine-tuning whose
-    ``results.json`` has neither a digest nor a start time (the oldest records) cannot be checked."""
+    ``results.json`` has neither a digest nor a start time (the oldest records) cannot be checked, nor
+    one without a digest that (re)started after this record began: its start time is its last resume's."""
     began = _first_start(environment)
     out = []
     for r in grid.get("runs", []):
@@ -692,7 +695,7 @@ def other_weights(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dic
         mine, recorded = res.get("init_weights_sha256"), history[epoch - 1].get("weights_sha256")
         if mine and recorded:
             if mine != recorded:
-                out.append(f"`{r['id']}` (the weights' digest differs)")
+                out.append((r["id"], "the weights' digest differs"))
             continue
         try:
             started = datetime.datetime.fromisoformat(res["environment"]["time"])
@@ -700,8 +703,32 @@ def other_weights(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dic
         except (KeyError, TypeError, ValueError):  # (TypeError: a naive time against an aware one)
             continue
         if earlier:
-            out.append(f"`{r['id']}` (started {started:%Y-%m-%d %H:%M}, before this record's first epoch)")
+            out.append((r["id"], f"started {started:%Y-%m-%d %H:%M}, before this record's first epoch"))
     return out
+
+
+EARLIER = "earlier"  # pretrain/ID/earlier/: another run's records that some of the grid's fine-tunings used
+
+
+def _history(records: Path, planned) -> tuple[list[str], list[dict]]:
+    """A pre-training's ``metrics.jsonl`` lines, and rows, up to the ``planned`` epochs (a shared run
+    extended since by a longer grid: the epochs this grid fine-tuned from, not the later ones)."""
+    lines = [x for x in records.read_text(encoding="utf-8").splitlines() if x]
+    if isinstance(planned, int):
+        lines = lines[:planned]
+    return lines, [json.loads(x) for x in lines]
+
+
+def _pretrain_row(label: str, history: list[dict], planned) -> list[str]:
+    from ..models.s3rec import OBJECTIVES
+    from ..pretrain import sp_chance_spans
+
+    spans = sp_chance_spans(history)
+    last = history[-1] if history else {}
+    losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
+    chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
+        "never" if "sp" in last else "no SP")
+    return [label, f"{len(history)} / {planned if planned is not None else '?'}", losses or "-", chance]
 
 
 def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
@@ -711,10 +738,13 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     (a fresh checkout restored with ``scripts/restore_runs.py``, which leaves pre-trainings out) keeps the
     records an earlier report wrote into ``out_dir`` (regenerating a report in place), said so in its row;
     so does one whose folder holds fewer of the grid's epochs than those records hold, when they hold them
-    all (the folder was lost and a shorter grid ran the same pre-training again)."""
-    from ..models.s3rec import OBJECTIVES
-    from ..pretrain import sp_chance_spans
+    all (the folder was lost and a shorter grid ran the same pre-training again).
 
+    When the folder holds another complete run than those records and some of the grid's finished
+    fine-tunings started from the weights of the recorded run, not the folder's (:func:`other_weights`),
+    the recorded run's records move to ``pretrain/ID/earlier/`` and get their own row: every finished
+    fine-tuning keeps the record of the pre-training it used. The fine-tunings that did not start from
+    a row's run are listed below the table."""
     rows, elsewhere = [], []
     kept_any = False
     for p in grid.get("pretrains", []):
@@ -735,25 +765,37 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             rows.append([p["id"], f"0 / {p.get('epochs', '?')}", why, ""])
             continue
         try:
-            lines = [x for x in records.read_text(encoding="utf-8").splitlines() if x]
-            if isinstance(p.get("epochs"), int):  # a shared run extended since (by a longer grid): the epochs
-                lines = lines[: p["epochs"]]       # this grid fine-tuned from, not the later ones
-            history = [json.loads(x) for x in lines]
-            spans = sp_chance_spans(history)
+            lines, history = _history(records, planned)
+            others = other_weights(exp_dir, grid, p["id"], history, src / "environment.jsonl")
+            if not from_report and others and kept_n == planned:
+                kept_lines, kept_history = _history(kept / "metrics.jsonl", planned)
+                fits_kept = {r for r, _ in others} - {r for r, _ in other_weights(
+                    exp_dir, grid, p["id"], kept_history, kept / "environment.jsonl")}
+                if kept_lines != lines and fits_kept:  # keep the run those fine-tunings used, beside
+                    _copy_records(kept, kept / EARLIER, ("config.json", "environment.jsonl", "metrics.jsonl"),
+                                  drop_missing=True)
+            row = _pretrain_row(p["id"] + (" (kept)" if from_report else ""), history, planned)
         except (OSError, ValueError, KeyError, TypeError) as e:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
             continue
         if not from_report:
             _copy_records(src, kept, ("config.json", "environment.jsonl"), drop_missing=True)
             atomic_write_text(kept / "metrics.jsonl", "".join(x + "\n" for x in lines))
-        last = history[-1] if history else {}
-        losses = " ".join(f"{k} {last[k]:.4f}" for k in OBJECTIVES if isinstance(last.get(k), (int, float)))
-        chance = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) if spans else (
-            "never" if "sp" in last else "no SP")
-        rows.append([p["id"] + (" (kept)" if from_report else ""), f"{len(history)} / {p.get('epochs', '?')}",
-                     losses or "-", chance])
-        if others := other_weights(exp_dir, grid, p["id"], history, src / "environment.jsonl"):
-            elsewhere.append(f"- `{p['id']}`: " + ", ".join(others))
+        rows.append(row)
+        earlier = kept / EARLIER
+        fits_earlier: set[str] = set()
+        if others and (earlier / "metrics.jsonl").is_file():
+            try:
+                _, earlier_history = _history(earlier / "metrics.jsonl", planned)
+                rows.append(_pretrain_row(f"{p['id']}, an earlier run (`{EARLIER}/`)", earlier_history, planned))
+                fits_earlier = {r for r, _ in others} - {r for r, _ in other_weights(
+                    exp_dir, grid, p["id"], earlier_history, earlier / "environment.jsonl")}
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        if others:
+            elsewhere.append(f"- `{p['id']}`: " + ", ".join(
+                f"`{r}` ({why}" + ("; it started from the earlier run" if r in fits_earlier else "") + ")"
+                for r, why in others))
     if not rows:
         return []
     note = (" Marked (kept): the run's folder has no records, or fewer of the grid's epochs than the complete ones "
@@ -767,9 +809,9 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             "scores saturated and SP did not train (README, pre-training; `scripts/sp_saturation.py` checks a "
             "run's logits)." + note, "",
             _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""] + (
-        ["Fine-tuned from another run of the same pre-training (same settings and seed; lost with its folder and "
-         "made again, so these records are of another run than the one these fine-tunings started from):", "",
-         *elsewhere, ""] if elsewhere else [])
+        ["Fine-tunings that did not start from the run a pre-training's first row describes (same settings "
+         "and seed, but that run was lost with its folder and made again; an earlier run's records, where a "
+         f"fine-tuning used it, are in `pretrain/ID/{EARLIER}/`):", "", *elsewhere, ""] if elsewhere else [])
 
 
 def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
