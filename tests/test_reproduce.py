@@ -1512,3 +1512,25 @@ def test_a_re_made_pre_training_keeps_the_records_of_the_run_earlier_fine_tuning
         kept = report / "pretrain" / "Beauty-default-seed42"
         assert '"sp": 0.5' in (kept / "earlier" / "metrics.jsonl").read_text()
         assert '"sp": 0.6931' in (kept / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("digest", ["new", "none"])
+def test_an_earlier_pre_training_record_is_dropped_only_when_digests_show_no_run_used_it(tmp_path, digest):
+    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
+                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=1)
+    write_grid(plan)
+    [pre], [run] = plan.pretrains, plan.runs
+    pre.dir.mkdir(parents=True)
+    run.dir.mkdir(parents=True)
+    (run.dir / "config.json").write_text(run.cfg.to_json())
+    report = tmp_path / "report"
+    for sp, sha in ((0.5, "old"), (0.6, "new")):  # the second: lost, made again, the run fine-tuned again
+        (pre.dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "sp": sp, "weights_sha256": sha}) + "\n")
+        (run.dir / "results.json").write_text(json.dumps({
+            "valid": {"NDCG@10": 0.3}, "test": {"NDCG@10": 0.3}, "epochs": 3,
+            "init_weights_sha256": sha if digest == "new" else None}))  # None: from before digests were kept
+        [path] = write_report(tmp_path / "runs" / "ablation", report)
+    earlier = report / "pretrain" / "Beauty-default-seed42" / "earlier"
+    assert (earlier / "metrics.jsonl").is_file() == (digest == "none")
+    assert ("an earlier run (`earlier/`) | 1 / 1 | sp 0.5000" in path.read_text()) == (digest == "none")
+    assert "Fine-tunings known" not in path.read_text()  # nothing is known to have used another run

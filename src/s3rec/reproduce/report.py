@@ -710,6 +710,25 @@ def other_weights(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dic
 EARLIER = "earlier"  # pretrain/ID/earlier/: another run's records that some of the grid's fine-tunings used
 
 
+def all_from(exp_dir: Path, grid: dict, pretrain_id: str, history: list[dict]) -> bool:
+    """Whether every finished fine-tuning of the grid from ``pretrain_id`` recorded the digest of the
+    weights ``history`` gives for its epoch (then no other run of the pre-training needs its records)."""
+    for r in grid.get("runs", []):
+        if r.get("pretrain") != pretrain_id or not isinstance(r.get("pretrain_epoch"), int):
+            continue
+        try:
+            res = json.loads((exp_dir / r["dir"] / "results.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(res, dict) or res.get("checkpoint_from"):
+            continue
+        epoch = r["pretrain_epoch"]
+        recorded = history[epoch - 1].get("weights_sha256") if 1 <= epoch <= len(history) else None
+        if not recorded or res.get("init_weights_sha256") != recorded:
+            return False
+    return True
+
+
 def _history(records: Path, planned) -> tuple[list[str], list[dict]]:
     """A pre-training's ``metrics.jsonl`` lines, and rows, up to the ``planned`` epochs (a shared run
     extended since by a longer grid: the epochs this grid fine-tuned from, not the later ones)."""
@@ -740,11 +759,11 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
     so does one whose folder holds fewer of the grid's epochs than those records hold, when they hold them
     all (the folder was lost and a shorter grid ran the same pre-training again).
 
-    When the folder holds another complete run than those records and some of the grid's finished
-    fine-tunings started from the weights of the recorded run, not the folder's (:func:`other_weights`),
-    the recorded run's records move to ``pretrain/ID/earlier/`` and get their own row: every finished
-    fine-tuning keeps the record of the pre-training it used. The fine-tunings that did not start from
-    a row's run are listed below the table."""
+    When the folder holds another complete run than those records, and not every finished fine-tuning
+    of the grid is known by digest to have started from the folder's run (:func:`all_from`), the
+    recorded run's records move to ``pretrain/ID/earlier/`` and get a row of their own: no finished
+    fine-tuning loses the record of the pre-training it may have used. The fine-tunings known not to
+    have started from a first row's run (:func:`other_weights`) are listed below the table."""
     rows, elsewhere = [], []
     kept_any = False
     for p in grid.get("pretrains", []):
@@ -767,13 +786,12 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         try:
             lines, history = _history(records, planned)
             others = other_weights(exp_dir, grid, p["id"], history, src / "environment.jsonl")
-            if not from_report and others and kept_n == planned:
-                kept_lines, kept_history = _history(kept / "metrics.jsonl", planned)
-                fits_kept = {r for r, _ in others} - {r for r, _ in other_weights(
-                    exp_dir, grid, p["id"], kept_history, kept / "environment.jsonl")}
-                if kept_lines != lines and fits_kept:  # keep the run those fine-tunings used, beside
-                    _copy_records(kept, kept / EARLIER, ("config.json", "environment.jsonl", "metrics.jsonl"),
-                                  drop_missing=True)
+            if (not from_report and kept_n == planned and _history(kept / "metrics.jsonl", planned)[0] != lines
+                    and not all_from(exp_dir, grid, p["id"], history)):
+                # the folder holds another run than the one recorded here, and some finished fine-tunings
+                # may have used the recorded one: keep its records beside
+                _copy_records(kept, kept / EARLIER, ("config.json", "environment.jsonl", "metrics.jsonl"),
+                              drop_missing=True)
             row = _pretrain_row(p["id"] + (" (kept)" if from_report else ""), history, planned)
         except (OSError, ValueError, KeyError, TypeError) as e:
             rows.append([p["id"], f"? / {p.get('epochs', '?')}", f"unreadable {records.name} ({e})", ""])
@@ -784,7 +802,7 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
         rows.append(row)
         earlier = kept / EARLIER
         fits_earlier: set[str] = set()
-        if others and (earlier / "metrics.jsonl").is_file():
+        if (earlier / "metrics.jsonl").is_file():
             try:
                 _, earlier_history = _history(earlier / "metrics.jsonl", planned)
                 rows.append(_pretrain_row(f"{p['id']}, an earlier run (`{EARLIER}/`)", earlier_history, planned))
@@ -807,11 +825,14 @@ def pretrain_section(exp_dir: Path, grid: dict, out_dir: Path) -> list[str]:
             "done of those planned, the last epoch's loss terms (sums per instance), and the epochs whose SP term "
             "was ln 2 within 1e-4, its value at chance: over a long span, a sign that its positive and negative "
             "scores saturated and SP did not train (README, pre-training; `scripts/sp_saturation.py` checks a "
-            "run's logits)." + note, "",
+            "run's logits)." + note + (
+                f" A second row (`{EARLIER}/`): the pre-training was lost with its folder and made again (same "
+                "settings and seed); the first row is the run in the folder now, the second the earlier one, "
+                "kept because finished fine-tunings may have started from it." if any(
+                    f"(`{EARLIER}/`)" in r[0] for r in rows) else ""), "",
             _md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""] + (
-        ["Fine-tunings that did not start from the run a pre-training's first row describes (same settings "
-         "and seed, but that run was lost with its folder and made again; an earlier run's records, where a "
-         f"fine-tuning used it, are in `pretrain/ID/{EARLIER}/`):", "", *elsewhere, ""] if elsewhere else [])
+        ["Fine-tunings known (by the weights' digest or their start time) not to have started from the run a "
+         "pre-training's first row describes:", "", *elsewhere, ""] if elsewhere else [])
 
 
 def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
