@@ -11,8 +11,9 @@
 # fresh checkout run `python scripts/restore_runs.py docs/results/reproduce runs/reproduce` first).
 # `--report` rewrites the experiment's report after each finished run: commit docs/results/reproduce
 # as runs land. Order: what one session can finish first (Fig. 2's w/o SP at 150 pre-training epochs,
-# Fig. 3's pairs at 10), then Fig. 2's w/o MAP (150 epochs with SP: more than a 3-hour session), Fig. 4's
-# 80% point, then issue 6's Toys, Sports and Yelp rows. `s3rec reproduce NAME ... --dry-run`
+# Fig. 3's pairs at 10), then Fig. 2's w/o MAP (150 epochs with SP: 2.7 h of a 3-hour session), all
+# finished by 2026-12-04 (their steps are skipped now), then Fig. 4's 80% point, then issue 6's Toys,
+# Sports and Yelp rows. `s3rec reproduce NAME ... --dry-run`
 # shows what each step has left and its cost.
 set -u
 lane=${1:?usage: remaining_runs.sh one|A|B}
