@@ -806,6 +806,37 @@ def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
     assert cost.estimate_finetune(full, n, measured)[1] == "assumed"
 
 
+def test_a_pretraining_not_begun_is_timed_by_like_pretrainings_with_sp_on_or_off_apart(tmp_path):
+
+    from s3rec.reproduce import cost
+
+    plan = make_plan(narrowed(load_experiment("limited_data"), datasets=["Sports"], seeds=[42], methods=["S3-Rec"]),
+                     tmp_path / "ld", tmp_path / "pretrain")
+    pre = {p.cfg.train_fraction: p for p in plan.pretrains}
+    n = cost.INTERACTIONS["Sports"]
+
+    def begun(folder, cfg, seconds):  # a pre-training's folder as the pre-training writes it
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+        (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s}) + "\n"
+                                                      for i, s in enumerate(seconds)))
+
+    begun(pre[0.2].dir, pre[0.2].cfg, [10.0, 12.0, 50.0])  # median 12 s at 20%: 60 s at 100%
+    no_sp = dataclasses.replace(pre[1.0].cfg, sp_weight=0.0)
+    begun(tmp_path / "pretrain" / "Sports-sp_weight=0-seed42", no_sp, [20.0])
+    speeds = cost.measured_pretrain_speeds(tmp_path / "pretrain")
+    assert speeds[cost.pretrain_speed_key(pre[1.0].cfg)] == pytest.approx(60.0)
+    assert speeds[cost.pretrain_speed_key(no_sp)] == pytest.approx(20.0)
+    # the begun run keeps its own median; the others borrow the like one's, scaled by their fraction
+    assert cost.estimate_pretrain(pre[0.2], n, speeds) == (pytest.approx(12.0 * (pre[0.2].cfg.epochs - 3)), "measured")
+    seconds, basis = cost.estimate_pretrain(pre[0.6], n, speeds)
+    assert basis == "measured on like pre-trainings" and seconds == pytest.approx(0.6 * 60.0 * pre[0.6].cfg.epochs)
+    # nothing like it (another window): the assumed speed
+    other = dataclasses.replace(pre[1.0], cfg=dataclasses.replace(pre[1.0].cfg, max_len=100))
+    assert cost.estimate_pretrain(other, n, speeds)[1] == "assumed"
+    assert cost.measured_pretrain_speeds(tmp_path / "absent") == {}
+
+
 def test_a_run_finished_with_identical_settings_elsewhere_is_reused_not_recomputed(tiny_data, tmp_path, monkeypatch,
                                                                                   capsys):
     common = ["--methods", "S3-Rec", "SASRec", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1"]

@@ -16,9 +16,10 @@ Base figures, from this project's 2-core CPU machine (README, "Speed"):
   after 55-155 epochs).
 
 Where the experiment's folder, or another experiment's beside it, already holds runs of the same
-dataset, model, protocol, training fraction, loss and window (or the same pre-training), their measured
-median seconds per epoch replace the assumed speed, and the median length of the finished ones
-the assumed length.
+dataset, model, protocol, training fraction, loss and window, their measured median seconds per epoch
+replace the assumed speed, and the median length of the finished ones the assumed length. A
+pre-training that has begun is timed by its own epochs; one that has not, by the pre-trainings in the
+shared folder with the same dataset, encoder shape and SP on or off (scaled by the training fraction).
 """
 
 from __future__ import annotations
@@ -154,11 +155,44 @@ def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict
     return eval_s * left, "assumed"
 
 
-def estimate_pretrain(run: PretrainRun, interactions: int | None, measured: dict) -> tuple[float | None, str]:
+def pretrain_speed_key(cfg) -> tuple:
+    """What a pre-training's speed is pooled by (a PretrainConfig, or its dict): the dataset, the encoder's
+    shape and whether SP runs (its extra encoder passes make an epoch ~1.5x longer: Beauty, two threads,
+    medians 41 s without, 60 s with). The training fraction is divided out."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return (get("dataset"), get("backbone", "s3rec"), int(get("max_len", PAPER_MAX_LEN)), int(get("hidden_size", 64)),
+            int(get("n_layers", 2)), float(get("sp_weight", 0.5)) > 0)
+
+
+def measured_pretrain_speeds(pretrain_dir: Path | None) -> dict:
+    """Median seconds per epoch, at the full training fraction, of the pre-trainings under ``pretrain_dir``
+    (the shared folder), by :func:`pretrain_speed_key`."""
+    by: dict[tuple, list[float]] = {}
+    if pretrain_dir is None or not Path(pretrain_dir).is_dir():
+        return {}
+    for cfg_path in sorted(Path(pretrain_dir).glob("*/config.json")):
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            fraction = float(cfg.get("train_fraction", 1.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        secs = _epoch_seconds(cfg_path.parent / "metrics.jsonl")
+        if secs and fraction > 0:
+            by.setdefault(pretrain_speed_key(cfg), []).append(statistics.median(secs) / fraction)
+    return {k: statistics.median(v) for k, v in by.items()}
+
+
+def estimate_pretrain(run: PretrainRun, interactions: int | None, measured: dict | None = None) -> tuple[float | None, str]:
+    """Seconds left for a pre-training: its own epochs' median where it has begun, else that of like
+    pre-trainings (``measured``, from :func:`measured_pretrain_speeds`) scaled by the training fraction,
+    else the assumed speed."""
     left = max(run.cfg.epochs - epochs_done(run.dir), 0)
     secs = _epoch_seconds(run.dir / "metrics.jsonl")
     if secs:
         return statistics.median(secs) * left, "measured"
+    like = (measured or {}).get(pretrain_speed_key(run.cfg))
+    if like is not None:
+        return like * run.cfg.train_fraction * left, "measured on like pre-trainings"
     per = pretrain_epoch_seconds(run, interactions)
     return (None, "unknown") if per is None else (per * left, "assumed")
 

@@ -250,6 +250,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
     sizes = {d: cost.dataset_size(d, data_dir) for d in {r.dataset for r in plan.runs}}
     measured = cost.measured_finetune_speeds(plan.runs, plan.out.parent)
     lengths = cost.measured_finetune_lengths(plan.runs, plan.out.parent)
+    pretrain_speeds = cost.measured_pretrain_speeds(plan.pretrain_dir)
     lines = [f"{exp.name}: {exp.title}",
              f"grid: {len(exp.datasets)} datasets x {len(exp.methods)} methods"
              + (f" x {len(exp.vary_values)} values of {exp.vary_setting}" if exp.vary_setting else "")
@@ -270,7 +271,7 @@ def dry_run_text(plan: Plan, data_dir=None, reuse: bool = True) -> str:
             lines.append(f"{'pretrain/' + p.id:<{width}}  {'not needed':<11}  {'-':>9}  every run that starts "
                          f"from it is finished or copied; {p.cfg.epochs} epochs")
             continue
-        est, basis = (0.0, "-") if status == "done" else cost.estimate_pretrain(p, sizes.get(p.cfg.dataset), measured)
+        est, basis = (0.0, "-") if status == "done" else cost.estimate_pretrain(p, sizes.get(p.cfg.dataset), pretrain_speeds)
         ks = ",".join(map(str, p.checkpoints)) if len(p.checkpoints) <= 6 else f"{p.checkpoints[0]},...,{p.checkpoints[-1]}"
         shown = "-" if status == "done" else _duration(est)
         lines.append(f"{'pretrain/' + p.id:<{width}}  {status:<11}  {shown:>9}  {basis}; {p.cfg.epochs} epochs, "
