@@ -807,7 +807,6 @@ def test_cost_model_scales_with_the_data_and_prefers_measured_speeds(tmp_path):
 
 
 def test_a_pretraining_not_begun_is_timed_by_like_pretrainings_with_sp_on_or_off_apart(tmp_path):
-
     from s3rec.reproduce import cost
 
     plan = make_plan(narrowed(load_experiment("limited_data"), datasets=["Sports"], seeds=[42], methods=["S3-Rec"]),
@@ -835,6 +834,13 @@ def test_a_pretraining_not_begun_is_timed_by_like_pretrainings_with_sp_on_or_off
     other = dataclasses.replace(pre[1.0], cfg=dataclasses.replace(pre[1.0].cfg, max_len=100))
     assert cost.estimate_pretrain(other, n, speeds)[1] == "assumed"
     assert cost.measured_pretrain_speeds(tmp_path / "absent") == {}
+    (tmp_path / "pretrain" / "broken").mkdir()
+    (tmp_path / "pretrain" / "broken" / "config.json").write_text('{"max_len": null}')
+    assert cost.measured_pretrain_speeds(tmp_path / "pretrain") == speeds  # skipped, not a crash
+    # the dry run uses them
+    text = runner_mod.dry_run_text(plan)
+    assert re.search(r"pretrain/Sports-train_fraction=0.6-seed42 +pending .*measured on like pre-trainings", text)
+    assert re.search(r"pretrain/Sports-train_fraction=0.2-seed42 +\w+ +[0-9]+ min  measured;", text)
 
 
 def test_a_run_finished_with_identical_settings_elsewhere_is_reused_not_recomputed(tiny_data, tmp_path, monkeypatch,

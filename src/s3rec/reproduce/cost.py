@@ -156,12 +156,14 @@ def estimate_finetune(run: FinetuneRun, interactions: int | None, measured: dict
 
 
 def pretrain_speed_key(cfg) -> tuple:
-    """What a pre-training's speed is pooled by (a PretrainConfig, or its dict): the dataset, the encoder's
-    shape and whether SP runs (its extra encoder passes make an epoch ~1.5x longer: Beauty, two threads,
-    medians 41 s without, 60 s with). The training fraction is divided out."""
+    """What a pre-training's speed is pooled by (a PretrainConfig, or its dict): the dataset, the encoder
+    (backbone, window, hidden size, layers, heads), the device and precision, and whether SP runs (its
+    extra encoder passes make an epoch ~1.5x longer: Beauty, two threads, medians 41 s without, 60 s
+    with). The training fraction is not part of it (:func:`measured_pretrain_speeds` divides it out)."""
     get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    return (get("dataset"), get("backbone", "s3rec"), int(get("max_len", PAPER_MAX_LEN)), int(get("hidden_size", 64)),
-            int(get("n_layers", 2)), float(get("sp_weight", 0.5)) > 0)
+    return (str(get("dataset")), str(get("backbone", "s3rec")), int(get("max_len", PAPER_MAX_LEN)),
+            int(get("hidden_size", 64)), int(get("n_layers", 2)), int(get("n_heads", 2)),
+            str(get("device", "cpu")).split(":")[0], str(get("amp", "none")), float(get("sp_weight", 0.5)) > 0)
 
 
 def measured_pretrain_speeds(pretrain_dir: Path | None) -> dict:
@@ -174,11 +176,12 @@ def measured_pretrain_speeds(pretrain_dir: Path | None) -> dict:
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
             fraction = float(cfg.get("train_fraction", 1.0))
-        except (OSError, ValueError, TypeError, AttributeError):
+            key = pretrain_speed_key(cfg)
+        except (OSError, ValueError, TypeError, AttributeError):  # not a pre-training's config: ignored
             continue
         secs = _epoch_seconds(cfg_path.parent / "metrics.jsonl")
         if secs and fraction > 0:
-            by.setdefault(pretrain_speed_key(cfg), []).append(statistics.median(secs) / fraction)
+            by.setdefault(key, []).append(statistics.median(secs) / fraction)
     return {k: statistics.median(v) for k, v in by.items()}
 
 
