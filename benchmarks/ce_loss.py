@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.datasets:
-        ds = registry.load(name, negatives=False, quiet=True)
+        ds = registry.load(name)
         for model_name in args.models:
             cfg = TrainConfig(dataset=ds.name, model=model_name, protocol="full", loss="ce").resolved()
             model, optimizer, batches = step_fixture(cfg, ds, args.steps)

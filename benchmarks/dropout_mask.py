@@ -25,7 +25,7 @@ import s3rec.models.encoder as encoder
 from s3rec.bench import step_fixture, time_steps, write_record
 from s3rec.config import PretrainConfig, TrainConfig
 from s3rec.data import registry
-from s3rec.pretrain import Pretrainer
+from s3rec.pretraining import Pretrainer
 
 BYTES = encoder.keep_scale
 
@@ -75,7 +75,7 @@ def main() -> None:
     jobs = [("pretrain", *c.split(":")) for c in args.configs] + [("finetune", d, "50") for d in args.finetune]
     rows = []
     for kind, name, max_len in jobs:
-        ds = registry.load(name, negatives=False, quiet=True)
+        ds = registry.load(name)
         run = (pretrain_rounds if kind == "pretrain" else finetune_rounds)(ds, int(max_len), args.steps)
         rates = {"rand": [], "bytes": []}
         for r in range(args.rounds + 1):  # round 0 warms up and is not counted

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from s3rec.bench import write_record, bench_train
 from s3rec.config import TrainConfig
-from s3rec.data import registry
+from s3rec.data.negatives import load_for_protocol
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     for name in args.datasets:
-        ds = registry.load(name, negatives=args.protocol == "sampled", quiet=True)
+        ds = load_for_protocol(name, protocol=args.protocol, quiet=True)
         for packed in (True, False):
             cfg = dataclasses.replace(TrainConfig(dataset=ds.name, protocol=args.protocol), packed=packed)
             r = bench_train(cfg, ds, epochs=args.timed_epochs)

@@ -5,7 +5,7 @@ two-sums   ranks as ``1 + (scores > t).sum(1) + (scores == t).sum(1) - 1`` (int6
 one-count  ranks as ``(scores >= t).sum(1, dtype=int32)`` (``s3rec.metrics.target_ranks``), the same
            chunks and NaN check (2026-11-28 to 2026-12-03)
 default    ``target_ranks``, chunks of up to 16 MiB on a CPU (``FULL_CHUNK_CELLS``), NaN check on
-           ``scores.amax()`` (``s3rec.evaluate.has_nan``)
+           ``scores.amax()`` (``s3rec.evaluation.has_nan``)
 The full protocol validates every fine-tuning epoch, so this is part of every full-ranking epoch. The
 three alternate round by round in one process on the same (untrained) model and must give identical ranks.
 Usage: python benchmarks/full_ranking_eval.py [--datasets Beauty LastFM] [--rounds 3] [--threads N]
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-import s3rec.evaluate as evaluate_module
+import s3rec.evaluation as evaluate_module
 from s3rec.bench import write_record
 from s3rec.config import TrainConfig
 from s3rec.data import registry
@@ -58,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.datasets:
-        ds = registry.load(name, negatives=False, quiet=True)
+        ds = registry.load(name)
         torch.manual_seed(0)
         model, _ = build(TrainConfig(dataset=ds.name, protocol="full").resolved(), ds)
         st = SequenceTensors(ds)

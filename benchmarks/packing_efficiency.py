@@ -30,7 +30,7 @@ import torch
 from s3rec.bench import step_fixture, write_record
 from s3rec.config import PretrainConfig, TrainConfig
 from s3rec.data import registry
-from s3rec.pretrain import Pretrainer
+from s3rec.pretraining import Pretrainer
 
 
 def layout_use(layouts, causal: bool = False) -> dict:
@@ -85,7 +85,7 @@ def main() -> None:
     for conf in args.configs:
         name, max_len = conf.split(":")
         max_len = int(max_len)
-        ds = registry.load(name, negatives=False, quiet=True)
+        ds = registry.load(name)
         trainer, gen, order, layouts = pretrain_layouts(ds, max_len, args.batches)
         row = {"step": "pretrain", "dataset": ds.name, "max_len": max_len, **layout_use(layouts)}
         if args.profile:

@@ -32,10 +32,10 @@ def child(args) -> None:
     from s3rec.config import PretrainConfig, with_overrides
     from s3rec.data import registry
     from s3rec.distributed import close, from_env
-    from s3rec.pretrain import Pretrainer
+    from s3rec.pretraining import Pretrainer
 
     world, _ = from_env("cpu")
-    ds = registry.load(args.dataset, quiet=True)
+    ds = registry.load(args.dataset)
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = with_overrides(PretrainConfig(dataset=ds.name), overrides).validate()
     trainer = Pretrainer(cfg, ds, world)

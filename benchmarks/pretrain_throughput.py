@@ -36,7 +36,7 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     for name in args.datasets:
-        ds = registry.load(name, quiet=True)
+        ds = registry.load(name)
         for label in args.configs:
             overrides, partial = CONFIGS[label]
             S3RecPretrain.partial_last_layer = partial

@@ -29,19 +29,20 @@ from s3rec.bench import write_record
 
 
 def _recommender(args):
-    from s3rec.recommend import Recommender, id_maps_for
+    from s3rec.recommend import Recommender
 
     if args.checkpoint:
         return Recommender.load(args.checkpoint, args.dataset)
     from s3rec.config import TrainConfig
     from s3rec.data import registry
+    from s3rec.data.idmaps import load_id_maps
     from s3rec.train import build
 
     files = registry.locate(args.dataset)
-    ds = registry.load(files.name, quiet=True)
+    ds = registry.load(files.name)
     cfg = TrainConfig(dataset=ds.name)
     model, _ = build(cfg, ds)
-    return Recommender(model, cfg, ds, id_maps_for(ds, files.folder))
+    return Recommender(model, cfg, ds, load_id_maps(files.folder, ds.name))
 
 
 def _post(conn, payload) -> tuple[int, dict]:
@@ -84,14 +85,14 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     ds = rec.ds
-    names = rec.maps.items
+    names = rec.item_names
     rows = rng.integers(0, ds.n_users, size=args.requests)
     payloads = []
     for r in rows.tolist():
         seq = ds.sequence(r)
         n = int(rng.integers(1, min(len(seq), rec.max_len) + 1))
         payloads.append({"history": [names[i] for i in seq[-n:].tolist()], "k": args.k,
-                         **({"user": rec.maps.users[r]} if getattr(rec.model, "uses_users", False) else {})})
+                         **({"user": rec.user_names[r]} if getattr(rec.model, "uses_users", False) else {})})
 
     latencies: list[float] = []
     errors: list[str] = []

@@ -17,9 +17,10 @@ import torch
 
 from s3rec.config import PretrainConfig, config_from_json
 from s3rec.data import registry
-from s3rec.data.pretrain import pretrain_batch
-from s3rec.models.s3rec import sp_logits
-from s3rec.pretrain import Pretrainer, read_pretrained
+from s3rec.data.corruption import pretrain_batch
+from s3rec.models.heads import sp_logits
+from s3rec.pretraining import Pretrainer
+from s3rec.transfer import read_pretrained
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     p.add_argument("--instances", type=int, default=500)
     args = p.parse_args()
     cfg = config_from_json((args.run / "config.json").read_text(), PretrainConfig)
-    trainer = Pretrainer(cfg, registry.load(cfg.dataset, quiet=True))
+    trainer = Pretrainer(cfg, registry.load(cfg.dataset))
     model = trainer.model.eval()
     qs = torch.tensor([0.05, 0.5, 0.95])
     print("| epoch | positive logit 5/50/95% | negative logit 5/50/95% |\n|---|---|---|")

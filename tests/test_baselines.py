@@ -27,7 +27,7 @@ from s3rec.data.batches import SequenceBatch, SequenceTensors, eval_batch, finet
 from s3rec.data.packing import FINETUNE_MASK_VALUE, make_layout, scatter_tokens
 from s3rec.data.store import load_files
 from s3rec.errors import ConfigError
-from s3rec.evaluate import evaluate, score_users
+from s3rec.evaluation import evaluate, score_users
 from s3rec.models import ModelData, build_model, model_class, model_names
 from s3rec.train import build, train_epoch, train_users
 

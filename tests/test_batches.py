@@ -1,4 +1,4 @@
-"""Fine-tuning batches against a plain-loop oracle written from the SPEC (section 1 split, section 4)."""
+"""Fine-tuning batches against a plain-loop oracle written from docs/semantics.md (#data's split, #fine-tuning)."""
 
 from __future__ import annotations
 

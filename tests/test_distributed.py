@@ -16,10 +16,10 @@ import torch.multiprocessing as mp
 from s3rec.cli import main
 from s3rec.config import PretrainConfig
 from s3rec.data import registry
-from s3rec.data.pretrain import pretrain_batch
+from s3rec.data.corruption import pretrain_batch
 from s3rec.distributed import World
-from s3rec.models.s3rec import weighted_total
-from s3rec.pretrain import Pretrainer
+from s3rec.models.heads import weighted_total
+from s3rec.pretraining import Pretrainer
 
 # dropout off: the only randomness left is the corruption, which the test hands to each share
 CFG = PretrainConfig(dataset="Tiny", hidden_size=16, batch_size=20, hidden_dropout=0.0, attn_dropout=0.0)
@@ -36,7 +36,7 @@ def _rank_step(rank: int, size: int, init_file: str, out: str, data_dir: str) ->
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
     try:
-        trainer = Pretrainer(CFG, registry.load("Tiny", quiet=True), World(rank, size))
+        trainer = Pretrainer(CFG, registry.load("Tiny"), World(rank, size))
         grads = []
         for step, batch in enumerate((BATCH, LONE)):
             trainer.step(batch, _draws(rank + 10 * step))
@@ -50,7 +50,7 @@ def _rank_step(rank: int, size: int, init_file: str, out: str, data_dir: str) ->
 def test_shares_add_up_to_one_process_step(tiny_data, tmp_path):
     mp.spawn(_rank_step, args=(2, str(tmp_path / "init"), str(tmp_path), str(tiny_data)), nprocs=2, join=True)
     # one process: the same shares with the same draws, their summed losses, one Adam step per batch
-    ref = Pretrainer(CFG, registry.load("Tiny", quiet=True))
+    ref = Pretrainer(CFG, registry.load("Tiny"))
     want_grads = []
     for step, whole in enumerate((BATCH, LONE)):
         total = 0

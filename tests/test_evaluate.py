@@ -17,11 +17,12 @@ import torch
 from s3rec.errors import DivergedError
 from torch import nn
 
-import s3rec.evaluate as ev
+import s3rec.evaluation as ev
 from s3rec.data.batches import SequenceTensors
 from s3rec.data.store import load_files
-from s3rec.evaluate import PROTOCOLS, evaluate
+from s3rec.evaluation import PROTOCOLS, evaluate
 from s3rec.metrics import metrics_from_ranks
+from s3rec.models.base import dot_scores
 from s3rec.models.encoder import EncoderConfig
 
 from conftest import synthetic_sequences, write_dataset
@@ -41,7 +42,10 @@ TINY = {
 
 
 class FakeModel(nn.Module):
-    """encode() -> one-hot of each slot's item; output_embeddings() -> a fixed table."""
+    """encode() -> one-hot of each slot's item; output_embeddings() -> a fixed table; the model contract
+    (``user_states``: the last slot's state, ``score``: dot products with the table) over them."""
+
+    packed_ok = True
 
     def __init__(self, n_items: int, max_len: int = 4, integer: bool = True, seed: int = 0):
         super().__init__()
@@ -66,6 +70,13 @@ class FakeModel(nn.Module):
 
     def output_embeddings(self):
         return self.table
+
+    def user_states(self, batch):
+        h = self.encode(batch)
+        return h.reshape(-1, h.shape[-1])[batch.layout.last_slot]
+
+    def score(self, states, items=None):
+        return dot_scores(states, self.output_embeddings(), items)
 
 
 def loop_rank(scores: list[float], t: int) -> int:

@@ -10,7 +10,10 @@ import pytest
 
 from conftest import shared_data_dir, write_dataset
 from s3rec.cli import main
-from s3rec.data import importing as im
+from s3rec.data import writing
+from s3rec.data.idmaps import load_id_maps
+from s3rec.data.pipeline import build_attributes, build_sequences
+from s3rec.data.readers import read_attributes, read_interactions
 from s3rec.data.export import export_recbole
 from s3rec.data.registry import DATASETS
 from s3rec.data.store import load_files
@@ -40,8 +43,8 @@ def test_files(tmp_path):
 def assert_round_trip(ds, folder: Path, name: str) -> None:
     """Export ``ds`` and import it back (no filtering, no de-duplication); compare via original ids."""
     paths = export_recbole(ds, folder / "rb", name)
-    seqs = im.build_sequences(im.read_interactions(paths["inter"]), dedup=False, k=0)
-    attrs = im.build_attributes(seqs, im.read_attributes(paths["item"]))
+    seqs = build_sequences(read_interactions(paths["inter"]), dedup=False, k=0)
+    attrs = build_attributes(seqs, read_attributes(paths["item"]))
     users = np.array(seqs.user_names.to_pylist(), dtype=np.int64)
     items = np.array(seqs.item_names.to_pylist(), dtype=np.int64)
     assert np.array_equal(users, ds.user_ids)
@@ -53,8 +56,8 @@ def assert_round_trip(ds, folder: Path, name: str) -> None:
     want = {i: ds.attributes[ds.attr_offsets[i] : ds.attr_offsets[i + 1]].tolist() for i in range(1, ds.n_items + 1)}
     assert got == {i: a for i, a in want.items() if a}
     # and written out, the imported dataset loads and says the same through its id maps
-    im.write_dataset(folder / "back", name, seqs, attrs)
-    maps = im.load_id_maps(folder / "back", name)
+    writing.write_dataset(folder / "back", name, seqs, attrs)
+    maps = load_id_maps(folder / "back", name)
     back = load_files(name, folder / "back" / f"{name}.txt", folder / "back" / f"{name}_item2attributes.json")
     maps.check(back)
     assert [int(maps.items[i]) for i in back.items.tolist()] == ds.items.tolist()

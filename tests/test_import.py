@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from s3rec.cli import main
-from s3rec.data import importing as im
+from s3rec.data.idmaps import load_id_maps
+from s3rec.data.importing import import_dataset
+from s3rec.data.pipeline import k_core
 from s3rec.data.store import load_files
 from s3rec.errors import DataError, S3RecError
 
@@ -26,7 +28,7 @@ def csv_rows(rows, header="user,item,timestamp") -> str:
 
 def read_back(out: Path, name: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """The written dataset as original ids: {user: [items]} and {item: [attributes]}, via the id maps."""
-    maps = im.load_id_maps(out, name)
+    maps = load_id_maps(out, name)
     ds = load_files(name, out / f"{name}.txt", out / f"{name}_item2attributes.json")
     maps.check(ds)
     seqs = {maps.users[int(u)]: [maps.items[i] for i in ds.sequence(k).tolist()] for k, u in enumerate(ds.user_ids)}
@@ -50,7 +52,7 @@ def test_sort_ties_ids_and_maps(tmp_path):
             ("bob", "y", 2), ("alice", "w", 9)]
     src = write(tmp_path / "in.csv", csv_rows(rows))
     out = tmp_path / "out"
-    im.import_dataset(src, out, "Shop", k=0)
+    import_dataset(src, out, "Shop", k=0)
     # bob first (first in the file); ties (alice y/x at 1, bob x/w at 5) keep file order
     assert (out / "Shop.txt").read_text() == "1 1 2 3\n2 1 2 4 3\n"
     assert (out / "Shop_user_ids.tsv").read_text() == "id\toriginal_id\n1\tbob\n2\talice\n"
@@ -59,7 +61,7 @@ def test_sort_ties_ids_and_maps(tmp_path):
     seqs, attrs = read_back(out, "Shop")
     assert seqs == {"bob": ["y", "x", "w"], "alice": ["y", "x", "z", "w"]}
     assert attrs == {}
-    maps = im.load_id_maps(out, "Shop")
+    maps = load_id_maps(out, "Shop")
     assert maps.items == ["", "y", "x", "w", "z"]  # first appearance in bob's then alice's sequence
     assert maps.item_index()["z"] == 4 and maps.user_index() == {"bob": 1, "alice": 2}
     assert json.loads((out / "Shop_item2attributes.json").read_text()) == {}
@@ -68,8 +70,8 @@ def test_sort_ties_ids_and_maps(tmp_path):
 def test_dedup_keeps_the_earliest_and_off_keeps_repeats(tmp_path):
     rows = [("u", "a", 5), ("u", "b", 2), ("u", "a", 1), ("u", "c", 3), ("u", "a", 1), ("u", "d", 4)]
     src = write(tmp_path / "in.csv", csv_rows(rows))
-    im.import_dataset(src, tmp_path / "on", "D", k=0, dedup=True)
-    im.import_dataset(src, tmp_path / "off", "D", k=0, dedup=False)
+    import_dataset(src, tmp_path / "on", "D", k=0, dedup=True)
+    import_dataset(src, tmp_path / "off", "D", k=0, dedup=False)
     assert read_back(tmp_path / "on", "D")[0] == {"u": ["a", "b", "c", "d"]}
     assert read_back(tmp_path / "off", "D")[0] == {"u": ["a", "a", "b", "c", "d", "a"]}
 
@@ -92,7 +94,7 @@ def test_k_core_matches_a_naive_reference(seed):
     rng = np.random.default_rng(seed)
     users = rng.integers(0, 60, 700)
     items = rng.zipf(1.6, 700) % 80
-    keep, _ = im.k_core(users, items, 5)
+    keep, _ = k_core(users, items, 5)
     expected = naive_k_core(list(zip(users.tolist(), items.tolist())), 5)
     assert list(zip(users[keep].tolist(), items[keep].tolist())) == expected
 
@@ -106,18 +108,18 @@ def test_users_below_k_only_after_items_are_filtered(tmp_path):
             rows.append((u, i, t := t + 1))
     rows += [("u1", "rare", t + 1)] + [("u6", i, t + 2) for i in ["a", "b", "c", "d", "rare2"]]
     src = write(tmp_path / "in.csv", csv_rows(rows))
-    im.import_dataset(src, tmp_path / "out", "K", k=5)
+    import_dataset(src, tmp_path / "out", "K", k=5)
     seqs, _ = read_back(tmp_path / "out", "K")
     assert sorted(seqs) == ["u1", "u2", "u3", "u4", "u5"]
     assert seqs["u1"] == list("abcde")
-    im.import_dataset(src, tmp_path / "off", "K", k=0)
+    import_dataset(src, tmp_path / "off", "K", k=0)
     assert len(read_back(tmp_path / "off", "K")[0]) == 6
 
 
 def test_rating_threshold(tmp_path):
     rows = [("u", "a", 1, 5), ("u", "b", 2, 3.5), ("u", "c", 3, 4), ("u", "d", 4, 4.0), ("u", "e", 5, 1)]
     src = write(tmp_path / "in.csv", csv_rows(rows, "user,item,timestamp,rating"))
-    im.import_dataset(src, tmp_path / "out", "R", k=0, rating_threshold=4)
+    import_dataset(src, tmp_path / "out", "R", k=0, rating_threshold=4)
     assert read_back(tmp_path / "out", "R")[0] == {"u": ["a", "c", "d"]}
 
 
@@ -125,7 +127,7 @@ def test_iso_dates_naive_and_zoned(tmp_path):
     rows = [("u", "a", "2019-01-02"), ("u", "b", "2019-01-01T23:00:00Z"), ("u", "c", "2019-01-02T03:00:00+05:00"),
             ("u", "d", "2019-01-01 12:00:00")]
     src = write(tmp_path / "in.csv", csv_rows(rows))
-    im.import_dataset(src, tmp_path / "out", "T", k=0)
+    import_dataset(src, tmp_path / "out", "T", k=0)
     # c is 2019-01-01 22:00 UTC
     assert read_back(tmp_path / "out", "T")[0] == {"u": ["d", "c", "b", "a"]}
 
@@ -136,7 +138,7 @@ def test_custom_columns_tsv_and_gzip(tmp_path):
     text = "when\tcustomer\tproduct\n3\tp\tx\n1\tp\ty\n2\tp\tz\n"
     src = tmp_path / "in.tsv.gz"
     src.write_bytes(gzip.compress(text.encode()))
-    im.import_dataset(src, tmp_path / "out", "C", k=0, user_col="customer", item_col="product", time_col="when")
+    import_dataset(src, tmp_path / "out", "C", k=0, user_col="customer", item_col="product", time_col="when")
     assert read_back(tmp_path / "out", "C")[0] == {"p": ["y", "z", "x"]}
 
 
@@ -148,10 +150,10 @@ def test_parquet_gives_the_same_dataset_as_csv(tmp_path):
     n = 400
     users, items, times = rng.integers(0, 30, n), rng.integers(0, 25, n), rng.integers(0, 50, n)
     rows = list(zip([f"u{u}" for u in users], items.tolist(), times.tolist()))
-    im.import_dataset(write(tmp_path / "in.csv", csv_rows(rows)), tmp_path / "a", "P", k=3, dedup=True)
+    import_dataset(write(tmp_path / "in.csv", csv_rows(rows)), tmp_path / "a", "P", k=3, dedup=True)
     table = pa.table({"user": [r[0] for r in rows], "item": items, "timestamp": pa.array(times * 10**6, pa.timestamp("us"))})
     pq.write_table(table, tmp_path / "in.parquet")
-    im.import_dataset(tmp_path / "in.parquet", tmp_path / "b", "P", k=3, dedup=True)
+    import_dataset(tmp_path / "in.parquet", tmp_path / "b", "P", k=3, dedup=True)
     for f in ["P.txt", "P_user_ids.tsv", "P_item_ids.tsv"]:
         assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
 
@@ -161,13 +163,13 @@ def test_recbole_atomic_input(tmp_path):
           "1\t10\t5\t300\n1\t11\t2\t100\n1\t12\t4\t200\n2\t12\t5\t1\n2\t10\t5\t2\n2\t13\t5\t3\n")
     write(tmp_path / "ml.item", "item_id:token\ttitle:token_seq\tgenre:token_seq\tyear:token\n"
           "10\tThe Film\tdrama war\t1990\n11\tB\t\t1991\n12\tC\tcomedy  drama\t1992\n99\tunused\thorror\t2000\n")
-    im.import_dataset(tmp_path / "ml.inter", tmp_path / "out", None, tmp_path / "ml.item", k=0, attr_col="genre")
+    import_dataset(tmp_path / "ml.inter", tmp_path / "out", None, tmp_path / "ml.item", k=0, attr_col="genre")
     seqs, attrs = read_back(tmp_path / "out", "ml")  # name defaults to the file's stem
     assert seqs == {"1": ["11", "12", "10"], "2": ["12", "10", "13"]}
     assert attrs == {"10": ["drama", "war"], "12": ["comedy", "drama"]}  # 11: empty, 13: no row, 99: unused
-    assert im.load_id_maps(tmp_path / "out", "ml").attributes == ["", "drama", "war", "comedy"]  # file order
+    assert load_id_maps(tmp_path / "out", "ml").attributes == ["", "drama", "war", "comedy"]  # file order
     # default attribute column: the first token_seq one; a token column gives one attribute per item
-    im.import_dataset(tmp_path / "ml.inter", tmp_path / "o2", "ml", tmp_path / "ml.item", k=0, rating_threshold=4,
+    import_dataset(tmp_path / "ml.inter", tmp_path / "o2", "ml", tmp_path / "ml.item", k=0, rating_threshold=4,
                       attr_col="year")
     seqs, attrs = read_back(tmp_path / "o2", "ml")
     assert seqs == {"2": ["12", "10", "13"]}  # user 1 keeps 2 ratings >= 4: too short for the split
@@ -178,23 +180,23 @@ def test_attributes_csv_and_json(tmp_path):
     rows = [(u, i, t) for u in ["a", "b", "c"] for t, i in enumerate(["x", "y", "z", "w"])]
     src = write(tmp_path / "in.csv", csv_rows(rows))
     write(tmp_path / "attr.csv", "item,attribute\nz,red\ny,big\nq,green\nz,blue\ny,red\nw,\nz,red\n")
-    im.import_dataset(src, tmp_path / "o1", "A", tmp_path / "attr.csv", k=0)
+    import_dataset(src, tmp_path / "o1", "A", tmp_path / "attr.csv", k=0)
     _, attrs = read_back(tmp_path / "o1", "A")
     assert attrs == {"z": ["red", "blue", "red"], "y": ["big", "red"]}  # repeats kept; x, w: none; q: no item
     assert json.loads((tmp_path / "o1" / "A_item2attributes.json").read_text()) == {"3": [1, 3, 1], "2": [2, 1]}
     write(tmp_path / "attr.json", json.dumps({"w": ["s", 7], "x": [], "q": ["u"], "y": ["s"]}))
-    im.import_dataset(src, tmp_path / "o2", "A", tmp_path / "attr.json", k=0)
+    import_dataset(src, tmp_path / "o2", "A", tmp_path / "attr.json", k=0)
     assert read_back(tmp_path / "o2", "A")[1] == {"w": ["s", "7"], "y": ["s"]}
-    im.import_dataset(src, tmp_path / "o3", "A", tmp_path / "attr.csv", k=0, min_attribute_count=2)
+    import_dataset(src, tmp_path / "o3", "A", tmp_path / "attr.csv", k=0, min_attribute_count=2)
     assert read_back(tmp_path / "o3", "A")[1] == {"z": ["red", "red"], "y": ["red"]}
 
 
 def test_blank_lines_are_skipped_and_lines_still_counted(tmp_path):
     src = write(tmp_path / "in.csv", "user,item,timestamp\nu,a,1\n\nu,b,2\nu,c,3\n\nu,d,x\n")
     with pytest.raises(DataError, match=r"in\.csv:7: unparsable timestamp 'x'"):
-        im.import_dataset(src, tmp_path / "out", "B", k=0)
+        import_dataset(src, tmp_path / "out", "B", k=0)
     src = write(tmp_path / "ok.csv", "user,item,timestamp\nu,a,1\n\nu,b,2\nu,c,3\n\n")
-    im.import_dataset(src, tmp_path / "out", "B", k=0)
+    import_dataset(src, tmp_path / "out", "B", k=0)
     assert read_back(tmp_path / "out", "B")[0] == {"u": ["a", "b", "c"]}
 
 
@@ -224,7 +226,7 @@ ERROR_CASES = [
 def test_errors_name_the_file_and_line_and_write_nothing(tmp_path, text, kwargs, pattern):
     src = write(tmp_path / "in.csv", text)
     with pytest.raises(S3RecError, match=pattern) as e:
-        im.import_dataset(src, tmp_path / "out", "E", **kwargs)
+        import_dataset(src, tmp_path / "out", "E", **kwargs)
     assert "\n" not in str(e.value)
     assert files_under(tmp_path / "out") == set()
 
@@ -233,29 +235,29 @@ def test_attribute_file_errors(tmp_path):
     src = write(tmp_path / "in.csv", csv_rows([("u", i, t) for t, i in enumerate("abc")]))
     write(tmp_path / "a.json", '{\n"a": ["x"],\n"b": "y"\n}\n')
     with pytest.raises(DataError, match=r"a\.json:3: item 'b': expected a list"):
-        im.import_dataset(src, tmp_path / "out", "E", tmp_path / "a.json", k=0)
+        import_dataset(src, tmp_path / "out", "E", tmp_path / "a.json", k=0)
     write(tmp_path / "b.json", '{\n"a": ["x"],\n"b": [}\n')
     with pytest.raises(DataError, match=r"b\.json:3: malformed JSON"):
-        im.import_dataset(src, tmp_path / "out", "E", tmp_path / "b.json", k=0)
+        import_dataset(src, tmp_path / "out", "E", tmp_path / "b.json", k=0)
     write(tmp_path / "c.csv", "item,tag\na,x\n")
     with pytest.raises(DataError, match=r"c\.csv:1: no column 'attribute'.*--attr-col"):
-        im.import_dataset(src, tmp_path / "out", "E", tmp_path / "c.csv", k=0)
+        import_dataset(src, tmp_path / "out", "E", tmp_path / "c.csv", k=0)
     assert files_under(tmp_path / "out") == set()
 
 
 def test_outputs_are_not_replaced_without_force_and_stale_negatives_go(tmp_path):
     src = write(tmp_path / "in.csv", csv_rows([("u", i, t) for t, i in enumerate("abc")]))
     out = tmp_path / "out"
-    im.import_dataset(src, out, "F", k=0)
+    import_dataset(src, out, "F", k=0)
     write(out / "F_sample.txt", "stale\n")
     before = {p: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(S3RecError, match="exists; use --force"):
-        im.import_dataset(src, out, "F", k=0)
+        import_dataset(src, out, "F", k=0)
     bad = write(tmp_path / "bad.csv", "user,item,timestamp\nu,a,1\nu,b,?\n")
     with pytest.raises(DataError):
-        im.import_dataset(bad, out, "F", k=0, force=True)
+        import_dataset(bad, out, "F", k=0, force=True)
     assert {p: p.read_bytes() for p in out.iterdir()} == before  # an error changes nothing
-    im.import_dataset(write(tmp_path / "in2.csv", csv_rows([("v", i, t) for t, i in enumerate("abcd")])), out, "F",
+    import_dataset(write(tmp_path / "in2.csv", csv_rows([("v", i, t) for t, i in enumerate("abcd")])), out, "F",
                       k=0, force=True)
     assert read_back(out, "F")[0] == {"v": list("abcd")}
     assert not (out / "F_sample.txt").exists()
@@ -265,9 +267,9 @@ def test_outputs_are_not_replaced_without_force_and_stale_negatives_go(tmp_path)
 def test_names_that_cannot_be_datasets(tmp_path):
     src = write(tmp_path / "in.csv", csv_rows([("u", i, t) for t, i in enumerate("abc")]))
     with pytest.raises(S3RecError, match="registered dataset whose files are called Sports_and_Outdoors"):
-        im.import_dataset(src, tmp_path / "out", "Sports", k=0)
+        import_dataset(src, tmp_path / "out", "Sports", k=0)
     with pytest.raises(S3RecError, match="dataset name"):
-        im.import_dataset(src, tmp_path / "out", "../x", k=0)
+        import_dataset(src, tmp_path / "out", "../x", k=0)
 
 
 # --- id maps ----------------------------------------------------------------------------------------------------
@@ -281,29 +283,29 @@ def test_id_maps_keep_odd_original_ids(tmp_path):
     table = pa.table({"user": [u for u in users for _ in range(3)], "item": ["a b", "7", " x"] * 4,
                       "timestamp": list(range(12))})
     pq.write_table(table, tmp_path / "in.parquet")
-    im.import_dataset(tmp_path / "in.parquet", tmp_path / "out", "M", k=0)
-    maps = im.load_id_maps(tmp_path / "out", "M")
+    import_dataset(tmp_path / "in.parquet", tmp_path / "out", "M", k=0)
+    maps = load_id_maps(tmp_path / "out", "M")
     assert maps.users == ["", *users] and maps.items == ["", "a b", "7", " x"]
     pq.write_table(pa.table({"user": ["a\nb"] * 3, "item": ["x", "y", "z"], "timestamp": [1, 2, 3]}), tmp_path / "nl.parquet")
     with pytest.raises(DataError, match=r"nl\.parquet: row 1: user id 'a\\nb' contains a line break"):
-        im.import_dataset(tmp_path / "nl.parquet", tmp_path / "out2", "M", k=0)
+        import_dataset(tmp_path / "nl.parquet", tmp_path / "out2", "M", k=0)
 
 
 def test_load_id_maps_absent_partial_and_malformed(tmp_path, monkeypatch):
     from conftest import write_dataset
 
     folder = write_dataset(tmp_path / "d", "Plain", {1: [1, 2, 3]})
-    assert im.load_id_maps(folder, "Plain") is None  # benchmark data: no maps
+    assert load_id_maps(folder, "Plain") is None  # benchmark data: no maps
     src = write(tmp_path / "in.csv", csv_rows([("u", i, t) for t, i in enumerate("abc")]))
-    im.import_dataset(src, folder, "Mapped", k=0)
+    import_dataset(src, folder, "Mapped", k=0)
     monkeypatch.setenv("S3REC_DATA_DIR", str(folder))
-    assert im.load_id_maps(None, "Mapped").users == ["", "u"]  # found like the dataset
+    assert load_id_maps(None, "Mapped").users == ["", "u"]  # found like the dataset
     (folder / "Mapped_item_ids.tsv").write_text("id\toriginal_id\n1\ta\n3\tb\n")
     with pytest.raises(DataError, match=r"Mapped_item_ids\.tsv:3: expected internal id 2"):
-        im.load_id_maps(folder, "Mapped")
+        load_id_maps(folder, "Mapped")
     (folder / "Mapped_item_ids.tsv").unlink()
     with pytest.raises(DataError, match="Mapped_item_ids.tsv: missing"):
-        im.load_id_maps(folder, "Mapped")
+        load_id_maps(folder, "Mapped")
 
 
 # --- command line -------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from conftest import synthetic_sequences, write_dataset
 from s3rec.cli import main
 from s3rec.data import registry
+from s3rec.data.negatives import load_with_negatives
 from s3rec.errors import DataError
 
 NAME = "Bad"
@@ -176,7 +177,7 @@ def with_sample(folder, capsys) -> Path:
     """``folder`` plus a valid ``Bad_sample.txt``, written by ``s3rec data negatives``."""
     assert main(["data", "negatives", NAME, "--data-dir", str(folder)]) == 0
     assert capsys.readouterr().out.strip() == str(folder / FILES["sample"])
-    ds = registry.load(NAME, folder, negatives=True)  # valid as written
+    ds = load_with_negatives(NAME, folder)  # valid as written
     assert ds.negatives.shape == (N_USERS, 99)
     return folder
 

@@ -10,7 +10,7 @@ from conftest import cycle_sequences, write_dataset
 from s3rec.config import TrainConfig, with_overrides
 from s3rec.data.batches import SequenceTensors, eval_batch
 from s3rec.data.store import load_files
-from s3rec.evaluate import evaluate
+from s3rec.evaluation import evaluate
 from s3rec.models.sasrec import SASRec
 from s3rec.models.encoder import EncoderConfig
 from s3rec.train import build, train_epoch, train_users
@@ -27,7 +27,7 @@ def cycle(tmp_path):
 
 @pytest.mark.parametrize("name", ENCODER_MODELS)
 def test_shapes(name, cycle):
-    model = ENCODER_MODELS[name](cycle.n_items, cycle.n_attributes, CFG).eval()
+    model = ENCODER_MODELS[name](cycle.n_items, CFG).eval()
     batch = eval_batch(SequenceTensors(cycle), torch.arange(cycle.n_users), "test", CFG.max_len)
     h = model.encode(batch)
     assert h.shape == (batch.layout.n_rows, batch.layout.row_len, CFG.hidden_size)
@@ -36,7 +36,7 @@ def test_shapes(name, cycle):
 
 @pytest.mark.parametrize("name", [n for n, cls in ENCODER_MODELS.items() if cls.causal])
 def test_causal_models_never_look_at_the_future(name):
-    model = ENCODER_MODELS[name](30, 0, CFG).eval()
+    model = ENCODER_MODELS[name](30, CFG).eval()
     items = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
     later = items.clone()
     later[0, 6:] = torch.tensor([20, 21, 22, 23])

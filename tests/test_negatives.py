@@ -11,7 +11,7 @@ import pytest
 from conftest import synthetic_sequences, write_dataset
 from s3rec.cli import main
 from s3rec.data import formats, registry
-from s3rec.data.negatives import DEFAULT_SEED, generate_negatives
+from s3rec.data.negatives import DEFAULT_SEED, generate_negatives, load_with_negatives
 from s3rec.errors import S3RecError
 
 N_USERS, N_ITEMS = 300, 200
@@ -127,8 +127,8 @@ def test_cli_writes_beside_the_data_and_refuses_to_overwrite(big, capsys):
 
 
 def test_cli_matches_what_load_generates(big, tmp_path):
-    """The file `data negatives` writes is the one `load(..., negatives=True)` makes when none exists."""
-    ds = registry.load("Big", big, negatives=True, quiet=True)
+    """The file `data negatives` writes is the one `load_with_negatives` makes when none exists."""
+    ds = load_with_negatives("Big", big, quiet=True)
     auto = (big / "Big_sample.txt").read_bytes()
     assert np.array_equal(ds.negatives, generate_negatives(ds, DEFAULT_SEED))
     out = tmp_path / "elsewhere" / "neg.txt"
@@ -169,7 +169,7 @@ def test_cli_read_only_data_folder_goes_to_the_cache(big, capsys):
         assert np.array_equal(_read_back(big, "Big", cache_file), generate_negatives(ds, DEFAULT_SEED))
         # Found from the cache by everything that needs it.
         assert registry.locate("Big", big).negatives == cache_file
-        assert np.array_equal(registry.load("Big", big, negatives=True, quiet=True).negatives,
+        assert np.array_equal(load_with_negatives("Big", big, quiet=True).negatives,
                               generate_negatives(ds, DEFAULT_SEED))
         # And not overwritten there without --force.
         before = cache_file.read_bytes()

@@ -17,7 +17,6 @@ from s3rec.data.store import load_files
 from s3rec.losses import bce_next_item
 from s3rec.models.encoder import EncoderConfig
 from s3rec.models.sasrec import SASRec
-from s3rec.train import batch_loss
 
 MAX_LEN = 12
 
@@ -31,7 +30,7 @@ def ds(tmp_path):
 
 def _model(n_items, seed=0):
     torch.manual_seed(seed)
-    return SASRec(n_items, 0, EncoderConfig(hidden_size=16, n_heads=2, max_len=MAX_LEN, hidden_dropout=0.0, attn_dropout=0.0))
+    return SASRec(n_items, EncoderConfig(hidden_size=16, n_heads=2, max_len=MAX_LEN, hidden_dropout=0.0, attn_dropout=0.0))
 
 
 def padded_reference_hidden(model, inputs: list[list[int]]) -> torch.Tensor:
@@ -60,7 +59,7 @@ def test_finetune_loss_and_gradients_equal_padding(ds, packed):
     batch = finetune_batch(st, users, torch.Generator().manual_seed(2), MAX_LEN, packed=packed)
     if packed:
         assert batch.layout.n_rows < len(users)  # rows really are shared
-    loss = batch_loss(model, batch, "bce", ds.n_items)
+    loss = model.loss(batch)  # SASRec's default loss, "bce"
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()

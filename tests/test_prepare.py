@@ -1,4 +1,4 @@
-"""``s3rec data prepare``: the paper's preprocessing of the raw Amazon, Yelp and LastFM files (SPEC
+"""``s3rec data prepare``: the paper's preprocessing of the raw Amazon, Yelp and LastFM files (docs/semantics.md#data,
 section 1), on small files written here with the awkward cases: duplicate reviews, ties in time, items
 without metadata, users below 5 only after items are filtered, Python-literal metadata, bad lines."""
 

@@ -1,4 +1,4 @@
-"""S3-Rec pre-training against a plain-loop oracle written straight from SPEC section 3.
+"""S3-Rec pre-training against a plain-loop oracle written straight from docs/semantics.md, #pre-training.
 
 - Deterministic parts (instances, the four sequences, positions, targets) must match exactly, given
   the batch's random draws.
@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from conftest import synthetic_sequences, write_dataset
 from s3rec.config import PretrainConfig
 from s3rec.data.batches import SequenceTensors
-from s3rec.data.pretrain import make_instances, pretrain_batch, segment_pool
+from s3rec.data.corruption import make_instances, pretrain_batch, segment_pool
 from s3rec.data.store import load_files
 from s3rec.models.encoder import EncoderConfig
-from s3rec.models.s3rec import LossWeights, S3RecPretrain, weighted_total
-from s3rec.pretrain import attribute_targets
+from s3rec.models.heads import LossWeights, weighted_total
+from s3rec.models.s3rec import S3RecPretrain
+from s3rec.pretraining import attribute_targets
 
 MAX_LEN = 10
 
@@ -46,7 +47,7 @@ def oracle_instances(ds):
 
 
 def oracle_sequences(prefix, masked, seg, pool, mask_id):
-    """The masked prefix and the three SP sequences of one instance, from the SPEC."""
+    """The masked prefix and the three SP sequences of one instance, from docs/semantics.md#pre-training."""
     m = len(prefix)
     main = [mask_id if masked[j] else prefix[j] for j in range(m)]
     if m < 2:
@@ -297,7 +298,7 @@ def test_bce_with_logits_equals_sigmoid_bce_on_ordinary_logits():
 
 
 def test_bf16_autocast_option_runs_on_cpu(ds):
-    from s3rec.pretrain import Pretrainer
+    from s3rec.pretraining import Pretrainer
 
     cfg = PretrainConfig(dataset="P", hidden_size=16, max_len=MAX_LEN, batch_size=20, amp="bf16")
     trainer = Pretrainer(cfg, ds)

@@ -11,7 +11,8 @@ import torch
 from conftest import kill_after_epochs, shared_data_dir, shared_reference_dir
 from s3rec.cli import main
 from s3rec.data import registry
-from s3rec.pretrain import Pretrainer, init_for_finetuning, pretrained_digest, read_pretrained, sp_stuck
+from s3rec.pretraining import Pretrainer, sp_stuck
+from s3rec.transfer import init_for_finetuning, pretrained_digest, read_pretrained
 
 SMALL = ["--set", "hidden_size=16", "--set", "batch_size=20"]
 PRE = ["pretrain", "--dataset", "Tiny", "--quiet", *SMALL]
@@ -88,19 +89,19 @@ def test_missing_or_mismatched_init_is_an_error(tiny_data, tmp_path, capsys):
 @pytest.mark.slow
 def test_the_authors_lastfm_checkpoint_loads():
     path = shared_reference_dir() / "official_LastFM-epochs-150.pt"
-    ds = registry.load("LastFM", shared_data_dir(), quiet=True)
+    ds = registry.load("LastFM", shared_data_dir())
     enc = init_for_finetuning(path, ds)
     assert enc["item_embeddings.weight"].shape == (ds.n_items + 2, 64)
     # and the full state (heads included) continues pre-training key for key
     from s3rec.config import PretrainConfig
-    from s3rec.pretrain import Pretrainer
+    from s3rec.pretraining import Pretrainer
 
     state, facts = read_pretrained(path)
     assert facts["kind"] == "authors"
     trainer = Pretrainer(PretrainConfig(dataset="LastFM"), ds)
     trainer.model.load_state_dict(state, strict=True)
     with pytest.raises(Exception, match="needs"):
-        init_for_finetuning(path, registry.load("Beauty", shared_data_dir(), quiet=True))
+        init_for_finetuning(path, registry.load("Beauty", shared_data_dir()))
 
 
 def test_resume_with_more_epochs_extends_the_schedule_exactly(tiny_data, tmp_path):

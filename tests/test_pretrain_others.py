@@ -12,11 +12,11 @@ from conftest import synthetic_sequences, write_dataset
 from s3rec import checkpoint
 from s3rec.cli import main
 from s3rec.data.batches import SequenceTensors
-from s3rec.data.pretrain import make_instances, pretrain_batch, segment_pool
+from s3rec.data.corruption import make_instances, pretrain_batch, segment_pool
 from s3rec.data.store import load_files
 from s3rec.models.encoder import EncoderConfig
 from s3rec.models.s3rec import S3RecPretrain
-from s3rec.pretrain import init_for_finetuning
+from s3rec.transfer import init_for_finetuning, load_pretrained
 
 SMALL = ["--set", "hidden_size=16", "--set", "batch_size=20"]
 
@@ -58,12 +58,12 @@ def test_causal_pretraining_then_sasrec_and_caser_from_it(tiny_data, tmp_path, c
     from s3rec.config import TrainConfig
     from s3rec.train import build
 
-    ds = registry.load("Tiny", quiet=True)
+    ds = registry.load("Tiny")
     enc = init_for_finetuning(ckpt, ds)
     cfg = TrainConfig(dataset="Tiny", model="caser", hidden_size=16).validate()
     model, _ = build(cfg, ds)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_pretrained(enc, "--init")
+    load_pretrained(model, enc, "--init")
     after = model.state_dict()
     assert torch.equal(after["item_embeddings.weight"], enc["item_embeddings.weight"])
     assert all(torch.equal(before[k], after[k]) for k in before if k != "item_embeddings.weight")
@@ -93,8 +93,8 @@ BACKBONES = ["gru4rec", "gru4rec_f", "sasrec_f"]
 
 def _backbone_setup(tmp_path, name, packed=True):
     from s3rec.config import PretrainConfig, with_overrides
-    from s3rec.models.s3rec import LossWeights
-    from s3rec.pretrain import attribute_targets, pretrain_model
+    from s3rec.models.heads import LossWeights
+    from s3rec.pretraining import attribute_targets, pretrain_model
 
     seqs = synthetic_sequences(n_users=25, n_items=60, min_len=4, max_len=14, seed=3)
     attrs = {i: [1 + i % 4, 1 + (i * 3) % 7] for i in range(1, 61) if i % 3}
@@ -112,7 +112,7 @@ def _backbone_setup(tmp_path, name, packed=True):
 
 @pytest.mark.parametrize("name", BACKBONES)
 def test_backbone_losses_do_not_depend_on_the_packing(tmp_path, name):
-    from s3rec.models.s3rec import weighted_total
+    from s3rec.models.heads import weighted_total
 
     results = []
     for packed in (True, False):
@@ -182,20 +182,20 @@ def test_backbone_pretraining_then_the_same_model_fine_tunes_from_all_its_weight
         assert saved["n_layers"] == 1  # the GRU models' default, as fine-tuning will use
     ckpt = pre / "pretrain-epoch-1.pt"
     cfg = with_overrides(TrainConfig(dataset="Tiny"), {"model": name, "hidden_size": 16}).validate()
-    init = init_for_finetuning(ckpt, registry.load("Tiny", quiet=True), cfg)
+    init = init_for_finetuning(ckpt, registry.load("Tiny"), cfg)
     assert all(k.startswith("backbone.") for k in init)  # the whole backbone, to be loaded strictly
     enc = {k.removeprefix("backbone."): v for k, v in init.items()}
-    model, _ = build(cfg, registry.load("Tiny", quiet=True))
-    model.load_pretrained(init, "--init")
+    model, _ = build(cfg, registry.load("Tiny"))
+    load_pretrained(model, init, "--init")
     after = model.state_dict()
     assert set(after) == set(enc) and all(torch.equal(after[k], enc[k]) for k in enc)
     assert main(["train", "--dataset", "Tiny", "--quiet", "--model", name, "--set", "hidden_size=16", "--epochs", "1",
                  "--init", str(ckpt), "--out", str(tmp_path / "ft")]) == 0
     # another model takes only the item embeddings of a pre-trained backbone
     caser_cfg = with_overrides(TrainConfig(dataset="Tiny"), {"model": "caser", "hidden_size": 16}).validate()
-    caser, _ = build(caser_cfg, registry.load("Tiny", quiet=True))
+    caser, _ = build(caser_cfg, registry.load("Tiny"))
     before = {k: v.clone() for k, v in caser.state_dict().items()}
-    caser.load_pretrained(init_for_finetuning(ckpt, registry.load("Tiny", quiet=True), caser_cfg), "--init")
+    load_pretrained(caser, init_for_finetuning(ckpt, registry.load("Tiny"), caser_cfg), "--init")
     changed = {k for k, v in caser.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"item_embeddings.weight"}
     assert torch.equal(caser.state_dict()["item_embeddings.weight"], model.state_dict()["item_embeddings.weight"])

@@ -47,21 +47,40 @@ def test_parser_builds():
 
 
 def test_every_committed_result_has_its_run_records_beside_it():
-    """The committed reports (docs/results/reproduce) trace each number to a run's results.json and
-    config.json in the repository (in CI's clean clone this also catches an ignore rule hiding them)."""
+    """The committed reports (docs/results/reproduce) trace each number to the record beside them
+    (``runs.json``: each finished run's results and config; the t-tests; ``test_ranks.npz``), and those
+    records are in the repository (in CI's clean clone this also catches an ignore rule hiding them)."""
+    import csv
     import json
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent / "docs" / "results" / "reproduce"
-    grids = sorted(root.glob("*/grid.json"))
-    assert grids, "no committed reports"
+    records = sorted(root.glob("*/runs.json"))
+    assert records, "no committed reports"
+    assert sorted(p.parent for p in root.glob("*/report.md")) == [p.parent for p in records]
     missing = []
-    for grid in grids:
-        for run in json.loads(grid.read_text())["runs"]:
+    for path in records:
+        record = json.loads(path.read_text())
+        for run in record["grid"]["runs"]:
             if run["status"] == "done":
-                for name in ("results.json", "config.json"):
-                    if not (grid.parent / "runs" / run["dir"] / name).is_file():
-                        missing.append(f"{grid.parent.name}/runs/{run['dir']}/{name}")
+                rec = record["runs"].get(run["id"], {})
+                for name in ("results", "config"):
+                    if not rec.get(name):
+                        missing.append(f"{path.parent.name}/{run['id']}: {name}")
+        # every number of the runs table is the record's
+        for row in csv.DictReader(open(next(path.parent.glob("*_runs.csv")))):
+            if row["status"] == "done":
+                test = record["runs"][row["run"]]["results"]["test"]
+                for metric, value in row.items():
+                    if metric in test and float(value) != float(f"{test[metric]:.6g}"):
+                        missing.append(f"{path.parent.name}/{row['run']}: {metric} {value} not recorded")
+        # every t-test of the significance table is the record's
+        for sig in path.parent.glob("*_significance.csv"):
+            recorded = {(s["dataset"], s["ours"], s["baseline"]): s for s in record.get("significance", [])}
+            for row in csv.DictReader(open(sig)):
+                s = recorded.get((row["dataset"], row["ours"], row["baseline"]))
+                if row["t"] and (s is None or float(row["t"]) != s["t"] or float(row["p"]) != s["p"]):
+                    missing.append(f"{sig.name}: {row['dataset']} {row['ours']} vs {row['baseline']} not recorded")
     assert not missing, f"{len(missing)} run records missing, e.g. {missing[:3]}"
     repo = root.parent.parent.parent
     if (repo / ".git").exists():  # in a working copy: the records must also be tracked, not only present
@@ -71,7 +90,7 @@ def test_every_committed_result_has_its_run_records_beside_it():
                                 text=True)
         if listed.returncode == 0:
             tracked = set(listed.stdout.split())
-            kept = [*root.glob("*/runs/*/results.json"), *root.glob("*/runs/*/test_ranks.npz")]
+            kept = [*records, *root.glob("*/test_ranks.npz")]
             untracked = [str(p.relative_to(repo)) for p in kept if str(p.relative_to(repo)) not in tracked]
             assert not untracked, f"{len(untracked)} run records not in git, e.g. {untracked[:3]}"
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import shared_data_dir, shared_reference_dir
 from s3rec.cli import main
 from s3rec.data import registry
+from s3rec.data.negatives import load_with_negatives
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,6 @@ def test_registered_digests_match_the_reference_sums():
 
 
 def test_lastfm_original_negatives_are_valid():
-    ds = registry.load("LastFM", shared_data_dir(), negatives=True, quiet=True)
+    ds = load_with_negatives("LastFM", shared_data_dir(), quiet=True)
     assert ds.negatives.shape == (1090, 99)
     assert ds.paths["negatives"].name == "LastFM_sample.txt"

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from s3rec.cli import main
-from s3rec.data import registry
+from s3rec.data.negatives import load_with_negatives
 from s3rec.data.batches import SequenceTensors
-from s3rec.evaluate import score_users
+from s3rec.evaluation import score_users
 from s3rec.recommend import Recommender
 
 
@@ -58,6 +58,19 @@ def test_keep_history_and_chunking_give_the_same_answers(trained):
     first = next(iter(everyone))
     kept = rec.recommend_users([first], k=rec.ds.n_items, exclude_history=False)[first]
     assert len(kept) == rec.ds.n_items  # every item, history included, padding and mask never
+
+
+def test_load_takes_a_run_folder_as_well_as_its_checkpoint(trained, tmp_path):
+    from s3rec.errors import CheckpointError
+
+    by_file, by_folder = Recommender.load(trained), Recommender.load(trained.parent)
+    assert by_folder.info() == by_file.info()
+    history = [str(i) for i in by_file.ds.sequence(0)[:-1].tolist()]
+    assert by_folder.recommend(history, k=5) == by_file.recommend(history, k=5)
+    assert by_folder.user_names == by_file.user_names and by_folder.maps is None  # benchmark files: no id maps
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="best.pt"):  # a folder without one: the file it looked for
+        Recommender.load(tmp_path / "empty")
 
 
 def test_unknown_items_and_users_are_clear_errors(trained):
@@ -135,7 +148,7 @@ def test_service_answers_and_rejects(trained):
         history = [str(i) for i in rec.ds.sequence(0)[:-1].tolist()]
         status, ans = _request(port, "POST", "/recommend", json.dumps({"history": history, "k": 5}))
         assert status == 200 and [i for i, _ in rec.recommend(history, 5)] == ans["items"]
-        status, ans = _request(port, "POST", "/recommend", json.dumps({"user": rec.maps.users[0], "k": 3}))
+        status, ans = _request(port, "POST", "/recommend", json.dumps({"user": rec.user_names[0], "k": 3}))
         assert status == 200 and len(ans["items"]) == 3
         for body, code in [("{bad", 400), (json.dumps({"history": ["999999"]}), 422),
                            (json.dumps({"history": ["1"] * 20_000}), 413), (json.dumps({"user": "ghost"}), 422),
@@ -151,7 +164,7 @@ def test_service_answers_and_rejects(trained):
 
 
 def test_full_evaluation_in_small_chunks_gives_the_same_metrics(trained, monkeypatch):
-    import s3rec.evaluate as ev
+    import s3rec.evaluation as ev
 
     rec = Recommender.load(trained)
     whole = ev.evaluate(rec.model, rec.ds, "test", "full")[0]
@@ -161,11 +174,11 @@ def test_full_evaluation_in_small_chunks_gives_the_same_metrics(trained, monkeyp
 
 
 def test_evaluation_on_a_user_subset_equals_those_users_ranks(trained):
-    from s3rec.evaluate import evaluate_ranks
+    from s3rec.evaluation import evaluate_ranks
     from s3rec.train import validation_users
 
     rec = Recommender.load(trained)
-    ds = registry.load("Tiny", negatives=True, quiet=True)
+    ds = load_with_negatives("Tiny", quiet=True)
     every, _ = evaluate_ranks(rec.model, ds, "valid", "sampled")
     rows = validation_users(ds.n_users, 11)
     assert len(rows) == 11 and torch.equal(rows, validation_users(ds.n_users, 11))  # fixed subset

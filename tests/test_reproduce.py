@@ -27,7 +27,8 @@ from s3rec.reproduce.plan import make_plan
 from s3rec.reproduce.report import write_report
 from s3rec.reproduce.runner import write_grid
 from s3rec.reproduce.stats import paired_ttest, t_two_sided_p
-from s3rec.train import kept_users, train_users
+from s3rec.loop import kept_users
+from s3rec.train import train_users
 
 SMALL = ["--datasets", "Tiny", "--quiet", "--set", "hidden_size=16", "--set", "batch_size=8",
          "--pretrain-set", "batch_size=50"]
@@ -134,7 +135,7 @@ def test_report_option_writes_the_report_after_each_finished_run(tiny_data, tmp_
 
     def spy(exp_dir, out_dir):  # the report as it stood after each run
         path = real(exp_dir, out_dir)
-        written.append(sorted(d.name for d in (Path(out_dir) / "runs").iterdir()))
+        written.append(sorted(json.loads((Path(out_dir) / "runs.json").read_text())["runs"]))
         return path
 
     monkeypatch.setattr(report, "write_experiment_report", spy)
@@ -193,9 +194,10 @@ def test_tiny_grid_runs_end_to_end_and_reports(tiny_data, tmp_path, capsys):
     pre_rows = [line for line in text.split("## Pre-training runs")[1].splitlines() if line.startswith("| Tiny-")]
     assert len(pre_rows) == 2 and all("| 1 / 1 |" in line for line in pre_rows)
     assert next(line for line in pre_rows if "sp_weight=0" in line).endswith("| no SP |")
+    recorded = json.loads((tmp_path / "report" / "runs.json").read_text())["pretrains"]
     for p in grid["pretrains"]:
-        copied = tmp_path / "report" / "pretrain" / p["id"]
-        assert sorted(f.name for f in copied.iterdir()) == ["config.json", "environment.jsonl", "metrics.jsonl"]
+        assert sorted(recorded[p["id"]]) == ["config", "environment", "metrics"]
+        assert len(recorded[p["id"]]["metrics"]) == 1 and recorded[p["id"]]["config"]["epochs"] == 1
     assert (tmp_path / "report" / "ablation.csv").is_file()
     # asking for other settings in the same folder is a conflict, never a silent reuse; the record keeps
     # the earlier, wider grid
@@ -355,7 +357,7 @@ def reference(monkeypatch):
 
 
 def test_report_without_reference_files_has_no_paper_values(tmp_path, monkeypatch):
-    from s3rec.reproduce.paper import paper_value
+    from s3rec.paper import paper_value
 
     monkeypatch.setenv("S3REC_REFERENCE_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setenv("S3REC_DATA_DIR", str(tmp_path / "no-data"))
@@ -403,19 +405,19 @@ def test_report_tables_mark_what_did_not_run(tmp_path, reference):
     assert sig[1].startswith("Beauty,S3-Rec,SASRec,MRR,") and f"{expected.p:.6g}" in sig[1]
     cells = (tmp_path / "report" / "table2.csv").read_text().splitlines()
     assert any(",PopRec,PopRec,,,MRR,0,2,,,0.1558,,not run" in c for c in cells)
-    # every finished run's records are copied beside the report (not the failed one's, no checkpoints)
-    copied = sorted(p.name for p in (tmp_path / "report" / "runs").iterdir())
-    assert copied == ["Beauty-FDSA-seed1", "Beauty-S3-Rec-seed1", "Beauty-S3-Rec-seed2", "Beauty-SASRec-seed1",
-                      "Beauty-SASRec-seed2"]
-    record = tmp_path / "report" / "runs" / "Beauty-S3-Rec-seed2" / "results.json"
-    assert json.loads(record.read_text())["test"]["MRR"] == 0.35
-    assert (tmp_path / "report" / "grid.json").is_file()
+    # every finished run's records are in the report's record (not the failed one's, no checkpoints)
+    record = json.loads((tmp_path / "report" / "runs.json").read_text())
+    assert sorted(record["runs"]) == ["Beauty-FDSA-seed1", "Beauty-S3-Rec-seed1", "Beauty-S3-Rec-seed2",
+                                      "Beauty-SASRec-seed1", "Beauty-SASRec-seed2"]
+    assert record["runs"]["Beauty-S3-Rec-seed2"]["results"]["test"]["MRR"] == 0.35
+    assert record["grid"] == json.loads((tmp_path / "runs" / "table2" / "grid.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "report").iterdir() if p.is_dir()) == []  # no per-run folders
 
 
 def test_a_report_rebuilt_from_its_own_records_keeps_its_significance_tests(tmp_path):
     """A fresh checkout has the committed report, not the runs: scripts/restore_runs.py writes the
-    records back into a runs folder, and the report made from them has the same p-values, read from
-    the compact ranks the first report kept (uint8 under the sampled protocol)."""
+    record back into a runs folder, and the report made from it has the same p-values, read from
+    the compact ranks the first report recorded (uint8 under the sampled protocol)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import restore_runs
 
@@ -425,10 +427,11 @@ def test_a_report_rebuilt_from_its_own_records_keeps_its_significance_tests(tmp_
     _fabricate(runs["Beauty-S3-Rec-seed1"].dir, {"MRR": 0.33}, rng.integers(1, 101, 300))
     _fabricate(runs["Beauty-SASRec-seed1"].dir, {"MRR": 0.28}, rng.integers(1, 101, 300))
     write_report(tmp_path / "runs" / "table2", tmp_path / "report")
-    kept = tmp_path / "report" / "runs" / "Beauty-S3-Rec-seed1" / "test_ranks.npz"
+    kept = tmp_path / "report" / "test_ranks.npz"  # one file, an array per run
     with np.load(kept) as z:
-        assert z["ranks"].dtype == np.uint8
-        assert np.array_equal(z["ranks"], np.load(runs["Beauty-S3-Rec-seed1"].dir / "test_ranks.npy"))
+        assert sorted(z.files) == ["Beauty-S3-Rec-seed1", "Beauty-SASRec-seed1"]
+        assert z["Beauty-S3-Rec-seed1"].dtype == np.uint8
+        assert np.array_equal(z["Beauty-S3-Rec-seed1"], np.load(runs["Beauty-S3-Rec-seed1"].dir / "test_ranks.npy"))
     first = (tmp_path / "report" / "table2_significance.csv").read_text()
     assert ",0." in first.splitlines()[1]  # a p-value, not "ranks missing"
 
@@ -458,9 +461,9 @@ def test_a_report_rebuilt_from_its_own_records_keeps_its_significance_tests(tmp_
 
 
 def test_a_report_made_again_in_place_keeps_significance_rows_whose_ranks_were_never_committed(tmp_path):
-    """Reports made before their ranks were kept: regenerated in place from restored records, a row
-    keeps the earlier report's t-test, marked (kept), only while its MRR means equal the runs' now."""
-    from s3rec.reproduce.report import RANKS_MISSING
+    """T-tests made before ranks were recorded: regenerated in place from restored records, a row
+    keeps the t-test the report's record holds, marked (kept), only while its MRR means equal the runs' now."""
+    from s3rec.reproduce.significance import RANKS_MISSING
 
     plan = _fabricated_plan(tmp_path, "table2", datasets=["Beauty"], seeds=[1])
     runs = {r.id: r for r in plan.runs}
@@ -473,8 +476,7 @@ def test_a_report_made_again_in_place_keeps_significance_rows_whose_ranks_were_n
     first = (report / "table2_significance.csv").read_text().splitlines()[1].split(",")
     for r in runs.values():  # the ranks were never committed
         (r.dir / "test_ranks.npy").unlink(missing_ok=True)
-    for kept in report.glob("runs/*/test_ranks.npz"):
-        kept.unlink()
+    (report / "test_ranks.npz").unlink()
     [path] = write_report(tmp_path / "runs" / "table2", report)
     row = (report / "table2_significance.csv").read_text().splitlines()[1].split(",")
     assert row[:9] == first[:9] and row[9] == "kept"
@@ -494,7 +496,7 @@ def test_a_report_made_again_in_place_keeps_significance_rows_whose_ranks_were_n
 
 def test_compact_ranks_take_the_smallest_type_and_refuse_non_ranks(tmp_path):
     from s3rec.errors import S3RecError
-    from s3rec.reproduce.report import load_compact_ranks, save_compact_ranks
+    from s3rec.reproduce.records import load_compact_ranks, save_compact_ranks
 
     for top, dtype in ((100, np.uint8), (12_101, np.uint16), (70_000, np.uint32)):
         ranks = np.array([1, top, 7], dtype=np.int32)
@@ -543,7 +545,7 @@ def test_report_plots_for_the_figures(tmp_path, reference):
 
 
 def test_a_plot_says_which_settings_its_runs_changed_from_the_definition():
-    from s3rec.reproduce.report import settings_note
+    from s3rec.reproduce.tables import settings_note
 
     unchanged = {"set": {}, "pretrain_set": {}, "pretrain_epochs": None, "device": None}
     shorter = {**unchanged, "pretrain_epochs": 10}
@@ -555,6 +557,7 @@ def test_a_plot_says_which_settings_its_runs_changed_from_the_definition():
 
 
 def test_a_report_puts_the_settings_note_on_its_plot(tmp_path, monkeypatch):
+    from s3rec.reproduce import plots as plots_mod
     from s3rec.reproduce import report as report_mod
 
     plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["SASRec"]),
@@ -564,7 +567,7 @@ def test_a_report_puts_the_settings_note_on_its_plot(tmp_path, monkeypatch):
     titles = []
     real = report_mod.plot_bars
     monkeypatch.setattr(report_mod, "plot_bars", lambda exp, cells, path, note="": (
-        titles.append(report_mod._figure_title(exp, note)), real(exp, cells, path, note)))
+        titles.append(plots_mod._figure_title(exp, note)), real(exp, cells, path, note)))
     write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
     assert titles and titles[0].endswith("\nsettings changed from the definition: --pretrain-epochs 10")
     assert (tmp_path / "report" / "ablation.png").is_file()
@@ -586,7 +589,7 @@ def test_t_distribution_p_values_are_exact():
 
 def test_train_fraction_keeps_a_seeded_nested_subset_of_users(tiny_data):
     from s3rec.data import registry
-    from s3rec.pretrain import Pretrainer
+    from s3rec.pretraining import Pretrainer
 
     a = kept_users(1000, 0.2, 0)
     assert len(a) == 200 and np.array_equal(a, np.sort(a)) and np.array_equal(a, kept_users(1000, 0.2, 0))
@@ -770,7 +773,7 @@ def test_two_folders_of_one_experiment_get_a_report_each(tmp_path):
 def test_the_index_summaries_read_one_folder_per_experiment(tmp_path, reference):
     """A second table2 folder (other settings) has its own report but does not mix into the index's
     side-by-side tables: the folder named as the experiment is the one summarised."""
-    from s3rec.reproduce.report import one_folder_per_experiment
+    from s3rec.reproduce.collect import one_folder_per_experiment
 
     for folder, value in (("table2", 0.37), ("table2_short", 0.30)):
         plan = make_plan(narrowed(load_experiment("table2"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
@@ -877,7 +880,7 @@ def test_a_run_finished_with_identical_settings_elsewhere_is_reused_not_recomput
 
 
 def test_a_figure_on_another_dataset_than_the_papers_says_so(tmp_path):
-    from s3rec.reproduce.report import _dataset_title
+    from s3rec.reproduce.plots import _dataset_title
 
     exp = load_experiment("limited_data")
     assert _dataset_title(exp, "Sports") == "Sports"
@@ -1023,7 +1026,7 @@ def test_grid_record_keeps_the_newest_definition_of_a_method(tmp_path):
 
 
 def test_index_counts_where_a_preset_beats_the_paper(tmp_path, reference):
-    from s3rec.reproduce.report import presets_vs_paper
+    from s3rec.reproduce.preset_report import presets_vs_paper
 
     plan = _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty"], seeds=[1, 2])
     runs = {r.id: r for r in plan.runs}
@@ -1049,7 +1052,7 @@ def test_preset_is_chosen_on_validation_over_both_protocols(tmp_path, reference)
     sampled: MRR) picks the dataset's preset; test numbers play no part; a preset with a seed missing
     under one protocol is shown, not chosen, and makes the choice provisional; so does a dataset that
     one experiment did not run."""
-    from s3rec.reproduce.report import chosen_presets, preset_choice, preset_scores, presets_vs_paper
+    from s3rec.reproduce.preset_report import chosen_presets, preset_choice, preset_scores, presets_vs_paper
 
     kw = dict(datasets=["Beauty"], seeds=[1, 2], methods=["S3-Rec", "S3-Rec-plus", "S3-Rec-CE"])
     full = {r.id: r for r in _fabricated_plan(tmp_path, "strong_finetuning", **kw).runs}
@@ -1090,7 +1093,7 @@ def test_preset_is_chosen_on_validation_over_both_protocols(tmp_path, reference)
 def test_preset_choice_needs_every_experiment_on_the_dataset(tmp_path, reference):
     """A dataset only one of the experiments ran (or without the paper-faithful S3-Rec to compare with)
     gets no choice, and the table says what is missing."""
-    from s3rec.reproduce.report import chosen_presets, preset_scores
+    from s3rec.reproduce.preset_report import chosen_presets, preset_scores
 
     full = {r.id: r for r in _fabricated_plan(tmp_path, "strong_finetuning", datasets=["Beauty", "Toys"], seeds=[1],
                                               methods=["S3-Rec", "S3-Rec-plus"]).runs}
@@ -1109,7 +1112,7 @@ def test_preset_choice_needs_every_experiment_on_the_dataset(tmp_path, reference
 
 
 def test_geometric_settings_get_a_log_axis():
-    from s3rec.reproduce.report import log_axis
+    from s3rec.reproduce.plots import log_axis
 
     assert log_axis(load_experiment("strong_negatives").vary_values)  # 4 ... 256
     assert not log_axis(load_experiment("pretrain_epochs").vary_values)  # starts at 0
@@ -1118,7 +1121,7 @@ def test_geometric_settings_get_a_log_axis():
 
 
 def test_crowded_tick_labels_are_left_out():
-    from s3rec.reproduce.report import _tick_labels
+    from s3rec.reproduce.plots import _tick_labels
 
     exp = load_experiment("strong_pretrain_epochs")
     assert _tick_labels(exp, [0, 10, 30, 50, 150], [0.0, 10.0, 30.0, 50.0, 150.0]) == ["0", "", "30", "50", "150"]
@@ -1151,13 +1154,14 @@ def test_a_method_can_be_limited_to_some_datasets(tmp_path):
 
 def test_a_run_another_process_holds_is_left_to_it(tiny_data, tmp_path, capsys):
     from s3rec.fileio import try_lock
+    from s3rec.shared_pretrain import lock_path
 
     common = ["--methods", "S3-Rec", "SASRec", "--seeds", "1", "--pretrain-epochs", "1", "--set", "epochs=1"]
     out = tmp_path / "runs" / "table2"
     # another process is fine-tuning SASRec and pre-training S3-Rec's encoder: this one skips both
     pre_id = "Tiny-batch_size=50,hidden_size=16-seed42"  # SMALL's pre-training settings
     with try_lock(out / ".locks" / "Tiny-SASRec-seed1.lock") as a, \
-            try_lock(tmp_path / "runs" / "pretrain" / ".locks" / f"{pre_id}.lock") as b:
+            try_lock(lock_path(tmp_path / "runs" / "pretrain" / pre_id)) as b:
         assert a and b
         assert _reproduce(tmp_path, "table2", *common) == 0  # nothing failed: left to the other process
     err = capsys.readouterr().err
@@ -1375,7 +1379,7 @@ model = "sasrec"
 
 
 def test_sp_chance_spans_are_the_epochs_sp_sat_at_ln2():
-    from s3rec.pretrain import CHANCE, sp_chance_spans
+    from s3rec.pretraining import CHANCE, sp_chance_spans
 
     sp = [0.69, CHANCE, CHANCE + 5e-5, 0.6, CHANCE, CHANCE, CHANCE - 2e-4, CHANCE]
     history = [{"epoch": e, "sp": v} for e, v in enumerate(sp, 1)]
@@ -1400,7 +1404,7 @@ def test_report_pre_training_rows_say_never_not_run_or_unreadable(tmp_path):
 
 
 def test_a_pre_training_extended_since_is_reported_as_far_as_this_grid_used_it(tmp_path):
-    """Pre-training folders are shared: a 10-epoch grid's report shows (and copies) the first 10 epochs
+    """Pre-training folders are shared: a 10-epoch grid's report shows (and records) the first 10 epochs
     even after a 150-epoch grid extended the same run."""
     plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
                      tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=10)
@@ -1412,14 +1416,14 @@ def test_a_pre_training_extended_since_is_reported_as_far_as_this_grid_used_it(t
     [path] = write_report(tmp_path / "runs" / "ablation", tmp_path / "report")
     row = next(line for line in path.read_text().splitlines() if line.startswith("| Beauty-default-seed42"))
     assert "| 10 / 10 | mip 0.1000 sp 0.5000 |" in row
-    copied = (tmp_path / "report" / "pretrain" / "Beauty-default-seed42" / "metrics.jsonl").read_text().splitlines()
-    assert len(copied) == 10 and json.loads(copied[-1])["epoch"] == 10
+    copied = json.loads((tmp_path / "report" / "runs.json").read_text())["pretrains"]["Beauty-default-seed42"]["metrics"]
+    assert len(copied) == 10 and copied[-1]["epoch"] == 10
 
 
-def test_a_report_made_again_in_place_keeps_pre_training_records_its_runs_folder_lacks(tmp_path):
-    """A fresh checkout has no pre-training records (never restored): regenerating a report into its
-    own folder keeps the records the earlier report wrote there, marked (kept), also over a re-run that has fewer
-    of the grid's epochs so far; a run's own records win once they have as many."""
+def test_a_report_made_again_in_place_takes_pre_training_records_its_runs_folder_lacks_from_its_record(tmp_path):
+    """A runs folder restored from a record has no pre-training folders: regenerating a report into the
+    folder that holds the record shows the pre-trainings' recorded epochs; a run's own folder wins
+    whenever it has records (a re-run, even with fewer epochs so far)."""
     plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec", "no-SP"]),
                      tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=3)
     write_grid(plan)
@@ -1435,27 +1439,17 @@ def test_a_report_made_again_in_place_keeps_pre_training_records_its_runs_folder
     by_id["Beauty-default-seed42"].dir.mkdir(parents=True)  # re-run since: one epoch so far
     (by_id["Beauty-default-seed42"].dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "sp": 0.4, "mip": 2.0}) + "\n")
     [path] = write_report(tmp_path / "runs" / "ablation", report)
-    text = path.read_text()
-    rows = {line.split(" | ")[0][2:]: line for line in text.split("## Pre-training runs")[1].splitlines()
-            if line.startswith("| Beauty-")}
-    assert "| 3 / 3 | mip 0.3333 sp 0.5000 |" in rows["Beauty-sp_weight=0-seed42 (kept)"]
-    # a re-run with fewer of the grid's epochs than the kept records (the reported fine-tunings used those)
-    assert "| 3 / 3 | mip 0.3333 sp 0.5000 |" in rows["Beauty-default-seed42 (kept)"]
-    assert "Marked (kept)" in text
-    (by_id["Beauty-default-seed42"].dir / "metrics.jsonl").write_text("".join(  # the re-run has caught up: it wins
-        json.dumps({"epoch": e, "sp": 0.4, "mip": 2.0}) + "\n" for e in (1, 2, 3)))
-    [path] = write_report(tmp_path / "runs" / "ablation", report)
     rows = {line.split(" | ")[0][2:]: line for line in path.read_text().split("## Pre-training runs")[1].splitlines()
             if line.startswith("| Beauty-")}
-    assert "| 3 / 3 | mip 2.0000 sp 0.4000 |" in rows["Beauty-default-seed42"]
-    copied = report / "pretrain" / "Beauty-default-seed42"
-    assert json.loads((copied / "metrics.jsonl").read_text().splitlines()[-1])["mip"] == 2.0  # now copied over
-    assert not (copied / "config.json").exists()  # the re-run has none: the earlier run's is not left beside
-    kept = report / "pretrain" / "Beauty-sp_weight=0-seed42"
-    assert len((kept / "metrics.jsonl").read_text().splitlines()) == 3 and (kept / "config.json").is_file()
-    # into a new folder there is nothing to keep: not run, never filled in
+    assert "| 3 / 3 | mip 0.3333 sp 0.5000 |" in rows["Beauty-sp_weight=0-seed42"]
+    assert "| 1 / 3 | mip 2.0000 sp 0.4000 |" in rows["Beauty-default-seed42"]
+    recorded = json.loads((report / "runs.json").read_text())["pretrains"]
+    assert len(recorded["Beauty-sp_weight=0-seed42"]["metrics"]) == 3 and recorded["Beauty-sp_weight=0-seed42"]["config"] == {}
+    assert recorded["Beauty-default-seed42"]["metrics"] == [{"epoch": 1, "sp": 0.4, "mip": 2.0}]
+    assert recorded["Beauty-default-seed42"]["config"] is None  # the re-run has none: the earlier run's is not left
+    # into a new folder there is no record: not run, never filled in
     [fresh] = write_report(tmp_path / "runs" / "ablation", tmp_path / "elsewhere")
-    assert "(kept)" not in fresh.read_text() and "| 0 / 3 | not run |" in fresh.read_text()
+    assert "| 0 / 3 | not run |" in fresh.read_text()
 
 
 def test_incomplete_kept_pre_training_records_never_win_over_a_re_run(tmp_path):
@@ -1473,101 +1467,3 @@ def test_incomplete_kept_pre_training_records_never_win_over_a_re_run(tmp_path):
     [path] = write_report(tmp_path / "runs" / "ablation", report)
     row = next(line for line in path.read_text().splitlines() if line.startswith("| Beauty-default-seed42"))
     assert "(kept)" not in row and "| 1 / 5 | mip 2.0000 sp 0.4000 |" in row
-
-
-def test_the_report_names_fine_tunings_that_started_from_another_run_of_their_pre_training(tmp_path):
-    """A fine-tuning whose starting weights' digest differs from the one the shown pre-training record
-    has for that epoch, or (records from before digests) that started before the record's first epoch
-    began, is named; the others, and tests of another run's model, are not."""
-    from s3rec.reproduce.report import other_weights
-
-    def run(rid, epoch=1, **res):
-        (tmp_path / rid).mkdir()
-        if res:
-            (tmp_path / rid / "results.json").write_text(json.dumps(res))
-        return {"id": rid, "dir": rid, "pretrain": "P", "pretrain_epoch": epoch}
-
-    grid = {"runs": [
-        run("same", init_weights_sha256="aa", environment={"time": "2026-01-01T00:00:00+00:00"}),
-        run("other", init_weights_sha256="bb", environment={"time": "2026-01-03T00:00:00+00:00"}),
-        run("before", environment={"time": "2026-01-01T00:00:00+00:00"}),
-        run("after", environment={"time": "2026-01-03T00:00:00+00:00"}),
-        run("tested", checkpoint_from="table2", environment={"time": "2026-01-01T00:00:00+00:00"}),
-        run("unfinished"),
-        run("later-epoch", epoch=2, init_weights_sha256="cc"),  # beyond the record's epochs: nothing to compare
-        {**run("elsewhere", init_weights_sha256="bb"), "pretrain": "Q"},
-    ]}
-    env = tmp_path / "environment.jsonl"
-    env.write_text(json.dumps({"from_epoch": 1, "time": "2026-01-02T00:00:00+00:00"}) + "\n"
-                   + json.dumps({"from_epoch": 2, "time": "2026-01-04T00:00:00+00:00"}) + "\n")
-    found = other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}], env)
-    assert [r for r, _ in found] == ["other", "before"]
-    assert "digest differs" in found[0][1] and "2026-01-01 00:00, before this record's first epoch" in found[1][1]
-    # without the start of the record's first epoch, only digests can tell
-    later = tmp_path / "extended.jsonl"  # a run begun before environment.jsonl was kept, extended since
-    later.write_text(json.dumps({"from_epoch": 11, "time": "2026-01-02T00:00:00+00:00"}) + "\n")
-    for start in (tmp_path / "missing.jsonl", later):
-        assert [r for r, _ in other_weights(tmp_path, grid, "P", [{"epoch": 1, "weights_sha256": "aa"}], start)] == ["other"]
-
-
-def test_a_re_made_pre_training_keeps_the_records_of_the_run_earlier_fine_tunings_used(tmp_path):
-    """The folder's pre-training was lost and made again after one fine-tuning started from it: the
-    report keeps the first run's records under pretrain/ID/earlier/, shows both, and says which
-    fine-tuning used which; regenerating it again changes nothing."""
-    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1, 2], methods=["S3-Rec"]),
-                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=2)
-    write_grid(plan)
-    [pre] = plan.pretrains
-    pre.dir.mkdir(parents=True)
-
-    def pretraining(day, sp):
-        (pre.dir / "environment.jsonl").write_text(json.dumps({"from_epoch": 1, "time": f"2026-01-0{day}T00:00:00+00:00"}) + "\n")
-        (pre.dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "sp": sp, "mip": 1.0}) + "\n" for e in (1, 2)))
-
-    def finetuning(run, day):
-        run.dir.mkdir(parents=True)
-        (run.dir / "config.json").write_text(run.cfg.to_json())
-        (run.dir / "results.json").write_text(json.dumps({
-            "valid": {"NDCG@10": 0.3}, "test": {"NDCG@10": 0.3}, "epochs": 3,
-            "environment": {"time": f"2026-01-0{day}T12:00:00+00:00"}}))
-
-    first, second = plan.runs
-    pretraining(1, 0.5)
-    finetuning(first, 1)
-    report = tmp_path / "report"
-    write_report(tmp_path / "runs" / "ablation", report)
-    pretraining(3, 0.6931)  # lost, made again; the second fine-tuning starts from the new run
-    finetuning(second, 3)
-    for _ in range(2):
-        [path] = write_report(tmp_path / "runs" / "ablation", report)
-        text = path.read_text()
-        assert "| Beauty-default-seed42 | 2 / 2 | mip 1.0000 sp 0.6931 |" in text
-        assert "| Beauty-default-seed42, an earlier run (`earlier/`) | 2 / 2 | mip 1.0000 sp 0.5000 |" in text
-        assert ("- `Beauty-default-seed42`: `Beauty-S3-Rec-seed1` (started 2026-01-01 12:00, before this record's "
-                "first epoch; it started from the earlier run)") in text
-        assert "Beauty-S3-Rec-seed2` (" not in text
-        kept = report / "pretrain" / "Beauty-default-seed42"
-        assert '"sp": 0.5' in (kept / "earlier" / "metrics.jsonl").read_text()
-        assert '"sp": 0.6931' in (kept / "metrics.jsonl").read_text()
-
-
-@pytest.mark.parametrize("digest", ["new", "none"])
-def test_an_earlier_pre_training_record_is_dropped_only_when_digests_show_no_run_used_it(tmp_path, digest):
-    plan = make_plan(narrowed(load_experiment("ablation"), datasets=["Beauty"], seeds=[1], methods=["S3-Rec"]),
-                     tmp_path / "runs" / "ablation", tmp_path / "runs" / "pretrain", pretrain_epochs=1)
-    write_grid(plan)
-    [pre], [run] = plan.pretrains, plan.runs
-    pre.dir.mkdir(parents=True)
-    run.dir.mkdir(parents=True)
-    (run.dir / "config.json").write_text(run.cfg.to_json())
-    report = tmp_path / "report"
-    for sp, sha in ((0.5, "old"), (0.6, "new")):  # the second: lost, made again, the run fine-tuned again
-        (pre.dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "sp": sp, "weights_sha256": sha}) + "\n")
-        (run.dir / "results.json").write_text(json.dumps({
-            "valid": {"NDCG@10": 0.3}, "test": {"NDCG@10": 0.3}, "epochs": 3,
-            "init_weights_sha256": sha if digest == "new" else None}))  # None: from before digests were kept
-        [path] = write_report(tmp_path / "runs" / "ablation", report)
-    earlier = report / "pretrain" / "Beauty-default-seed42" / "earlier"
-    assert (earlier / "metrics.jsonl").is_file() == (digest == "none")
-    assert ("an earlier run (`earlier/`) | 1 / 1 | sp 0.5000" in path.read_text()) == (digest == "none")
-    assert "Fine-tunings known" not in path.read_text()  # nothing is known to have used another run

@@ -168,7 +168,7 @@ def ds(tmp_path):
 def test_pre_ln_packed_equals_padded_and_differs_from_post_ln(ds):
     torch.manual_seed(0)
     cfg = EncoderConfig(hidden_size=16, n_heads=2, max_len=12, hidden_dropout=0.0, attn_dropout=0.0, pre_ln=True)
-    model = SASRec(ds.n_items, 0, cfg).eval()
+    model = SASRec(ds.n_items, cfg).eval()
     assert model.item_encoder.final_LayerNorm is not None
     st = SequenceTensors(ds)
     users = torch.arange(ds.n_users)
@@ -176,7 +176,7 @@ def test_pre_ln_packed_equals_padded_and_differs_from_post_ln(ds):
         packed = model.user_states(eval_batch(st, users, "test", 12, packed=True))
         padded = model.user_states(eval_batch(st, users, "test", 12, packed=False))
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
-    post = SASRec(ds.n_items, 0, EncoderConfig(hidden_size=16, n_heads=2, max_len=12, hidden_dropout=0.0, attn_dropout=0.0))
+    post = SASRec(ds.n_items, EncoderConfig(hidden_size=16, n_heads=2, max_len=12, hidden_dropout=0.0, attn_dropout=0.0))
     post.load_state_dict({k: v for k, v in model.state_dict().items() if "final_LayerNorm" not in k})
     with torch.no_grad():
         assert not torch.allclose(post.eval().user_states(eval_batch(st, users, "test", 12)), packed)
@@ -185,7 +185,7 @@ def test_pre_ln_packed_equals_padded_and_differs_from_post_ln(ds):
 def test_pre_ln_partial_last_block_is_exact(ds):
     torch.manual_seed(0)
     cfg = EncoderConfig(hidden_size=16, n_heads=2, max_len=12, hidden_dropout=0.0, attn_dropout=0.0, pre_ln=True)
-    model = SASRec(ds.n_items, 0, cfg).eval()
+    model = SASRec(ds.n_items, cfg).eval()
     st = SequenceTensors(ds)
     b = finetune_batch(st, torch.arange(ds.n_users), torch.Generator().manual_seed(0), 12)
     x = model.dropout(model.LayerNorm(model.item_embeddings(b.items) + model.position_embeddings(b.layout.positions)))

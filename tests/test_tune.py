@@ -256,7 +256,7 @@ def test_pretrained_preset_pretrains_once_then_reuses(tiny_data, tmp_path, capsy
     assert _train_plus(tmp_path, preset, "a") == 0
     assert "pre-training 1 epochs" in capsys.readouterr().err
     (pre_dir,) = shared.iterdir()
-    assert pre_dir.name.startswith("Tiny-s3rec-seed42-")
+    assert pre_dir.name == "Tiny-hidden_size=16-seed42"  # the one shared folder name (s3rec.shared_pretrain)
     ckpt = pre_dir / "pretrain-epoch-1.pt"
     stamp = ckpt.stat().st_mtime_ns
     assert json.loads((tmp_path / "a" / "config.json").read_text())["init"] == str(ckpt.resolve())
@@ -314,18 +314,27 @@ def test_pretrained_preset_with_mismatched_encoders_fails_before_pretraining(tin
     assert not (tmp_path / "pre").exists() and not (tmp_path / "a").exists()
 
 
-def test_shared_pretrain_dir_names_the_computation():
-    from s3rec.presets import shared_pretrain_dir
+def test_shared_pretrain_folder_names_the_computation(tiny_data, tmp_path):
+    from s3rec.data import registry
+    from s3rec.shared_pretrain import data_fingerprint, ensure_pretrained, pretrain_id
 
     base = PretrainConfig(dataset="Beauty", epochs=150)
-    name = shared_pretrain_dir(Path("r"), base, "data1")
+    name = pretrain_id(base)
     for same in ({"device": "cuda"}, {"save_every": 5}, {"epochs": 50}, {"fraction_seed": 3}):
-        assert shared_pretrain_dir(Path("r"), dataclasses.replace(base, **same), "data1") == name, same
+        assert pretrain_id(dataclasses.replace(base, **same)) == name, same
     for change in ({"mask_p": 0.3}, {"seed": 1}, {"sp_weight": 0.0}, {"dataset": "Toys"}, {"train_fraction": 0.5}):
-        assert shared_pretrain_dir(Path("r"), dataclasses.replace(base, **change), "data1") != name, change
-    assert shared_pretrain_dir(Path("r"), base, "data2") != name  # other files under the same name
+        assert pretrain_id(dataclasses.replace(base, **change)) != name, change
     with pytest.raises(ConfigError, match="init"):
-        shared_pretrain_dir(Path("r"), dataclasses.replace(base, init="x.pt"), "data1")
+        pretrain_id(dataclasses.replace(base, init="x.pt"))
+    # other files under the same name: the folder records its data and refuses other data
+    ds = registry.load("Tiny")
+    folder = tmp_path / "pre" / "Tiny-default-seed42"
+    folder.mkdir(parents=True)
+    (folder / "data.json").write_text('{"fingerprint": "0123456789ab"}')
+    assert data_fingerprint(ds) != "0123456789ab"
+    with pytest.raises(ConfigError, match="other data"):
+        ensure_pretrained(PretrainConfig(dataset="Tiny", epochs=1, hidden_size=16), ds, folder)
+    assert not (folder / "pretrain-epoch-1.pt").exists()
 
 
 def test_exclusive_lock_makes_the_second_holder_wait(tmp_path):
@@ -374,7 +383,7 @@ def test_pretrained_must_be_a_boolean(value):
 
 
 def test_preset_saved_from_a_study_on_a_checkpoint_names_its_pretraining(tmp_path):
-    from s3rec.tune.study import preset_from_best
+    from s3rec.tune.presets import preset_from_best
 
     run = tmp_path / "pre"
     run.mkdir()

@@ -8,7 +8,7 @@ import time
 import torch
 
 from .data.batches import SequenceTensors, finetune_batch
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .provenance import machine_description
 from .train import build, train_epoch, train_users
 
@@ -99,7 +99,7 @@ def bench_pretrain(cfg, ds, batches: int = 200, warmup: int = 20, log=None) -> d
     """Pre-training instances per second: instances / end-to-end wall time (batch building, the four
     objectives, backward and the optimizer step) over ``batches`` consecutive batches of a random
     permutation, after ``warmup`` batches."""
-    from .pretrain import Pretrainer
+    from .pretraining import Pretrainer
 
     t_setup = time.perf_counter()
     trainer = Pretrainer(cfg, ds)

@@ -1,4 +1,4 @@
-"""Typed, frozen configuration whose defaults are the paper's values (SPEC sections 2 and 4).
+"""Typed, frozen configuration whose defaults are the paper's values (docs/semantics.md, #model and #fine-tuning).
 
 Overrides are strict: an unknown key or a value of the wrong type is an error.
 """
@@ -9,9 +9,15 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 
+import torch
+
+from .data.batches import NEGATIVE_SAMPLERS
+from .data.corruption import SEGMENT_POOLS
 from .errors import ConfigError
+from .evaluation import PROTOCOLS
+from .models import model_class
 from .models.encoder import EncoderConfig
-from .models.pretrain_backbone import PRETRAIN_BACKBONES
+from .models.heads import PRETRAIN_BACKBONES
 
 LOSSES = ("bce", "ce", "bpr", "sampled-softmax", "gbce")
 # Shared settings whose default depends on the model: choosing a model (``model=NAME`` in a config
@@ -21,17 +27,19 @@ MODEL_SETTINGS = ("lr", "weight_decay", "hidden_dropout", "attn_dropout", "n_lay
 
 
 @dataclass(frozen=True)
-class EncoderSettings:
-    """The encoder shared by pre-training and fine-tuning (SPEC section 2)."""
+class RunSettings:
+    """The settings every run has, pre-training or fine-tuning: the dataset, the encoder (the fields
+    of :class:`EncoderConfig`, with its defaults: docs/semantics.md, #model), the learning rate, the batch layout,
+    the seed, the device and the limited-training-data subset."""
 
     dataset: str = "LastFM"
-    hidden_size: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    max_len: int = 50
-    hidden_dropout: float = 0.5
-    attn_dropout: float = 0.5
-    pre_ln: bool = False  # pre-LayerNorm blocks (a variant); False = the authors' post-LN encoder
+    hidden_size: int = EncoderConfig.hidden_size
+    n_layers: int = EncoderConfig.n_layers
+    n_heads: int = EncoderConfig.n_heads
+    max_len: int = EncoderConfig.max_len
+    hidden_dropout: float = EncoderConfig.hidden_dropout
+    attn_dropout: float = EncoderConfig.attn_dropout
+    pre_ln: bool = EncoderConfig.pre_ln  # pre-LayerNorm blocks (a variant); False = the authors' post-LN encoder
     lr: float = 1e-3
     negative_sampler: str = "exclude-mask"  # or "original": the released sampler that can draw mask_id
     packed: bool = True  # pack sequences into rows (exact); False pads every sequence to max_len
@@ -44,14 +52,9 @@ class EncoderSettings:
     fraction_seed: int = 0
 
     def encoder(self) -> EncoderConfig:
-        return EncoderConfig(
-            self.hidden_size, self.n_layers, self.n_heads, self.max_len, self.hidden_dropout, self.attn_dropout,
-            self.pre_ln,
-        )
+        return EncoderConfig(**{f.name: getattr(self, f.name) for f in fields(EncoderConfig)})
 
     def _checks(self) -> list[tuple[bool, str]]:
-        from .data.batches import NEGATIVE_SAMPLERS
-
         return [
             (self.negative_sampler in NEGATIVE_SAMPLERS, f"negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}"),
             (self.hidden_size > 0 and self.n_heads >= 1 and self.hidden_size % self.n_heads == 0,
@@ -78,8 +81,8 @@ class EncoderSettings:
 
 
 @dataclass(frozen=True)
-class TrainConfig(EncoderSettings):
-    """Fine-tuning (next-item prediction) settings; defaults are the paper's (SPEC section 4)."""
+class TrainConfig(RunSettings):
+    """Fine-tuning (next-item prediction) settings; defaults are the paper's (docs/semantics.md, #fine-tuning)."""
 
     model: str = "sasrec"  # see `s3rec models`; choosing one applies its paper's defaults (MODEL_SETTINGS)
     protocol: str = "sampled"  # sampled | full | full-unmasked | full-original
@@ -102,8 +105,6 @@ class TrainConfig(EncoderSettings):
     model_params: dict = field(default_factory=dict)
 
     def model_class(self):
-        from .models import model_class
-
         return model_class(self.model)
 
     def params(self):
@@ -120,8 +121,6 @@ class TrainConfig(EncoderSettings):
         return dataclasses.replace(self, model_params=dataclasses.asdict(self.params()))
 
     def _checks(self):
-        from .evaluate import PROTOCOLS
-
         cls = self.model_class()
         return super()._checks() + [
             (self.protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}"),
@@ -146,13 +145,12 @@ class TrainConfig(EncoderSettings):
 
 
 # settings a pre-trained backbone shares with the model that fine-tunes from it (they must agree)
-_BACKBONE_SHAPE = ("dataset", "hidden_size", "n_layers", "n_heads", "max_len", "hidden_dropout", "attn_dropout",
-                   "pre_ln", "device")
+_BACKBONE_SHAPE = ("dataset", *(f.name for f in fields(EncoderConfig)), "device")
 
 
 @dataclass(frozen=True)
-class PretrainConfig(EncoderSettings):
-    """S3-Rec pre-training settings; defaults are the released code's (SPEC section 3)."""
+class PretrainConfig(RunSettings):
+    """S3-Rec pre-training settings; defaults are the released code's (docs/semantics.md, #pre-training)."""
 
     batch_size: int = 100
     epochs: int = 0  # 0: the dataset's default (150 Beauty/Toys/LastFM, 100 Sports/Yelp; 100 otherwise)
@@ -172,8 +170,6 @@ class PretrainConfig(EncoderSettings):
     init: str = ""  # continue from a pre-training checkpoint (ours or the authors' layout)
 
     def _checks(self):
-        from .data.pretrain import SEGMENT_POOLS
-
         return super()._checks() + [
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.epochs >= 0, "epochs must be >= 0"),
@@ -198,15 +194,11 @@ class PretrainConfig(EncoderSettings):
 
 
 def _cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
 def device_ok(device: str) -> bool:
     """Whether torch can use this device string on this machine."""
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
@@ -242,8 +234,6 @@ def _types(dc) -> dict:
 def for_model(cfg, name: str):
     """``cfg`` switched to model ``name``: its MODEL_SETTINGS reset to the defaults overlaid with the
     model's paper values, and its ``model_params`` to the model's defaults."""
-    from .models import model_class
-
     cls = model_class(name)
     shared = {k: getattr(type(cfg)(), k) for k in MODEL_SETTINGS}
     shared.update(cls.defaults)
@@ -258,8 +248,6 @@ def _for_backbone(cfg, name: str):
     base = type(cfg)()
     shared = {k: getattr(base, k) for k in MODEL_SETTINGS if hasattr(base, k)}
     if name != "s3rec":
-        from .models import model_class
-
         shared.update({k: v for k, v in model_class(name).defaults.items() if k in shared})
     return dataclasses.replace(cfg, backbone=name, **shared)
 

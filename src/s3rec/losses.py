@@ -69,7 +69,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     GPU_BLOCK_ELEMENTS = 1 << 28  # logits per GPU block (1 GiB of float32): few, large kernels
 
     @staticmethod
-    def _block(n_rows: int, n_cols: int, device: torch.device) -> int:
+    def _block(n_cols: int, device: torch.device) -> int:
         cells = LinearCrossEntropy.CACHE_ELEMENTS if device.type == "cpu" else LinearCrossEntropy.GPU_BLOCK_ELEMENTS
         return max(1, cells // max(n_cols, 1))
 
@@ -79,7 +79,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = bias is not None and ctx.needs_input_grad[3]
         n_rows = len(h)
-        step = LinearCrossEntropy._block(n_rows, len(weights), h.device)
+        step = LinearCrossEntropy._block(len(weights), h.device)
         buf = h.new_empty(min(step, n_rows), len(weights))
         rows = torch.arange(min(step, n_rows), device=h.device)
         grad_h = torch.empty_like(h) if want_h else None

@@ -1,11 +1,25 @@
-"""The paper's published numbers for SASRec and S3-Rec (Zhou et al., CIKM 2020), printed beside ours.
+"""The paper's published numbers (Zhou et al., CIKM 2020): the one home of them in s3rec.
 
-``PAPER[protocol][method][dataset][metric]``: ``sampled`` is Table 2 (target + 99 negatives),
-``full`` the authors' full-ranking table. The complete tables (all methods) ship with the
-benchmark reference files, not with the package.
+- :data:`PAPER`: SASRec's and S3-Rec's rows, shipped with the package and printed beside ours by
+  ``s3rec train`` / ``s3rec run`` (``PAPER[protocol][method][dataset][metric]``; ``sampled`` is
+  Table 2, target + 99 negatives; ``full`` the authors' full-ranking table);
+- :func:`paper_table` / :func:`paper_value`: the complete tables (every method) for the reports, read
+  from the benchmark reference files, which are not shipped: ``paper_sampled99.csv`` (Table 2, 12
+  methods x 6 datasets x {HR@1, HR@5, NDCG@5, HR@10, NDCG@10, MRR}) and ``paper_full_ranking.csv``
+  (10 methods x {HR, NDCG}@{5, 10, 20}), rows ``dataset,metric,method,value``, found in
+  ``$S3REC_REFERENCE_DIR``, else in a ``reference`` folder beside any data folder (``--data-dir`` /
+  ``$S3REC_DATA_DIR``: the benchmark layout ``shared/data`` + ``shared/reference``). Without them a
+  report shows no paper values. The figures (2 to 6) were published as plots without numbers.
 """
 
 from __future__ import annotations
+
+import csv
+import functools
+import os
+from pathlib import Path
+
+from .data.registry import data_dirs
 
 _COLS_SAMPLED = ("HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "MRR")
 _COLS_FULL = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -64,3 +78,35 @@ def comparison_table(ours: dict[str, float], protocol: str, model: str, dataset:
         p = f"{paper[k]:.4f}" if paper and k in paper else "-"
         lines.append(f"{k:<8} {v:>7.4f} {p:>7}")
     return "\n".join(lines)
+
+
+FILES = {"sampled": "paper_sampled99.csv", "full": "paper_full_ranking.csv"}
+
+
+def reference_dirs() -> list[Path]:
+    """Where the reference CSVs are looked for, in order."""
+    dirs = [Path(os.environ["S3REC_REFERENCE_DIR"])] if os.environ.get("S3REC_REFERENCE_DIR") else []
+    return dirs + [d.parent / "reference" for d in data_dirs()]
+
+
+@functools.cache
+def _read(path: str) -> dict[tuple[str, str, str], float]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return {(r["dataset"], r["method"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+
+
+def paper_table(protocol: str) -> dict[tuple[str, str, str], float]:
+    """``{(dataset, method, metric): value}`` of the paper's table for the protocol (empty if the
+    protocol has none or the reference files are not found)."""
+    name = FILES.get(protocol)
+    if name is None:
+        return {}
+    for folder in reference_dirs():
+        if (folder / name).is_file():
+            return _read(str(folder / name))
+    return {}
+
+
+def paper_value(protocol: str, dataset: str, method: str, metric: str) -> float | None:
+    """One number of the paper's complete tables (None where it has none or they are not found)."""
+    return paper_table(protocol).get((dataset, method, metric))

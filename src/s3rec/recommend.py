@@ -3,7 +3,7 @@
 The Python API::
 
     from s3rec.recommend import Recommender
-    rec = Recommender.load("runs/beauty/best.pt")             # dataset found as for training
+    rec = Recommender.load("runs/beauty")                      # a run folder (its best.pt) or a checkpoint
     rec.recommend(["B0001", "B0042"], k=10)                    # for a history of original item ids
     rec.recommend_users(["A3F..."], k=10)                     # for dataset users (whole history)
 
@@ -21,16 +21,18 @@ Scores are computed in chunks of users so that memory stays bounded for large ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
+from .data import registry
 from .data.batches import SequenceBatch
+from .data.idmaps import IdMaps, load_id_maps
 from .data.packing import FINETUNE_MASK_VALUE, make_layout, scatter_tokens
 from .errors import S3RecError
+from .train import model_from_checkpoint
 
 CHUNK_CELLS = 1 << 23  # ~8M scores (32 MiB of float32) per chunk
 
@@ -44,34 +46,14 @@ class UnknownItemsError(S3RecError):
         super().__init__(f"{len(items)} unknown item id(s): {shown}")
 
 
-@dataclass
-class IdMaps:
-    """Original <-> internal ids. ``items[i]`` is the original id of internal item ``i`` (``items[0]``
-    is padding); ``users[k]`` the original id of the k-th user row of the dataset."""
-
-    items: np.ndarray  # [n_items + 1] str
-    users: np.ndarray  # [n_users] str
-
-    def __post_init__(self):
-        self.item_index = {name: i for i, name in enumerate(self.items.tolist()) if i > 0}
-        self.user_index = {name: k for k, name in enumerate(self.users.tolist())}
-
-    @classmethod
-    def identity(cls, ds) -> "IdMaps":
-        items = np.array(["<pad>"] + [str(i) for i in range(1, ds.n_items + 1)], dtype=object)
-        return cls(items, np.array([str(u) for u in ds.user_ids.tolist()], dtype=object))
-
-
-def id_maps_for(ds, folder: Path | None) -> IdMaps:
-    """The dataset's id maps when ``s3rec data import`` wrote them beside it, else the identity."""
-    from .data import importing
-
-    maps = importing.load_id_maps(folder, ds.name) if folder is not None else None
+def original_ids(ds, maps: IdMaps | None) -> tuple[list[str], list[str]]:
+    """``(items, users)``: the original id of internal item ``i`` at ``items[i]`` (``items[0]``:
+    padding, ``""``) and of the dataset's k-th user row at ``users[k]``. Without id maps (the
+    benchmark files) the ids in the files are the original ones."""
     if maps is None:
-        return IdMaps.identity(ds)
-    items = np.array(["<pad>"] + [maps.items[i] for i in range(1, ds.n_items + 1)], dtype=object)
-    users = np.array([maps.users[int(u)] for u in ds.user_ids.tolist()], dtype=object)
-    return IdMaps(items, users)
+        return [""] + [str(i) for i in range(1, ds.n_items + 1)], [str(u) for u in ds.user_ids.tolist()]
+    maps.check(ds)
+    return maps.items, [maps.users[int(u)] for u in ds.user_ids.tolist()]
 
 
 def history_batch(histories: list[np.ndarray], users: torch.Tensor, max_len: int, causal: bool, packed: bool) -> SequenceBatch:
@@ -84,28 +66,40 @@ def history_batch(histories: list[np.ndarray], users: torch.Tensor, max_len: int
 
 
 class Recommender:
-    """A fine-tuned model, its dataset's histories and id maps: ``recommend`` and ``recommend_users``."""
+    """A fine-tuned model, its dataset's histories and id maps: ``recommend`` and ``recommend_users``.
 
-    def __init__(self, model, cfg, ds, maps: IdMaps, device="cpu", chunk_cells: int = CHUNK_CELLS):
+    ``maps``: the dataset's :class:`~s3rec.data.idmaps.IdMaps`, or ``None`` when it has none (the ids
+    in the files are the original ids then). ``item_names[i]`` / ``user_names[k]`` are the original ids
+    of internal item ``i`` and of user row ``k``.
+    """
+
+    def __init__(self, model, cfg, ds, maps: IdMaps | None = None, device="cpu", chunk_cells: int = CHUNK_CELLS):
         self.model = model.eval()
         self.cfg = cfg
         self.ds = ds
         self.maps = maps
+        self.item_names, self.user_names = original_ids(ds, maps)
+        self._item_index = {name: i for i, name in enumerate(self.item_names) if i > 0}
+        self._user_row = {name: k for k, name in enumerate(self.user_names)}
         self.device = device
         self.chunk_cells = chunk_cells
 
     @classmethod
     def load(cls, checkpoint: str | Path, dataset: str | None = None, data_dir=None, device="cpu") -> "Recommender":
-        """Load a checkpoint written by ``s3rec train`` (``best.pt`` or ``checkpoint.pt``) and its dataset."""
-        from .data import registry
-        from .train import model_from_checkpoint
+        """Load a model written by ``s3rec train`` and its dataset (found as for training, or ``dataset``).
 
-        model, cfg, state = model_from_checkpoint(Path(checkpoint), device, dataset=dataset, data_dir=data_dir)
+        ``checkpoint``: a checkpoint file (``best.pt`` or ``checkpoint.pt``) or a run folder, whose
+        ``best.pt`` is read.
+        """
+        path = Path(checkpoint)
+        if path.is_dir():
+            path = path / "best.pt"
+        model, cfg, state = model_from_checkpoint(path, device)
         files = registry.locate(dataset or state["dataset"], data_dir)
-        ds = registry.load(files.name, data_dir, quiet=True)
+        ds = registry.load(files.name, data_dir)
         if ds.n_items != int(state["n_items"]):
-            raise S3RecError(f"{checkpoint} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
-        return cls(model, cfg, ds, id_maps_for(ds, files.folder), device)
+            raise S3RecError(f"{path} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
+        return cls(model, cfg, ds, load_id_maps(files.folder, ds.name), device)
 
     @property
     def max_len(self) -> int:
@@ -119,14 +113,14 @@ class Recommender:
     def internal_items(self, history: Iterable) -> np.ndarray:
         """Original item ids -> internal ids; unknown ids raise :class:`UnknownItemsError`."""
         names = [str(x) for x in history]
-        idx = [self.maps.item_index.get(n, -1) for n in names]
+        idx = [self._item_index.get(n, -1) for n in names]
         unknown = [n for n, i in zip(names, idx) if i < 0]
         if unknown:
             raise UnknownItemsError(unknown)
         return np.asarray(idx, dtype=np.int64)
 
     def user_rows(self, users: Iterable) -> np.ndarray:
-        rows = [self.maps.user_index.get(str(u), -1) for u in users]
+        rows = [self._user_row.get(str(u), -1) for u in users]
         unknown = [str(u) for u, r in zip(users, rows) if r < 0]
         if unknown:
             raise S3RecError(f"{len(unknown)} unknown user id(s): {', '.join(map(repr, unknown[:5]))}")
@@ -155,7 +149,7 @@ class Recommender:
         return torch.cat(out_items).numpy(), torch.cat(out_scores).numpy()
 
     def _named(self, items: np.ndarray, scores: np.ndarray) -> list[list[tuple[str, float]]]:
-        names = self.maps.items
+        names = self.item_names
         return [[(names[i], float(s)) for i, s in zip(row_i, row_s) if np.isfinite(s)]
                 for row_i, row_s in zip(items.tolist(), scores.tolist())]
 
@@ -182,7 +176,7 @@ class Recommender:
             part = rows[a : a + step]
             hs = [self.ds.sequence(int(r)) for r in part]
             for r, rec in zip(part.tolist(), self._named(*self._top_k(hs, part, k, exclude_history))):
-                yield self.maps.users[r], rec
+                yield self.user_names[r], rec
 
     def recommend_users(self, users: Iterable | None = None, k: int = 10, exclude_history: bool = True) -> dict:
         """``{user: top-k}`` for the given original user ids (default: every user)."""

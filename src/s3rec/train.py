@@ -29,21 +29,13 @@ from .data.batches import SequenceTensors, finetune_batch
 from .data.registry import min_finetune_epochs
 from .data.store import Dataset
 from .errors import ConfigError
-from .evaluate import SELECTION_METRIC, evaluate, evaluate_ranks
+from .evaluation import SELECTION_METRIC, evaluate, evaluate_ranks
 from .fileio import atomic_path, atomic_write_text
+from .loop import adam, kept_users, progress_bar, restore_training_state, rng_state, write_config, write_metrics
 from .metrics import metrics_from_ranks
 from .models import ModelData, build_model
-from .models.sasrec import encoder_loss
 from .provenance import environment
-
-
-def _progress(iterable, total, desc, enabled):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    # disable=None: no bar when stderr is not a terminal (logs stay readable)
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, disable=None)
+from .transfer import InitWeights, load_pretrained
 
 
 def build(cfg: TrainConfig, ds: Dataset):
@@ -53,34 +45,6 @@ def build(cfg: TrainConfig, ds: Dataset):
     decoupled = getattr(model, "decoupled_weight_decay", False)
     optimizer = adam(model.parameters(), cfg.lr, cfg.weight_decay, decoupled) if model.trainable else None
     return model, optimizer
-
-
-def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
-    """Adam (betas 0.9/0.999), fused where this torch supports it: the same update, ~10x cheaper than
-    the default per-tensor loop on CPU. ``weight_decay`` is an L2 term added to the gradients (0 for
-    SASRec), or with ``decoupled`` BERT's decoupled weight decay (AdamW) on the matrices only (biases
-    and LayerNorm parameters, the 1-D tensors, are not decayed)."""
-    params = list(params)
-    kind = torch.optim.Adam
-    if decoupled:
-        kind = torch.optim.AdamW
-        params = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    try:
-        return kind(params, lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # older torch without fused CPU Adam
-        return kind(params, lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, foreach=True)
-
-
-def kept_users(n_users: int, fraction: float = 1.0, seed: int = 0) -> np.ndarray:
-    """The user rows that keep their training parts under limited training data, sorted: the first
-    ``round(fraction * n_users)`` (at least 1) of a random permutation of all rows drawn with numpy's
-    PCG64 ``seed``. Deterministic, and nested: a smaller fraction keeps a subset of a larger one's
-    users (same seed). ``fraction = 1``: every row."""
-    if fraction >= 1:
-        return np.arange(n_users)
-    n_keep = max(1, round(fraction * n_users))
-    return np.sort(np.random.default_rng(seed).permutation(n_users)[:n_keep])
 
 
 VALID_SAMPLE_SEED = 0
@@ -109,7 +73,7 @@ def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg:
     order = users[torch.randperm(len(users), generator=gen)]
     n_batches = (len(order) + cfg.batch_size - 1) // cfg.batch_size
     total = 0.0
-    for b in _progress(range(n_batches), n_batches, desc, progress):
+    for b in progress_bar(range(n_batches), n_batches, desc, progress):
         batch = finetune_batch(
             st, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], gen, cfg.max_len, cfg.negative_sampler,
             cfg.packed and model.packed_ok, model.causal,
@@ -120,40 +84,6 @@ def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg:
         optimizer.step()
         total += float(loss.detach())
     return total / max(n_batches, 1)
-
-
-def batch_loss(model, batch, loss: str, n_items: int) -> torch.Tensor:
-    """The fine-tuning loss of an encoder model (SASRec) with the given loss kind (see
-    :func:`s3rec.models.sasrec.encoder_loss`; models compute theirs with ``model.loss(batch)``)."""
-    return encoder_loss(model, batch, loss, n_items)
-
-
-def _rng_state(gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(gen: torch.Generator, state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def restore_training_state(path: Path, cfg, model, optimizer, gen: torch.Generator, may_differ=("device",)) -> dict:
-    """Load a run's latest checkpoint into the model, optimizer and RNGs (for ``--resume``); the
-    run's settings must equal ``cfg`` except for ``may_differ``. Returns the checkpoint dict."""
-    state = checkpoint.load(path)
-    saved = config_from_json(state["config"], type(cfg)).to_dict()
-    diff = sorted(k for k, v in cfg.to_dict().items() if saved[k] != v and k not in may_differ)
-    if diff:
-        raise ConfigError(f"--resume: settings differ from the run in {path.parent}: {', '.join(diff)}")
-    checkpoint.load_model_state(model, state["model"], str(path))
-    optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(gen, state["rng"])
-    return state
 
 
 def _fmt(metrics: dict, keys=("HR@10", "NDCG@10", "MRR")) -> str:
@@ -167,10 +97,13 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     log=lambda msg: print(msg, file=sys.stderr),
-    init_state: dict | None = None,
+    init: InitWeights | None = None,
     evaluate_test: bool = True,
 ) -> dict:
     """Train, early-stop on validation, reload the best weights, evaluate test once; return results.
+
+    ``init``: the pre-trained weights of ``cfg.init`` as :func:`s3rec.transfer.read_init` read them
+    (None: a random start, or a resumed run, which has its own).
 
     A model that is not trainable (PopRec) is validated once (epoch 0) and tested. With
     ``evaluate_test=False`` (hyper-parameter search) test is never looked at: ``results["test"]`` is
@@ -181,14 +114,14 @@ def finetune(
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     model, optimizer = build(cfg, ds)
-    if init_state is not None:
-        model.load_pretrained(init_state, "--init")
+    if init is not None:
+        load_pretrained(model, init.state, "--init")
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     best = {"score": float("-inf"), "epoch": 0, "valid": {}}
     best_weights: dict | None = None
     elapsed_before = 0.0
-    init_digest = ""  # which pre-trained weights this run started from (pretrain.pretrained_digest)
+    init_digest = ""  # which pre-trained weights this run started from (transfer.pretrained_digest)
     if resume and ckpt_path.is_file():
         state = restore_training_state(ckpt_path, cfg, model, optimizer, gen)
         init_digest = str(state.get("init_weights_sha256", ""))  # "" in checkpoints from before it was kept
@@ -200,12 +133,9 @@ def finetune(
         # checkpoint.pt is the commit point: best.pt may be from an epoch that a kill undid
         checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, best["epoch"]),
                                           "model": best_weights})
-    elif cfg.init and init_state is not None:
-        from .pretrain import pretrained_digest  # (pretrain imports this module)
-
-        init_digest = pretrained_digest(cfg.init)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+    elif cfg.init and init is not None:
+        init_digest = init.digest
+    write_config(out, cfg)
 
     st = SequenceTensors(ds)
     users = train_users(ds, cfg.train_fraction, cfg.fraction_seed)
@@ -241,7 +171,7 @@ def finetune(
             {
                 **checkpoint.weights_payload("finetune", cfg, ds, model, epoch),
                 "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(gen),
+                "rng": rng_state(gen),
                 "history": json.dumps(history),
                 "best": json.dumps(best),
                 "best_model": best_weights,
@@ -252,7 +182,7 @@ def finetune(
         if improved:  # after the commit point, so best.pt never runs ahead of checkpoint.pt
             checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, epoch),
                                               "model": best_weights})
-        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        write_metrics(out, history)
 
     if model.trainable and epoch < cfg.epochs and since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
@@ -287,12 +217,11 @@ def save_ranks(path: Path, ranks: torch.Tensor) -> None:
         np.save(f, ranks.cpu().numpy().astype(np.int32))
 
 
-def model_from_checkpoint(path: Path, device="cpu", dataset: str | None = None, data_dir=None):
+def model_from_checkpoint(path: Path, device="cpu"):
     """Rebuild a fine-tuned model from a checkpoint written by :func:`finetune`: ``(model, cfg, state)``.
 
-    Checkpoints are self-contained (what a model took from its dataset, such as item attributes or
-    popularity, is among its weights), so ``dataset`` and ``data_dir`` are accepted for callers that
-    have them and are not needed here."""
+    Checkpoints are self-contained: what a model took from its dataset, such as item attributes or
+    popularity, is among its weights."""
     state = checkpoint.load(path)
     if state.get("kind") != "finetune":
         raise ConfigError(f"{path}: not a fine-tuned model checkpoint (kind {state.get('kind')!r})")

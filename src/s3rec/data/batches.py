@@ -14,7 +14,7 @@ import torch
 
 from .packing import FINETUNE_MASK_VALUE, Layout, make_layout, scatter_tokens
 from ..errors import S3RecError
-from .store import Dataset
+from .store import SPLIT_HOLDOUT, Dataset
 
 NEGATIVE_SAMPLERS = ("exclude-mask", "original")
 
@@ -38,8 +38,6 @@ class SequenceTensors:
 
     def split_bounds(self, split: str, max_len: int, users: torch.Tensor | None = None):
         """[start, end) into ``items`` of each user's input for the split, cut to the last max_len."""
-        from .store import SPLIT_HOLDOUT
-
         lo, hi = (self.offsets[:-1], self.offsets[1:]) if users is None else (self.offsets[users], self.offsets[users + 1])
         end = hi - SPLIT_HOLDOUT[split]
         return torch.maximum(lo, end - max_len), end

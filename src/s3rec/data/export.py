@@ -12,7 +12,7 @@ Writes, into the output folder:
 
 Ids are written as they are in ``NAME.txt`` / ``NAME_item2attributes.json``.
 
-RecBole (1.x) settings that reproduce our leave-one-out split (SPEC section 1): put the two files in
+RecBole (1.x) settings that reproduce our leave-one-out split (docs/semantics.md, #data): put the two files in
 ``<data_path>/NAME/`` and use
 
     dataset: NAME
@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from ..errors import S3RecError
 from ..fileio import atomic_path
-from .importing import joined_lists, text_lines
+from .columns import joined_lists, text_lines
 
 INTER_HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
 ITEM_HEADER = "item_id:token\tcategories:token_seq\n"

@@ -111,9 +111,6 @@ def line_of_key(text: str, key: str) -> int:
     return text.count("\n", 0, m.start()) + 1 if m else 1
 
 
-_line_of_key = line_of_key
-
-
 def read_json_object(path: Path, what: str) -> tuple[dict, str]:
     """``(mapping, text)`` of a UTF-8 JSON file holding one object; every failure is a one-line
     :class:`DataError` naming the file (and the line where JSON reports one). ``what`` describes the
@@ -145,23 +142,23 @@ def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndar
     per_item: list[list[int]] = [[] for _ in range(n_items + 2)]
     for key, value in mapping.items():
         if not re.fullmatch(r"[0-9]+", key):
-            raise DataError(path, _line_of_key(text, key), f"key {key!r} is not an item id")
+            raise DataError(path, line_of_key(text, key), f"key {key!r} is not an item id")
         item = int(key) if len(key) <= 24 else n_items + 1  # (int() refuses over 4300 digits)
         if not 1 <= item <= n_items:
             raise DataError(
                 path,
-                _line_of_key(text, key),
+                line_of_key(text, key),
                 f"item id {_shown(key)} is out of range 1..{n_items} (from the sequences file)",
             )
         if not isinstance(value, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in value):
-            raise DataError(path, _line_of_key(text, key), f"item {item}: expected a list of integer attribute ids")
+            raise DataError(path, line_of_key(text, key), f"item {item}: expected a list of integer attribute ids")
         bad = next((a for a in value if a < 1), None)
         if bad is not None:
-            raise DataError(path, _line_of_key(text, key), f"item {item}: attribute id {bad} is below 1")
+            raise DataError(path, line_of_key(text, key), f"item {item}: attribute id {bad} is below 1")
         if value and max(value) > _INT64_MAX:
             big = _shown(str(max(value)))
             problem = f"item {item}: attribute id {big} is out of range (does not fit in 64 bits)"
-            raise DataError(path, _line_of_key(text, key), problem)
+            raise DataError(path, line_of_key(text, key), problem)
         per_item[item] = value
     lengths = np.fromiter((len(v) for v in per_item), dtype=np.int64, count=len(per_item))
     offsets = np.zeros(len(per_item) + 1, dtype=np.int64)
@@ -173,7 +170,7 @@ def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndar
         gap = int(np.setdiff1d(np.arange(1, n_attributes + 1), used)[0])
         key = next(k for k, v in mapping.items() if isinstance(v, list) and any(a > gap for a in v))
         raise DataError(
-            path, _line_of_key(text, key),
+            path, line_of_key(text, key),
             f"attribute ids are not contiguous: {n_attributes - used.size} id(s) in 1..{n_attributes} never occur "
             f"(first: {gap}), but item {key} has a larger one",
         )

@@ -3,6 +3,10 @@
 Generated the way the authors describe: uniform over the dataset's items, excluding every item of
 the user's whole sequence, without repeats in a row, from a seeded numpy PCG64 generator (default
 seed 12345), so the file is identical across runs and machines.
+
+This module is the one place where a negatives file is generated: :func:`load_with_negatives` (what
+the sampled protocol loads) makes it when it is missing, ``s3rec data negatives`` on request.
+:func:`.registry.load` only reads.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import numpy as np
 
 from ..errors import S3RecError
 from ..fileio import atomic_write_text
-from .formats import N_NEGATIVES, format_negatives
+from .formats import N_NEGATIVES, format_negatives, read_negatives
+from .registry import DatasetFiles, load, locate, negatives_cache_path
+from .store import Dataset, load_files
 
 DEFAULT_SEED = 12345
 
 
-def generate_negatives(ds, seed: int = DEFAULT_SEED, n: int = N_NEGATIVES) -> np.ndarray:
+def generate_negatives(ds: Dataset, seed: int = DEFAULT_SEED, n: int = N_NEGATIVES) -> np.ndarray:
     """``[n_users, n]`` distinct negatives per user, in user order."""
     rng = np.random.default_rng(seed)
     out = np.empty((ds.n_users, n), dtype=np.int64)
@@ -41,27 +47,50 @@ def generate_negatives(ds, seed: int = DEFAULT_SEED, n: int = N_NEGATIVES) -> np
     return out
 
 
-def default_negatives_path(files) -> Path:
+def default_negatives_path(files: DatasetFiles) -> Path:
     """Beside the data when that folder is writable, otherwise in the cache."""
-    from .registry import negatives_cache_path
-
     # A folder without write bits counts as read-only even for root (who could write it anyway).
     if os.access(files.folder, os.W_OK) and files.folder.stat().st_mode & 0o222:
         return files.folder / f"{files.stem}_sample.txt"
     return negatives_cache_path(files.stem)
 
 
-def write_negatives(ds, path: Path, seed: int = DEFAULT_SEED) -> Path:
+def write_negatives(ds: Dataset, path: Path, seed: int = DEFAULT_SEED) -> Path:
     negatives = generate_negatives(ds, seed)
     atomic_write_text(path, format_negatives(ds.user_ids, negatives))
     return path
 
 
-def ensure_negatives(ds, files, quiet: bool = False) -> Path:
-    """The dataset's negatives file, generated (with the default seed) if it does not exist yet."""
+def ensure_negatives(ds: Dataset, files: DatasetFiles, quiet: bool = False) -> Path:
+    """The dataset's negatives file, generated (with the default seed, and a line on stderr unless
+    ``quiet``) if it does not exist yet."""
     if files.negatives is not None:
         return files.negatives
     path = default_negatives_path(files)
     if not quiet:
         print(f"{files.name}: no negatives file yet; writing {path} (seed {DEFAULT_SEED})", file=sys.stderr)
     return write_negatives(ds, path)
+
+
+def needs_negatives(protocol: str) -> bool:
+    """Whether an evaluation protocol ranks against the negatives file (only ``sampled`` does)."""
+    return protocol == "sampled"
+
+
+def load_for_protocol(name: str, data_dir=None, protocol: str = "sampled", quiet: bool = False) -> Dataset:
+    """The dataset as ``protocol`` evaluates it: with its negatives (:func:`load_with_negatives`) for
+    the sampled protocol, else :func:`.registry.load`."""
+    if needs_negatives(protocol):
+        return load_with_negatives(name, data_dir, quiet=quiet)
+    return load(name, data_dir)
+
+
+def load_with_negatives(name: str, data_dir=None, quiet: bool = False) -> Dataset:
+    """:func:`.registry.load` plus ``ds.negatives`` (``[n_users, 99]``), the sampled protocol's
+    candidates, read from the dataset's negatives file after :func:`ensure_negatives`."""
+    files = locate(name, data_dir)
+    ds = load_files(files.name, files.sequences, files.attributes)
+    path = ensure_negatives(ds, files, quiet=quiet)
+    ds.negatives = read_negatives(path, ds.user_ids, ds.offsets, ds.items, ds.n_items)
+    ds.paths["negatives"] = path
+    return ds

@@ -1,4 +1,4 @@
-"""The paper's preprocessing from the raw public sources (SPEC section 1), on the import pipeline.
+"""The paper's preprocessing from the raw public sources (docs/semantics.md, #data), on the import pipeline.
 
 Each source gives interactions and (item, attribute) pairs; then, as in :mod:`.importing`: group by
 user, stable sort by time, iterative 5-core on users and items, re-index from 1 in order of first
@@ -41,7 +41,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError, S3RecError
-from . import importing as im
+from .columns import Source, encode_ids, to_numpy, to_seconds
+from .importing import default_name, write_imported
+from .pipeline import AttributePairs, Interactions, Step, build_sequences, first_occurrences
+from .readers import attribute_pairs, pairs_from_lists, read_text_table
+from .writing import Log, check_output
 
 SOURCES = ("amazon", "yelp", "lastfm")
 K_CORE = 5
@@ -117,13 +121,13 @@ def read_records(path: str | Path, fields: dict[str, pa.DataType], required: tup
     return pa.table({f: pa.array(v, t) for (f, v), t in zip(columns.items(), fields.values())})
 
 
-def _interactions(source: im.Source, users, items, times, label: str) -> im.Interactions:
+def _interactions(source: Source, users, items, times, label: str) -> Interactions:
     if len(users) == 0:
         raise source.error(None, "no interactions in the file")
-    u, user_names = im.encode_ids(users, source, "user")
-    i, item_names = im.encode_ids(items, source, "item")
-    inter = im.Interactions(u, i, np.asarray(times, dtype=np.float64), user_names, item_names)
-    inter.steps.append(im.Step(label, len(u), len(user_names), len(item_names)))
+    u, user_names = encode_ids(users, source, "user")
+    i, item_names = encode_ids(items, source, "item")
+    inter = Interactions(u, i, np.asarray(times, dtype=np.float64), user_names, item_names)
+    inter.steps.append(Step(label, len(u), len(user_names), len(item_names)))
     return inter
 
 
@@ -131,19 +135,19 @@ def _interactions(source: im.Source, users, items, times, label: str) -> im.Inte
 # Amazon
 
 
-def amazon_interactions(reviews: str | Path) -> im.Interactions:
+def amazon_interactions(reviews: str | Path) -> Interactions:
     reviews = Path(reviews)
     fields = {"reviewerID": pa.large_string(), "asin": pa.large_string(), "unixReviewTime": pa.float64()}
     table = read_records(reviews, fields, required=tuple(fields))
-    source = im.Source(reviews, None)  # errors name the record ("row N": the N-th non-blank line)
-    times = im.to_seconds(table.column("unixReviewTime"), source, "unixReviewTime")
+    source = Source(reviews, None)  # errors name the record ("row N": the N-th non-blank line)
+    times = to_seconds(table.column("unixReviewTime"), source, "unixReviewTime")
     return _interactions(source, table.column("reviewerID"), table.column("asin"), times, f"read {reviews.name}")
 
 
 _ASIN = re.compile(r"""['"]asin['"]\s*:\s*(['"])(.*?)\1""")
 
 
-def amazon_attributes(meta: str | Path, wanted: set[str]) -> im.AttributePairs:
+def amazon_attributes(meta: str | Path, wanted: set[str]) -> AttributePairs:
     """(asin, attribute) pairs for the asins in ``wanted``: brand, then categories minus each path's head."""
     meta = Path(meta)
     if not meta.is_file():
@@ -178,13 +182,13 @@ def amazon_attributes(meta: str | Path, wanted: set[str]) -> im.AttributePairs:
                     found.append(category)
         items.extend([asin] * len(found))
         attrs.extend(found)
-    return im.AttributePairs(pa.array(items, pa.large_string()), pa.array(attrs, pa.large_string()))
+    return AttributePairs(pa.array(items, pa.large_string()), pa.array(attrs, pa.large_string()))
 
 
 def category_name(reviews: Path) -> str:
     """``reviews_Beauty_5.json.gz`` -> ``Beauty``."""
     m = re.fullmatch(r"reviews_(.+?)(?:_5)?\.json(?:\.gz)?", reviews.name)
-    return m.group(1) if m else im.default_name(reviews)
+    return m.group(1) if m else default_name(reviews)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def _date_bounds(date_min: str, date_max: str) -> tuple[str, str, bool]:
     return date_min, date_max, False
 
 
-def yelp_interactions(reviews: str | Path, date_min: str = "2019-01-01", date_max: str = "2019-12-31") -> im.Interactions:
+def yelp_interactions(reviews: str | Path, date_min: str = "2019-01-01", date_max: str = "2019-12-31") -> Interactions:
     reviews = Path(reviews)
     lo, hi, exclusive = _date_bounds(date_min, date_max)
     fields = {"user_id": pa.large_string(), "business_id": pa.large_string(), "date": pa.large_string()}
@@ -216,49 +220,49 @@ def yelp_interactions(reviews: str | Path, date_min: str = "2019-01-01", date_ma
     date = table.column("date")
     upper = pc.less if exclusive else pc.less_equal
     kept = pc.and_(pc.greater_equal(date, pa.scalar(lo, pa.large_string())), upper(date, pa.scalar(hi, pa.large_string())))
-    rows = np.flatnonzero(im.to_numpy(kept))
+    rows = np.flatnonzero(to_numpy(kept))
     shown_hi = f"{date_max} (whole day)" if exclusive else date_max
     if rows.size == 0:
         raise DataError(reviews, None, f"no reviews dated {date_min} to {shown_hi} among {table.num_rows:,}")
     label = f"read {reviews.name}: {table.num_rows:,} reviews; dated {date_min} to {shown_hi}"
-    source = im.Source(reviews, None, rows)  # errors name the record ("row N": the N-th non-blank line)
+    source = Source(reviews, None, rows)  # errors name the record ("row N": the N-th non-blank line)
     table = table.take(pa.array(rows))
-    times = im.to_seconds(table.column("date"), source, "date")
+    times = to_seconds(table.column("date"), source, "date")
     return _interactions(source, table.column("user_id"), table.column("business_id"), times, label)
 
 
-def yelp_attributes(business: str | Path) -> im.AttributePairs:
+def yelp_attributes(business: str | Path) -> AttributePairs:
     business = Path(business)
     fields = {"business_id": pa.large_string(), "categories": pa.large_string()}
     table = read_records(business, fields, required=("business_id",))
     lists = pc.split_pattern(table.column("categories").combine_chunks(), ",")
-    pairs = im.pairs_from_lists(table.column("business_id").combine_chunks(), lists)
+    pairs = pairs_from_lists(table.column("business_id").combine_chunks(), lists)
     attrs = pc.utf8_trim_whitespace(pairs.attributes)
     keep = pc.greater(pc.utf8_length(attrs), 0)
-    return im.AttributePairs(pairs.items.filter(keep), attrs.filter(keep))
+    return AttributePairs(pairs.items.filter(keep), attrs.filter(keep))
 
 
 # ---------------------------------------------------------------------------------------------------
 # LastFM
 
 
-def lastfm(tags: str | Path) -> tuple[im.Interactions, im.AttributePairs]:
+def lastfm(tags: str | Path) -> tuple[Interactions, AttributePairs]:
     """Interactions (each (user, artist) pair at its first line) and (artist, tag) pairs of every line."""
     tags = Path(tags)
     if not tags.is_file():
         raise S3RecError(f"{tags}: no such file")
     roles = {"user": "userID", "item": "artistID", "attribute": "tagID", "time": "timestamp"}
     hint = "expected the hetrec-2011 header userID, artistID, tagID, timestamp (tab separated)"
-    table, source, _ = im.read_text_table(tags, roles, "\t", quoting=False, hint=hint)
+    table, source, _ = read_text_table(tags, roles, "\t", quoting=False, hint=hint)
     if table.num_rows == 0:
         raise source.error(None, "no rows after the header")
-    users, user_names = im.encode_ids(table.column("user"), source, "user")
-    items, item_names = im.encode_ids(table.column("item"), source, "artist")
-    times = im.to_seconds(table.column("time"), source)
-    inter = im.Interactions(users, items, times, user_names, item_names)
-    inter.steps.append(im.Step(f"read {tags.name}", len(users), len(user_names), len(item_names)))
-    inter = inter.take(im.first_occurrences(users, items), "each (user, artist) pair at its first line")
-    pairs = im.attribute_pairs(table.column("item"), table.column("attribute"), source)
+    users, user_names = encode_ids(table.column("user"), source, "user")
+    items, item_names = encode_ids(table.column("item"), source, "artist")
+    times = to_seconds(table.column("time"), source)
+    inter = Interactions(users, items, times, user_names, item_names)
+    inter.steps.append(Step(f"read {tags.name}", len(users), len(user_names), len(item_names)))
+    inter = inter.take(first_occurrences(users, items), "each (user, artist) pair at its first line")
+    pairs = attribute_pairs(table.column("item"), table.column("attribute"), source)
     return inter, pairs
 
 
@@ -279,7 +283,7 @@ def prepare(
     k: int = K_CORE,
     min_attribute_count: int = 1,
     force: bool = False,
-    log: im.Log | None = None,
+    log: Log | None = None,
 ) -> dict[str, Path]:
     """Prepare one raw source (``amazon``: reviews + meta; ``yelp``: reviews + business; ``lastfm``:
     tags) into ``out``; returns the paths written."""
@@ -293,28 +297,23 @@ def prepare(
     if source == "amazon":
         reviews_path, meta_path = need(reviews, "--reviews"), need(meta, "--meta")
         name = name or category_name(reviews_path)
-        im.check_output(out, name, force)
+        check_output(out, name, force)
         inter = amazon_interactions(reviews_path)
-        seqs = im.build_sequences(inter, dedup=False, k=k, source=reviews_path)
+        seqs = build_sequences(inter, dedup=False, k=k, source=reviews_path)
         pairs = amazon_attributes(meta_path, set(seqs.item_names.to_pylist()))
     elif source == "yelp":
         reviews_path, business_path = need(reviews, "--reviews"), need(business, "--business")
         name = name or "Yelp"
-        im.check_output(out, name, force)
+        check_output(out, name, force)
         inter = yelp_interactions(reviews_path, date_min, date_max)
-        seqs = im.build_sequences(inter, dedup=False, k=k, source=reviews_path)
+        seqs = build_sequences(inter, dedup=False, k=k, source=reviews_path)
         pairs = yelp_attributes(business_path)
     elif source == "lastfm":
         tags_path = need(tags, "--tags")
         name = name or "LastFM"
-        im.check_output(out, name, force)
+        check_output(out, name, force)
         inter, pairs = lastfm(tags_path)
-        seqs = im.build_sequences(inter, dedup=False, k=k, source=tags_path)
+        seqs = build_sequences(inter, dedup=False, k=k, source=tags_path)
     else:
         raise S3RecError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
-    attrs = im.build_attributes(seqs, pairs, min_attribute_count)
-    paths = im.write_dataset(out, name, seqs, attrs, force=force, log=log)
-    if log:
-        log(im.summary(seqs, attrs))
-        log(f"wrote {name} to {Path(out)} ({', '.join(p.name for p in paths.values())})")
-    return paths
+    return write_imported(out, name, seqs, pairs, min_attribute_count, force=force, log=log)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import DataError, S3RecError
 from ..fileio import atomic_path
+from .store import Dataset, load_files
 
 # The authors' repository (RUCAIBox/CIKM2020-S3Rec), data/ folder on branch master.
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/master/data/"
@@ -28,7 +29,7 @@ class DatasetInfo:
     name: str
     stem: str
     sha256: dict[str, str]  # file name -> digest, for every file published upstream that we fetch
-    pretrain_epochs: int  # the released checkpoints' schedule (SPEC section 3)
+    pretrain_epochs: int  # the released checkpoints' schedule (docs/semantics.md, #pre-training)
     # fine-tuning never stops early before this epoch (TrainConfig.min_epochs = -1). LastFM: 50. Its
     # validation set is 1,090 users and models trained from scratch sit at popularity level from about
     # epoch 10 to 30 before they climb; patience 10 alone stopped 7 of 10 baselines there (SASRec seed
@@ -170,21 +171,11 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> DatasetFiles
     raise S3RecError(f"dataset {name!r} not found (searched {searched}): {how}")
 
 
-def load(name: str, data_dir=None, negatives: bool = False, quiet: bool = False):
-    """Load and validate a dataset; with ``negatives=True`` also the 99-negatives file, made if missing."""
-    from .store import load_files
-
+def load(name: str, data_dir=None) -> Dataset:
+    """Read and validate a dataset's sequences and attributes (nothing is written or printed). With
+    the sampled protocol's negatives: :func:`.negatives.load_with_negatives`."""
     files = locate(name, data_dir)
-    ds = load_files(files.name, files.sequences, files.attributes)
-    if negatives:
-        from .negatives import ensure_negatives
-
-        path = ensure_negatives(ds, files, quiet=quiet)
-        from . import formats
-
-        ds.negatives = formats.read_negatives(path, ds.user_ids, ds.offsets, ds.items, ds.n_items)
-        ds.paths["negatives"] = path
-    return ds
+    return load_files(files.name, files.sequences, files.attributes)
 
 
 def sha256_file(path: Path) -> str:

@@ -53,6 +53,11 @@ class Dataset:
         """The full sequence of the k-th user (0-based row, not the user id)."""
         return self.items[self.offsets[k] : self.offsets[k + 1]]
 
+    def split_input(self, k: int, split: str) -> np.ndarray:
+        """The k-th user's input at ``split`` (not cut to a ``max_len``): s[:-3] for "train" (predicting
+        s[1:-2]), s[:-2] for "valid" (predicting s[-2]), s[:-1] for "test" (predicting s[-1])."""
+        return self.sequence(k)[: -SPLIT_HOLDOUT[split]]
+
     def targets(self, split: str) -> np.ndarray:
         """The validation (s[-2]) or test (s[-1]) target of every user: the item right after the input."""
         if split == "train":
@@ -78,10 +83,9 @@ class Dataset:
         }
 
 
-def load_files(
-    name: str, sequences: Path, attributes: Path | None, negatives: Path | None = None
-) -> Dataset:
-    """Read and validate a dataset from its files (attributes and negatives are optional)."""
+def load_files(name: str, sequences: Path, attributes: Path | None) -> Dataset:
+    """Read and validate a dataset from its files (attributes are optional; the sampled protocol's
+    negatives are attached by :mod:`.negatives`)."""
     user_ids, offsets, items = formats.read_sequences(sequences)
     n_items = int(items.max())
     paths = {"sequences": Path(sequences)}
@@ -90,8 +94,4 @@ def load_files(
         paths["attributes"] = Path(attributes)
     else:
         attr_offsets, attrs, n_attributes = np.zeros(n_items + 3, dtype=np.int64), np.zeros(0, np.int64), 0
-    neg = None
-    if negatives is not None:
-        neg = formats.read_negatives(negatives, user_ids, offsets, items, n_items)
-        paths["negatives"] = Path(negatives)
-    return Dataset(name, user_ids, offsets, items, n_items, attr_offsets, attrs, n_attributes, neg, paths)
+    return Dataset(name, user_ids, offsets, items, n_items, attr_offsets, attrs, n_attributes, None, paths)

@@ -9,23 +9,24 @@ documents its hyper-parameters with their sources in its class's module.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import ModelData, Recommender
+from .autoint import AutoInt
+from .base import Model, ModelData
+from .bert4rec import BERT4Rec
+from .caser import Caser
+from .fdsa import FDSA
+from .fm import FM
+from .gru4rec import GRU4Rec, GRU4RecF
+from .hgn import HGN
+from .poprec import PopRec
+from .sasrec import SASRec
+from .sasrec_f import SASRecF
 
-__all__ = ["ModelData", "Recommender", "build_model", "describe_models", "model_class", "model_names"]
+__all__ = ["ModelData", "Model", "build_model", "describe_models", "model_class", "model_names", "register_model"]
+
+_REGISTERED: dict = {}  # models added at run time by register_model (s3rec.register_model)
 
 
 def _registry() -> dict:
-    from .autoint import AutoInt
-    from .bert4rec import BERT4Rec
-    from .caser import Caser
-    from .fdsa import FDSA
-    from .fm import FM
-    from .gru4rec import GRU4Rec, GRU4RecF
-    from .hgn import HGN
-    from .poprec import PopRec
-    from .sasrec import SASRec
-    from .sasrec_f import SASRecF
-
     return {
         "poprec": (PopRec, "PopRec: items ranked by their number of interactions before the ranked target; nothing is trained"),
         "fm": (FM, "FM: factorization machine over user, item and mean-pooled item attributes (non-sequential)"),
@@ -38,7 +39,19 @@ def _registry() -> dict:
         "gru4rec_f": (GRU4RecF, "GRU4Rec_F: parallel GRUs over items and their attributes (p-RNN), states concatenated"),
         "sasrec_f": (SASRecF, "SASRec_F: SASRec over [item; attribute] representations concatenated as input"),
         "fdsa": (FDSA, "FDSA: separate self-attention streams over items and attention-pooled attributes"),
+        **_REGISTERED,
     }
+
+
+def register_model(name: str, cls: type, description: str = "") -> None:
+    """Register ``cls`` (a :class:`Model` subclass following the contract) as model ``name``
+    in this process; a built-in name cannot be taken."""
+    key = name.lower()
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise ConfigError(f"register_model({name!r}): {cls!r} is not a subclass of s3rec.models.base.Model")
+    if key in _registry() and key not in _REGISTERED:
+        raise ConfigError(f"register_model: {name!r} is a built-in model")
+    _REGISTERED[key] = (cls, description or (cls.__doc__ or name).strip().splitlines()[0])
 
 
 def model_names() -> list[str]:
@@ -49,7 +62,7 @@ def describe_models() -> list[tuple[str, str]]:
     return [(name, desc) for name, (_, desc) in _registry().items()]
 
 
-def model_class(name: str) -> type[Recommender]:
+def model_class(name: str) -> type[Model]:
     """The class registered under ``name`` (case-insensitive); an unknown name is a ConfigError."""
     reg = _registry()
     key = name.lower()
@@ -58,7 +71,7 @@ def model_class(name: str) -> type[Recommender]:
     return reg[key][0]
 
 
-def build_model(name: str, data: ModelData, cfg) -> Recommender:
+def build_model(name: str, data: ModelData, cfg) -> Model:
     """A freshly initialised model ``name`` for the dataset described by ``data`` under the settings
     ``cfg`` (a ``TrainConfig``; its ``model`` field is not consulted). Seed torch first for
     reproducible weights."""

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, Recommender
+from .base import AttributeMixin, ModelData, Model
 from .encoder import EncoderConfig, init_weights
 
 PAIR_CHUNK = 1024  # (user, item) pairs per step when scoring many pairs (small: the steps stay in cache)
@@ -50,7 +50,7 @@ class AutoIntParams:
                 (self.att_head_size >= 1, "att_head_size must be >= 1")]
 
 
-class AutoInt(AttributeMixin, Recommender):
+class AutoInt(AttributeMixin, Model):
     """Self-attentive feature interactions over user, item and mean-pooled attributes (Song et al., CIKM 2019)."""
 
     causal = False

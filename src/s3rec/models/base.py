@@ -1,6 +1,6 @@
 """The contract between a model and the drivers (``train.py``, ``evaluate.py``), and shared helpers.
 
-Every registered model is a :class:`Recommender`:
+Every registered model is a :class:`Model`:
 
 - class attributes: ``causal`` (its state at a position depends only on the items up to it; its
   batches get causal masks), ``packed_ok`` (it reads packed rows with block-diagonal masks; the
@@ -92,7 +92,7 @@ class ModelData:
         return cls(n_users, n_items, n_attributes, offsets, ids, pop, state.get("popularity_history", pop))
 
 
-class Recommender(nn.Module):
+class Model(nn.Module):
     """Base class of the registered models (see the module docstring for the contract)."""
 
     causal: bool = True
@@ -100,37 +100,16 @@ class Recommender(nn.Module):
     trainable: bool = True
     uses_users: bool = False
     decoupled_weight_decay: bool = False  # True: AdamW on the matrices (BERT's optimiser), else Adam + L2
+    # what it takes from an S3-Rec pre-training (``--init``, :func:`s3rec.transfer.load_pretrained`):
+    # "item_embeddings" (the paper's Fig. 3 treatment of Caser, AutoInt, ...) or "encoder" (SASRec: all of it)
+    init_from: str = "item_embeddings"
     losses: tuple[str, ...] = ("bce", "bpr", "ce")
     defaults: dict = {}
     Params = NoParams
 
     @classmethod
-    def from_config(cls, data: ModelData, cfg) -> "Recommender":
+    def from_config(cls, data: ModelData, cfg) -> "Model":
         return cls(data, cfg.encoder(), cfg.params(), cfg.loss)
-
-    def load_pretrained(self, state: dict, source: str) -> None:
-        """Start from a pre-trained state (``--init``, as :func:`~s3rec.pretrain.init_for_finetuning`
-        gives it). A pre-training of this model itself (``s3rec pretrain --set backbone=NAME``: keys
-        under ``backbone.``) loads whole and strictly; otherwise only the item embedding table is
-        taken: the paper's treatment of the models whose architecture is not the encoder's (Caser,
-        AutoInt in Fig. 3). :class:`~s3rec.models.sasrec.SASRec` takes the whole S3-Rec encoder."""
-        from ..checkpoint import load_model_state
-        from ..errors import CheckpointError
-        from .pretrain_backbone import BACKBONE_PREFIX
-
-        if any(k.startswith(BACKBONE_PREFIX) for k in state):
-            # a pre-training of this very model (``backbone``, Fig. 3): every weight, strictly
-            n = len(BACKBONE_PREFIX)
-            load_model_state(self, {k[n:]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}, source)
-            return
-        own = self.state_dict().get("item_embeddings.weight")
-        given = state.get("item_embeddings.weight")
-        if own is None:
-            raise CheckpointError(f"{source}: model {type(self).__name__} has no item embedding table to initialise")
-        if given is None or given.shape != own.shape:
-            shape = None if given is None else tuple(given.shape)
-            raise CheckpointError(f"{source}: item embeddings {shape} do not fit {type(self).__name__}'s {tuple(own.shape)}")
-        self.load_state_dict({"item_embeddings.weight": given}, strict=False)
 
     def setup(self, data: ModelData, cfg, params, loss: str) -> None:
         """The common start of a model's ``__init__`` (after ``nn.Module.__init__``): check that the
@@ -189,7 +168,7 @@ class Recommender(nn.Module):
 
 class SlotStates:
     """``position_states`` and ``user_states`` for a model whose ``encode(batch)`` gives a hidden
-    state for every slot of the batch's grid, ``[R, P, D]`` (list it before :class:`Recommender`)."""
+    state for every slot of the batch's grid, ``[R, P, D]`` (list it before :class:`Model`)."""
 
     def position_states(self, batch: SequenceBatch) -> torch.Tensor:
         h = self.encode(batch)
@@ -274,11 +253,11 @@ def following(batch: SequenceBatch, k: int) -> tuple[torch.Tensor, torch.Tensor]
 # ---- models over windows of recent items ------------------------------------------------------
 
 
-class WindowModel(Recommender):
+class WindowModel(Model):
     """A model that reads only the last ``params.L`` items before each position (Caser, HGN): it
     defines ``window_states(win [N, L], users [N]) -> [N, S]`` and the output tables ``W2`` (``[n_items
     + 2, S]``) and ``b2`` (``[n_items + 2, 1]``); it is trained to predict the ``params.T`` items that
-    follow each window (:meth:`Recommender.window_loss`)."""
+    follow each window (:meth:`Model.window_loss`)."""
 
     def position_states(self, batch: SequenceBatch) -> torch.Tensor:
         return self.window_states(windows(batch, self.params.L), batch.users[batch.layout.token_seq])

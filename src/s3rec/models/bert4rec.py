@@ -38,7 +38,7 @@ from torch import nn
 
 from ..data.batches import SequenceBatch
 from ..data.packing import FINETUNE_MASK_VALUE, Layout, make_layout, scatter_tokens
-from .base import ModelData, Recommender, dot_scores, token_items
+from .base import ModelData, Model, dot_scores, token_items
 from .encoder import LAYER_NORM_EPS, EncoderConfig, SequenceEncoder, init_weights
 
 
@@ -51,7 +51,7 @@ class BERT4RecParams:
         return [(0.0 < self.mask_p <= 1.0, "mask_p must be in (0, 1]")]
 
 
-class BERT4Rec(Recommender):
+class BERT4Rec(Model):
     """Bidirectional self-attention, Cloze objective, mask token appended at prediction (Sun et al., CIKM 2019)."""
 
     causal = False

@@ -1,4 +1,4 @@
-"""The shared Transformer encoder of S3-Rec and SASRec (SPEC section 2).
+"""The shared Transformer encoder of S3-Rec and SASRec (docs/semantics.md, #model).
 
 Post-LayerNorm (BERT-style) blocks: multi-head self-attention with biased Q/K/V/output projections
 and attention-probability dropout, then dropout + residual + LayerNorm; then a GELU (erf) FFN
@@ -77,6 +77,10 @@ class Dropout(nn.Module):
 
 @dataclass(frozen=True)
 class EncoderConfig:
+    """The encoder's settings (defaults: the paper's). :data:`ENCODER_SHAPE` of them fix the weights'
+    shapes and meaning, which a pre-training and the fine-tuning that loads it must share; the dropout
+    rates may differ."""
+
     hidden_size: int = 64
     n_layers: int = 2
     n_heads: int = 2
@@ -84,6 +88,10 @@ class EncoderConfig:
     hidden_dropout: float = 0.5
     attn_dropout: float = 0.5
     pre_ln: bool = False  # LayerNorm before each sub-layer (+ a final one) instead of after (the authors')
+
+
+# the settings of EncoderConfig that a pre-training and the fine-tuning from it must share
+ENCODER_SHAPE = ("hidden_size", "n_layers", "n_heads", "max_len", "pre_ln")
 
 
 class SelfAttention(nn.Module):

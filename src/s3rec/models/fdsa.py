@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, SlotStates, dot_scores
+from .base import AttributeMixin, ModelData, NoParams, Model, SlotStates, dot_scores
 from .encoder import INIT_STD, LAYER_NORM_EPS, Dropout, Encoder, EncoderConfig, init_weights
 
 
-class FDSA(AttributeMixin, SlotStates, Recommender):
+class FDSA(AttributeMixin, SlotStates, Model):
     """Separate causal self-attention streams over items and attention-pooled attributes (Zhang et al., IJCAI 2019)."""
 
     causal = True

@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, dot_scores
+from .base import AttributeMixin, ModelData, NoParams, Model, dot_scores
 from .encoder import EncoderConfig, init_weights
 
 
-class FM(AttributeMixin, Recommender):
+class FM(AttributeMixin, Model):
     """Factorization machine over user, item and mean-pooled item attributes (Rendle, ICDM 2010)."""
 
     causal = False

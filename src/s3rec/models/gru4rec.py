@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, dot_scores, last_tokens, token_items
+from .base import AttributeMixin, ModelData, NoParams, Model, dot_scores, last_tokens, token_items
 from .encoder import Dropout, EncoderConfig, init_weights
 
 GRU_DEFAULTS = {"n_layers": 1, "hidden_dropout": 0.5, "attn_dropout": 0.0, "loss": "bpr"}
@@ -46,7 +46,7 @@ def run_gru(gru: nn.GRU, batch: SequenceBatch, x: torch.Tensor) -> torch.Tensor:
     return out[lay.token_seq, lay.token_pos]
 
 
-class GRU4Rec(Recommender):
+class GRU4Rec(Model):
     """GRU over item embeddings, next-item prediction at every position (Hidasi et al., ICLR 2016)."""
 
     causal = True

@@ -8,7 +8,7 @@ import torch
 
 from ..data.batches import SequenceBatch
 from ..errors import ConfigError
-from .base import ModelData, Recommender
+from .base import ModelData, Model
 from .encoder import EncoderConfig
 
 COUNTS = ("history", "train")
@@ -25,7 +25,7 @@ class PopRecParams:
         return [(self.count in COUNTS, f"count must be one of {COUNTS}")]
 
 
-class PopRec(Recommender):
+class PopRec(Model):
     """Ranks items by their number of interactions over all users. Nothing is trained: the counts are
     taken from the data when the model is built and kept as buffers. ``count=history`` (default) counts
     everything that precedes the target being ranked: s[:-2] when validating, s[:-1] when testing (each

@@ -11,13 +11,13 @@ import torch
 from ..data.batches import SequenceBatch
 from ..losses import (bce_next_item, ce_next_item, gbce_next_item, sampled_loss, sampled_softmax_next_item,
                       uniform_negatives)
-from .base import ModelData, Recommender, SlotStates, check_loss, dot_scores
+from .base import ModelData, Model, SlotStates, check_loss, dot_scores
 from .encoder import EncoderConfig, SequenceEncoder
 
 
 def encoder_loss(model, batch: SequenceBatch, loss: str, n_items: int) -> torch.Tensor:
     """The fine-tuning loss of an encoder model (``encode`` + ``output_embeddings``) on a batch:
-    every real position predicts its next item (SPEC section 4)."""
+    every real position predicts its next item (docs/semantics.md, #fine-tuning)."""
     h = model.encode(batch)  # [R, P, D]
     h = h.reshape(-1, h.shape[-1])[batch.layout.token_slot]  # [T, D] real tokens only
     table = model.output_embeddings()
@@ -33,19 +33,20 @@ def encoder_loss(model, batch: SequenceBatch, loss: str, n_items: int) -> torch.
     return bce_next_item(h, table, batch.targets, batch.negatives)
 
 
-class SASRec(SequenceEncoder, SlotStates, Recommender):
+class SASRec(SequenceEncoder, SlotStates, Model):
     """Self-attentive sequential recommendation (Kang & McAuley, ICDM 2018), S3-Rec's variant:
     post-LN blocks, GELU, learned absolute positions, shared input/output item embeddings.
 
-    Hyper-parameters are the shared settings (SPEC section 2: 2 blocks, 2 heads, d = 64, dropout 0.5,
+    Hyper-parameters are the shared settings (docs/semantics.md, #model: 2 blocks, 2 heads, d = 64, dropout 0.5,
     Adam lr 1e-3, the BCE loss with one negative per position), which are S3-Rec's released code's.
     """
 
     causal = True
     packed_ok = True
     losses = ("bce", "bpr", "ce", "sampled-softmax", "gbce")
+    init_from = "encoder"  # S3-Rec fine-tuning: the embeddings, LayerNorm and encoder, every tensor checked
 
-    def __init__(self, n_items: int, n_attributes: int, cfg: EncoderConfig, loss: str = "bce",
+    def __init__(self, n_items: int, cfg: EncoderConfig, loss: str = "bce",
                  n_negatives: int = 256, gbce_t: float = 0.75):
         super().__init__(n_items, cfg)
         check_loss(type(self), loss)
@@ -55,7 +56,7 @@ class SASRec(SequenceEncoder, SlotStates, Recommender):
 
     @classmethod
     def from_config(cls, data: ModelData, cfg) -> "SASRec":
-        return cls(data.n_items, data.n_attributes, cfg.encoder(), cfg.loss, cfg.n_negatives, cfg.gbce_t)
+        return cls(data.n_items, cfg.encoder(), cfg.loss, cfg.n_negatives, cfg.gbce_t)
 
     def encode(self, batch: SequenceBatch) -> torch.Tensor:
         """Hidden state of every slot of the packed batch: ``[R, P, D]``."""
@@ -67,12 +68,6 @@ class SASRec(SequenceEncoder, SlotStates, Recommender):
 
     def loss(self, batch: SequenceBatch) -> torch.Tensor:
         return encoder_loss(self, batch, self.loss_kind, self.n_items)
-
-    def load_pretrained(self, state: dict, source: str) -> None:
-        """S3-Rec fine-tuning: the embeddings, LayerNorm and encoder, every tensor checked."""
-        from ..checkpoint import load_model_state
-
-        load_model_state(self, state, source)
 
     def score(self, states: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return dot_scores(states, self.output_embeddings(), items)

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from ..data.batches import SequenceBatch
-from .base import AttributeMixin, ModelData, NoParams, Recommender, SlotStates, dot_scores
+from .base import AttributeMixin, ModelData, NoParams, Model, SlotStates, dot_scores
 from .encoder import LAYER_NORM_EPS, Dropout, Encoder, EncoderConfig, init_weights
 
 
-class SASRecF(AttributeMixin, SlotStates, Recommender):
+class SASRecF(AttributeMixin, SlotStates, Model):
     """Causal self-attention over [item embedding; mean attribute embedding] inputs (S3-Rec's SASRec_F)."""
 
     causal = True

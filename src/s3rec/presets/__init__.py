@@ -5,7 +5,7 @@ A preset is a TOML file with a one-line ``description``, a ``[finetune]`` table 
 (settings of :class:`~s3rec.config.PretrainConfig`, used by ``s3rec run``), optionally
 ``pretrained = true`` (the fine-tuning starts from an S3-Rec pre-training with the ``[pretrain]``
 settings: ``s3rec train --preset NAME`` pre-trains first, or reuses the pre-training with the same
-settings and data, see :func:`shared_pretrain_dir`), and optionally a ``[source]`` table recording where it came from (a search's study, score and trial; never read).
+settings and data, see :func:`pretraining_for`), and optionally a ``[source]`` table recording where it came from (a search's study, score and trial; never read).
 The shipped presets are ``s3rec/presets/NAME.toml``: adding one is dropping a file there. ``--preset``
 takes such a NAME or the path of any preset file (what ``s3rec tune --save-preset`` writes).
 
@@ -115,42 +115,42 @@ def apply_pretrain(cfg, preset: Preset | None):
     return with_overrides(cfg, preset.pretrain) if preset else cfg
 
 
-# settings that never change what a pre-training's epoch k computes: left out of its shared folder's
-# name (``epochs`` too: without a learning-rate schedule, epoch k is the same whatever the total, so one
-# folder serves every length; see :func:`s3rec.pretrain.pretrain`)
-_NOT_IDENTITY = ("device", "save_every", "epochs")
+def pretraining_for(preset: Preset, cfg, ds, root: Path, progress: bool = True, log=lambda m: None):
+    """The checkpoint a fine-tuning ``cfg`` (a TrainConfig on ``ds``) with a ``pretrained = true``
+    preset starts from: the preset's [pretrain] settings with ``cfg``'s device and users, made (or
+    reused, or extended) in its shared folder under ``root`` (:func:`s3rec.shared_pretrain.ensure_pretrained`).
+    Settings the two stages must share are checked first, before anything is pre-trained."""
+    import dataclasses
 
+    from ..config import PretrainConfig, with_overrides
+    from ..models.encoder import ENCODER_SHAPE
+    from ..pretraining import default_epochs
+    from ..shared_pretrain import ensure_pretrained, pretrain_id
 
-def data_fingerprint(ds) -> str:
-    """A short digest of a dataset's sequences and item attributes (what a pre-training reads)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for arr in (ds.offsets, ds.items, ds.attr_offsets, ds.attributes):
-        h.update(arr.astype("int64").tobytes())
-    h.update(f"{ds.n_items},{ds.n_attributes}".encode())
-    return h.hexdigest()[:12]
-
-
-def shared_pretrain_dir(root: Path, cfg, fingerprint: str) -> Path:
-    """The folder under ``root`` for a pre-training with these settings (a PretrainConfig) on the data
-    with this :func:`data_fingerprint`: ``DATASET-BACKBONE-seedSEED-HASH``, the hash over the settings
-    that differ from their defaults and change the computation, and over the data. Every run asking
-    for the same pre-training, of any length, gets the same folder: it reuses the checkpoint of the
-    epoch it needs, or extends the run to it. A pre-training continued from ``init`` has no shared
-    folder (it depends on a file outside the settings)."""
-    import hashlib
-
-    from ..config import PretrainConfig
-
-    if cfg.init:
-        raise ConfigError("a pre-training continued from a checkpoint (init) has no shared folder")
-    defaults = PretrainConfig().to_dict()
-    settings = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in _NOT_IDENTITY and v != defaults.get(k)}
-    if settings.get("train_fraction", 1.0) == 1.0:
-        settings.pop("fraction_seed", None)  # which users are dropped matters only when some are
-    digest = hashlib.sha256(json.dumps({"settings": settings, "data": fingerprint}, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(root) / f"{cfg.dataset}-{cfg.backbone}-seed{cfg.seed}-{digest}"
+    # the users a limited-data run keeps are the users its pre-training sees (as in `s3rec reproduce`)
+    pre = with_overrides(apply_pretrain(PretrainConfig(), preset), {
+        "dataset": ds.name, "device": cfg.device, "train_fraction": cfg.train_fraction, "fraction_seed": cfg.fraction_seed})
+    pre = dataclasses.replace(pre, epochs=pre.epochs or default_epochs(ds.name)).validate()
+    if pre.backbone not in ("s3rec", cfg.model):
+        raise ConfigError(f"preset {preset.name} pre-trains {pre.backbone}, which {cfg.model} cannot fine-tune from: "
+                          f"add --model {pre.backbone}")
+    whole = pre.backbone == cfg.model or (pre.backbone == "s3rec" and cfg.model == "sasrec")
+    keys = ENCODER_SHAPE if whole else ("hidden_size",)  # other models take the item embeddings only
+    diff = [f"{k} {getattr(pre, k)} vs {getattr(cfg, k)}" for k in keys if getattr(pre, k) != getattr(cfg, k)]
+    if diff:  # found out now, not after the pre-training
+        raise ConfigError(f"preset {preset.name}: its pre-training and this fine-tuning differ in {', '.join(diff)}: "
+                          "drop those --set, or use a preset file whose [pretrain] matches, or --init CKPT")
+    out = (Path(root) / pretrain_id(pre)).resolve()
+    final = out / f"pretrain-epoch-{pre.epochs}.pt"
+    what = f"preset {preset.name} fine-tunes from an S3-Rec pre-training"
+    if final.is_file():
+        log(f"{what}: reusing {final}")
+    else:
+        done = len((out / "metrics.jsonl").read_text().splitlines()) if (out / "metrics.jsonl").is_file() else 0
+        log(f"{what}: pre-training {pre.epochs} epochs in {out}" + (f" (continuing after epoch {done})" if done else "")
+            + "; resumable, shared")
+    ensure_pretrained(pre, ds, out, progress=progress, log=log)
+    return final
 
 
 def _toml_value(value) -> str:

@@ -1,6 +1,6 @@
 """A simple, stated cost model for ``s3rec reproduce --dry-run``: seconds per epoch x epochs.
 
-Base figures, from this project's 2-core CPU machine (README, "Speed"):
+Base figures, from this project's 2-core CPU machine (docs/results.md, "Speed"):
 
 - fine-tuning SASRec on Beauty: 2.29 s per epoch including the sampled validation (measured); other
   datasets scale with their number of interactions (assumed); other models by an assumed factor;

@@ -4,7 +4,7 @@ Fine-tuning runs: one per dataset x method x varied value x seed, in ``OUT/RUN_I
 ``RUN_ID = DATASET-METHOD[-SETTING=VALUE]-seedSEED``. Pre-training runs: one per dataset and
 pre-training settings (the pre-training seed included, the number of epochs not), shared by every
 fine-tuning run that starts from it, in ``PRETRAIN_DIR/DATASET-TAG-seedSEED`` where TAG lists the
-settings that differ from the defaults (``default`` when none). A pre-training run is extended to the
+settings that differ from the defaults (``default`` when none; :func:`s3rec.shared_pretrain.pretrain_id`). A pre-training run is extended to the
 most epochs any of its users needs (its epoch k is the same whatever the total), and keeps the
 checkpoints they start from (``pretrain-epoch-K.pt``).
 """
@@ -12,7 +12,6 @@ checkpoints they start from (``pretrain-epoch-K.pt``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,11 @@ from pathlib import Path
 from ..config import PretrainConfig, TrainConfig, with_overrides
 from ..data.registry import registered
 from ..errors import ConfigError
+from ..shared_pretrain import pretrain_id
 from .experiment import PRETRAIN_EPOCH, Experiment, Method
 
 # encoder shape settings: given for fine-tuning with --set, they apply to pre-training too
 ENCODER_SHAPE = ("hidden_size", "n_layers", "n_heads", "max_len")
-# pre-training settings that do not change its weights or are the run's length, left out of its identity
-_PRETRAIN_UNNAMED = ("dataset", "seed", "epochs", "device", "init")
 
 
 @dataclass
@@ -75,15 +73,6 @@ def _fmt(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _pretrain_tag(cfg: PretrainConfig) -> str:
-    default = PretrainConfig().to_dict()
-    diffs = [f"{k}={_fmt(v)}" for k, v in sorted(cfg.to_dict().items()) if k not in _PRETRAIN_UNNAMED and v != default[k]]
-    tag = ",".join(diffs) or "default"
-    if len(tag) > 80 or any(c in tag for c in "/\\ "):
-        tag = "h" + hashlib.sha1(tag.encode()).hexdigest()[:10]
-    return tag
-
-
 def _check_sets(sets: dict, what: str) -> None:
     bad = [k for k in sets if k in ("dataset", "seed", "model", "init")]
     if bad:
@@ -103,7 +92,7 @@ def make_plan(
     command line (strings or typed values), applied after the experiment's own; ``pretrain_epochs``:
     the length of the pre-training S3-Rec is fine-tuned from (default: the experiment's, else the
     dataset's default). Settings are validated here, so a bad one fails before anything runs."""
-    from ..pretrain import default_epochs
+    from ..pretraining import default_epochs
 
     sets, pretrain_sets = dict(sets or {}), dict(pretrain_sets or {})
     _check_sets(sets, "--set")
@@ -144,7 +133,7 @@ def make_plan(
                     if epoch < 0:
                         raise ConfigError(f"pre-training epochs must be >= 0, got {epoch}")
                     if epoch > 0 and not m.unsupported:
-                        key = tuple(sorted((k, v) for k, v in pre.to_dict().items() if k not in ("save_every", "epochs")))
+                        key = pretrain_id(pre)  # the shared pre-training's identity (s3rec.shared_pretrain)
                         g = groups.setdefault(key, {"cfg": pre, "epochs": set()})
                         g["epochs"].add(epoch)
                         group = key
@@ -165,7 +154,7 @@ def make_plan(
         final = epochs[-1]
         save_every = math.gcd(g["cfg"].save_every, *epochs[:-1]) if len(epochs) > 1 else g["cfg"].save_every
         cfg = dataclasses.replace(g["cfg"], epochs=final, save_every=save_every).validate()
-        run_id = f"{cfg.dataset}-{_pretrain_tag(cfg)}-seed{cfg.seed}"
+        run_id = pretrain_id(cfg)
         pretrain_of[key] = PretrainRun(run_id, plan.pretrain_dir / run_id, cfg, tuple(epochs))
     plan.pretrains = sorted(pretrain_of.values(), key=lambda p: p.id)
     for run, group in pending:

@@ -10,8 +10,9 @@ A study folder holds:
   same folder are an error naming what differs.
 - ``trials/NNNN/``: each trial's fine-tuning run (an ordinary run directory, resumable; trained with
   ``evaluate_test=False``, so test is never evaluated during a search).
-- ``pretrain/pre-HASH/``: one pre-training run per distinct pre-training setting, when the search
-  pre-trains (``--pretrain`` or a space with ``[pretrain]``), shared by every trial that samples it.
+- ``pretrain/DATASET-TAG-seedSEED/``: one pre-training run per distinct pre-training setting (the
+  shared folders of :mod:`s3rec.shared_pretrain`), when the search pre-trains (``--pretrain`` or a
+  space with ``[pretrain]``), shared by every trial that samples it.
 - ``best.json``: the best trial so far (its settings, validation score and run), rewritten atomically
   after every trial.
 
@@ -32,26 +33,23 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import PretrainConfig, TrainConfig, for_model, with_overrides
+from ..config import PretrainConfig, TrainConfig, with_overrides
 from ..errors import ConfigError, S3RecError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, try_lock
+from ..models.encoder import ENCODER_SHAPE  # when a search pre-trains, fine-tuning takes it from there
+from ..shared_pretrain import ensure_pretrained, pretrain_id
 from .space import SECTIONS, Space
 
 JOURNAL = "journal.log"
 STUDY_FILE = "study.json"
 BEST_FILE = "best.json"
 LOCK_FILE = ".lock"
-# the encoder's shape: when a search pre-trains, fine-tuning takes it from the pre-training settings
-ENCODER_SHAPE = ("hidden_size", "n_layers", "n_heads", "max_len")
-_PRESET_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 @dataclass
@@ -146,41 +144,11 @@ def make_setup(
 
 @contextlib.contextmanager
 def _study_lock(study_dir: Path):
-    """One search process per study folder; a lock left by a dead process is taken over."""
-    path = study_dir / LOCK_FILE
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise ConfigError(f"{study_dir} is in use by another s3rec tune (process {pid})") from None
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise ConfigError(f"{study_dir}: cannot take the lock {path}")
-    try:
+    """One search process per study folder (a lock that goes with its process)."""
+    with try_lock(study_dir / LOCK_FILE) as held:
+        if not held:
+            raise ConfigError(f"{study_dir} is in use by another s3rec tune")
         yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _storage(study_dir: Path):
@@ -260,7 +228,7 @@ class Tuner:
     """Runs a search in this process with the library's ``finetune`` (and ``pretrain``)."""
 
     def __init__(self, setup: TuneSetup, log=lambda m: print(m, file=sys.stderr, flush=True), verbose: bool = False):
-        from ..evaluate import SELECTION_METRIC
+        from ..evaluation import SELECTION_METRIC
 
         self.setup = setup
         self.log = log
@@ -268,7 +236,7 @@ class Tuner:
         self.metric = SELECTION_METRIC[setup.finetune.protocol]
         self.name = setup.study_name()
         self._ds = None
-        self._init_states: dict[tuple, dict] = {}
+        self._init_states: dict = {}  # (init, model, encoder shape) -> transfer.InitWeights
 
     # -- the study ---------------------------------------------------------------------------------
 
@@ -315,37 +283,34 @@ class Tuner:
 
     def dataset(self):
         if self._ds is None:
-            from ..data import registry
+            from ..data.negatives import load_for_protocol
 
             ft = self.setup.finetune
-            self._ds = registry.load(ft.dataset, self.setup.data_dir, negatives=ft.protocol == "sampled", quiet=True)
+            self._ds = load_for_protocol(ft.dataset, self.setup.data_dir, ft.protocol, quiet=True)
         return self._ds
 
-    def _init_state(self, ft) -> dict:
-        from ..pretrain import BACKBONE_MUST_MATCH, init_for_finetuning
+    def _init_state(self, ft):
+        from ..transfer import read_init
 
         # what is taken from a checkpoint (and checked) depends on the model and its encoder settings
-        key = (ft.init, ft.model, *(getattr(ft, k) for k in BACKBONE_MUST_MATCH))
+        key = (ft.init, ft.model, *(getattr(ft, k) for k in ENCODER_SHAPE))
         if key not in self._init_states:
-            self._init_states[key] = init_for_finetuning(ft.init, self.dataset(), ft)
+            self._init_states[key] = read_init(ft.init, self.dataset(), ft)
         return self._init_states[key]
 
     def pretrained(self, pre: PretrainConfig) -> Path:
-        """The final checkpoint of the pre-training run with these settings, pre-training (or
-        finishing) it first when it is not there: one run per distinct setting, in ``pretrain/``."""
-        from ..pretrain import default_epochs, pretrain
+        """The final checkpoint of the pre-training with these settings, in its shared folder under
+        ``pretrain/`` (:func:`s3rec.shared_pretrain.ensure_pretrained`: reused, resumed or run)."""
+        from ..pretraining import default_epochs
 
         ds = self.dataset()
         pre = dataclasses.replace(pre, dataset=ds.name, epochs=pre.epochs or default_epochs(ds.name))
-        identity = {k: v for k, v in pre.to_dict().items() if k != "device"}
-        tag = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
-        run_dir = self.setup.study_dir / "pretrain" / f"pre-{tag}"
+        run_dir = self.setup.study_dir / "pretrain" / pretrain_id(pre)
         ckpt = run_dir / f"pretrain-epoch-{pre.epochs}.pt"
         if not ckpt.is_file():
-            self.log(f"  pre-training pre-{tag} ({pre.epochs} epochs)")
-            log = (lambda m: self.log(f"    {m}")) if self.verbose else (lambda m: None)
-            pretrain(pre, ds, run_dir, resume=True, progress=False, log=log)
-        return ckpt
+            self.log(f"  pre-training {run_dir.name} ({pre.epochs} epochs)")
+        log = (lambda m: self.log(f"    {m}")) if self.verbose else (lambda m: None)
+        return ensure_pretrained(pre, ds, run_dir, progress=False, log=log).checkpoints[pre.epochs]
 
     def run_trial(self, trial) -> float:
         """Sample, (pre-train,) fine-tune without test; the best epoch's validation score."""
@@ -367,9 +332,9 @@ class Tuner:
         run_dir = setup.study_dir / rel
         trial.set_user_attr("finetune", ft.to_dict())
         trial.set_user_attr("pretrain", pre.to_dict() if pre else None)
-        init_state = self._init_state(ft) if ft.init and not (run_dir / "checkpoint.pt").is_file() else None
+        init = self._init_state(ft) if ft.init and not (run_dir / "checkpoint.pt").is_file() else None
         log = (lambda m: self.log(f"    {m}")) if self.verbose else (lambda m: None)
-        results = finetune(ft, self.dataset(), run_dir, resume=True, progress=False, log=log, init_state=init_state,
+        results = finetune(ft, self.dataset(), run_dir, resume=True, progress=False, log=log, init=init,
                            evaluate_test=False)
         value = results["valid"].get(self.metric)  # the best epoch's validation: never test
         if value is None or not math.isfinite(value):
@@ -446,79 +411,3 @@ class Tuner:
         }
         atomic_write_text(self.setup.study_dir / BEST_FILE, json.dumps(record, indent=2) + "\n")
         return record
-
-
-# -- presets from a search ---------------------------------------------------------------------------
-
-# what a preset leaves to the command line (NOT_PRESET) or to the user (the evaluation and the seed)
-_NOT_IN_PRESET = ("dataset", "init", "device", "protocol", "seed")
-
-
-def _preset_table(settings: dict, defaults: dict, searched: dict, params_defaults: dict | None = None) -> dict:
-    """The settings that differ from the defaults, and every searched one, in the config's order;
-    a model's own hyper-parameters flattened (as ``--set`` takes them)."""
-    out = {}
-    for k, v in settings.items():
-        if k in _NOT_IN_PRESET:
-            continue
-        if k == "model_params":
-            out.update({pk: pv for pk, pv in v.items() if pk in searched or (params_defaults or {}).get(pk) != pv})
-        elif k in searched or defaults.get(k) != v:
-            out[k] = v
-    return out
-
-
-def _init_pretrain_settings(init: str) -> dict | None:
-    """The settings of the pre-training run that wrote checkpoint ``init`` (its folder's config.json), as
-    a preset's [pretrain] table of those differing from the backbone's defaults, with the checkpoint's
-    epoch; None when they cannot be read or do not describe the checkpoint alone (a pre-training
-    continued from another checkpoint)."""
-    from ..config import config_from_json
-
-    try:
-        data = json.loads((Path(init).parent / "config.json").read_text(encoding="utf-8"))
-        data["device"] = "cpu"  # where it ran does not matter here (and CUDA may be missing)
-        cfg = config_from_json(json.dumps(data), PretrainConfig)
-    except (OSError, ValueError, TypeError, ConfigError):
-        return None
-    if cfg.init:
-        return None
-    m = re.fullmatch(r"pretrain-epoch-(\d+)\.pt", Path(init).name)
-    if m:  # the checkpoint's epoch, not the run's total (a Fig. 5 style intermediate checkpoint)
-        cfg = dataclasses.replace(cfg, epochs=int(m.group(1)))
-    defaults = with_overrides(PretrainConfig(), {"backbone": cfg.backbone}).to_dict()
-    return {k: v for k, v in cfg.to_dict().items()
-            if k not in ("dataset", "device", "init", "save_every") and (v != defaults.get(k) or k == "backbone" and v != "s3rec")}
-
-
-def preset_from_best(best: dict) -> tuple[str, dict, dict | None, dict, bool]:
-    """``(description, finetune, pretrain, source, pretrained)`` of a preset holding a search's best
-    trial; ``pretrained``: the trial fine-tuned from an S3-Rec pre-training whose settings are known."""
-    ft = best["finetune"]
-    model_defaults = for_model(TrainConfig(), ft["model"]).resolved().to_dict()
-    finetune = _preset_table(ft, model_defaults, best["params"]["finetune"], model_defaults["model_params"])
-    if ft["model"] == "sasrec":
-        finetune.pop("model", None)
-    pretrain = None
-    if best.get("pretrain"):
-        pretrain = _preset_table(best["pretrain"], PretrainConfig().to_dict(), best["params"]["pretrain"])
-    desc = (f"tuned on {best['dataset']} ({best['protocol']} protocol): valid {best['metric']} {best['value']:.4f}, "
-            f"trial {best['trial']} of {best['study']}")
-    source = {"study": best["study"], "dataset": best["dataset"], "protocol": best["protocol"], "metric": best["metric"],
-              "split": "valid", "value": best["value"], "trial": best["trial"]}
-    pretrained = pretrain is not None
-    if ft.get("init") and not best.get("pretrain"):
-        source["init"] = ft["init"]
-        pretrain = _init_pretrain_settings(ft["init"])
-        pretrained = pretrain is not None
-    return desc, finetune, pretrain, source, pretrained
-
-
-def save_best_preset(best: dict, name: str, preset_dir: str | Path) -> Path:
-    """Write the best trial as ``PRESET_DIR/NAME.toml``, usable with ``--preset PATH``."""
-    from ..presets import save_preset
-
-    if not _PRESET_NAME.match(name):
-        raise ConfigError(f"preset name {name!r}: use letters, digits and _.+- only")
-    desc, finetune, pretrain, source, pretrained = preset_from_best(best)
-    return save_preset(Path(preset_dir) / f"{name}.toml", desc, finetune, pretrain, source, pretrained)

@@ -1,0 +1,122 @@
+"""Id maps: the original ids of an imported dataset's users, items and attributes.
+
+Files ``NAME_user_ids.tsv``, ``NAME_item_ids.tsv``, ``NAME_attribute_ids.tsv`` beside ``NAME.txt``: a
+header line ``id<TAB>original_id`` then one line ``internal_id<TAB>original_id`` per id, internal
+ids 1..n in order. The original id is the rest of the line after the first tab, verbatim (it may
+contain tabs or spaces, never a line break). The public benchmarks have none: their ids are the only
+ones there are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import DataError
+from .columns import text_lines
+from .registry import locate
+
+ID_MAP_HEADER = "id\toriginal_id"
+ID_MAP_KINDS = ("user_ids", "item_ids", "attribute_ids")
+
+
+@dataclass
+class IdMaps:
+    """Original ids of an imported dataset, indexed by internal id.
+
+    ``users[k]``, ``items[k]``, ``attributes[k]`` are the original ids (strings) of internal id ``k``;
+    index 0 is ``""`` (ids start at 1; 0 is padding), so ``len(items) == n_items + 1``.
+    ``user_index()``, ``item_index()``, ``attribute_index()`` give the reverse dicts, original -> internal.
+    """
+
+    users: list[str]
+    items: list[str]
+    attributes: list[str]
+    _index: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    def _reverse(self, what: str) -> dict[str, int]:
+        if what not in self._index:
+            names = getattr(self, what)
+            self._index[what] = {n: k for k, n in enumerate(names) if k}
+        return self._index[what]
+
+    def user_index(self) -> dict[str, int]:
+        return self._reverse("users")
+
+    def item_index(self) -> dict[str, int]:
+        return self._reverse("items")
+
+    def attribute_index(self) -> dict[str, int]:
+        return self._reverse("attributes")
+
+    def check(self, dataset) -> None:
+        """Raise :class:`DataError` unless the maps cover exactly ``dataset``'s users and items."""
+        for what, n in (("users", dataset.n_users), ("items", dataset.n_items)):
+            if len(getattr(self, what)) - 1 != n:
+                raise DataError(dataset.paths.get("sequences", dataset.name), None,
+                                f"the {what[:-1]} id map has {len(getattr(self, what)) - 1} ids; the dataset has {n} {what}")
+        if len(self.attributes) - 1 < dataset.n_attributes:
+            raise DataError(dataset.paths.get("attributes", dataset.name), None,
+                            f"the attribute id map has {len(self.attributes) - 1} ids; the dataset uses {dataset.n_attributes}")
+
+
+def id_map_text(names: pa.Array) -> bytes:
+    """The bytes of an id map: the header, then ``internal_id<TAB>original_id`` for ids 1..n."""
+    body = text_lines(pa.array(np.arange(1, len(names) + 1)), names) if len(names) else b""
+    return (ID_MAP_HEADER + "\n").encode() + body
+
+
+def id_map_paths(folder: Path, stem: str) -> dict[str, Path]:
+    """The id map files of dataset ``stem`` in ``folder``: ``{"user_ids": ..., "item_ids": ..., "attribute_ids": ...}``."""
+    return {kind: Path(folder) / f"{stem}_{kind}.tsv" for kind in ID_MAP_KINDS}
+
+
+def read_id_map(path: str | Path) -> list[str]:
+    """Read one id map file: a list whose index k holds the original id of internal id k (0: "")."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines or lines[0] != ID_MAP_HEADER:
+        raise DataError(path, 1, f"expected the header {ID_MAP_HEADER!r}")
+    names = [""]
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(lines[1:], 2):
+        internal, tab, original = line.partition("\t")
+        if not tab:
+            raise DataError(path, lineno, "expected internal_id<TAB>original_id")
+        if internal != str(len(names)):
+            raise DataError(path, lineno, f"expected internal id {len(names)}, got {internal!r}")
+        if original in seen:
+            raise DataError(path, lineno, f"original id {original!r} already has internal id {seen[original]}")
+        seen[original] = len(names)
+        names.append(original)
+    return names
+
+
+def load_id_maps(data_dir: str | Path | None, name: str) -> IdMaps | None:
+    """The id maps of dataset ``name``, found like the dataset itself (``data_dir``, then
+    ``$S3REC_DATA_DIR``, then the cache: the folder that holds ``NAME.txt``).
+
+    Returns an :class:`IdMaps` (lists ``users``/``items``/``attributes`` of original ids indexed by
+    internal id, index 0 = ``""``; reverse dicts from ``user_index()`` etc.), or ``None`` when the
+    dataset has no id maps (e.g. the public benchmarks, whose ids are the only ones there are).
+    Raises :class:`S3RecError` if the dataset is not found, :class:`DataError` if a map is malformed
+    or only some of the three exist.
+    """
+    files = locate(name, data_dir)
+    maps = id_map_paths(files.folder, files.stem)
+    present = [p for p in maps.values() if p.is_file()]
+    if not present:
+        return None
+    if len(present) != len(maps):
+        missing = next(p for p in maps.values() if not p.is_file())
+        raise DataError(missing, None, f"missing, while {present[0].name} exists (re-run `s3rec data import`)")
+    return IdMaps(read_id_map(maps["user_ids"]), read_id_map(maps["item_ids"]), read_id_map(maps["attribute_ids"]))
