@@ -235,6 +235,7 @@ def test_bad_data_keeps_an_existing_run_on_overwrite(tmp_path, folder, capsys):
     """``--overwrite`` must not remove the old run before the new data has been validated."""
     out_dir = tmp_path / "run"
     out_dir.mkdir()
+    (out_dir / "config.json").write_text('{"dataset": "Bad"}')  # a fine-tuning run's folder (see test_overwrite.py)
     (out_dir / "results.json").write_text("{}")
     path = break_file(folder, "seq", insert(8, ""))
     rc = main(argv("train", folder, out_dir) + ["--overwrite"])

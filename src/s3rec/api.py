@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,10 +135,15 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.protocol}-seed{cfg.seed}"
 
 
-def check_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Check a run folder before training; True when the run there already finished (with ``resume``)."""
+def check_run_dir(out: Path, resume: bool, overwrite: bool, cls=TrainConfig) -> bool:
+    """Check a run folder before training (of a ``cls``: TrainConfig or PretrainConfig); True when the
+    run there already finished (with ``resume``). ``overwrite`` is refused on a folder that is not such a run."""
     if resume:
         return (out / "results.json").is_file()
+    if overwrite:
+        from .loop import run_files
+
+        run_files(out, cls)  # raises unless ``out`` is a run of this kind
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
     return False
@@ -149,15 +153,16 @@ def run_finetuning(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool = Fals
                    progress: bool = False, log=_quiet) -> dict:
     """Fine-tune ``cfg`` on ``ds`` in ``out`` (the run folder checked by :func:`check_run_dir`): the
     pre-trained weights of ``cfg.init`` read unless a resumed run has its own checkpoint."""
-    from .transfer import read_init
+    from .loop import clear_run_dir
     from .train import finetune as train_finetune
+    from .transfer import read_init
 
     cfg = dataclasses.replace(cfg, dataset=ds.name)
     init = None
     if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
         init = read_init(cfg.init, ds, cfg)
-    if out.exists() and overwrite and not resume:
-        shutil.rmtree(out)
+    if overwrite and not resume:
+        clear_run_dir(out, TrainConfig)
     return train_finetune(cfg, ds, out, resume=resume, progress=progress, log=log, init=init)
 
 

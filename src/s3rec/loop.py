@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import checkpoint
-from .config import config_from_json
+from .config import PretrainConfig, config_from_json
 from .errors import ConfigError
 from .fileio import atomic_write_text
 
@@ -97,3 +98,36 @@ def write_config(out: Path, cfg) -> None:
 def write_metrics(out: Path, history: list[dict]) -> None:
     """Rewrite ``metrics.jsonl``: one JSON line per finished epoch."""
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+
+# what a training run writes in its folder (the temporary files of atomic writes too): all that
+# --overwrite removes
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "results.json", "test_ranks.npy",
+             "environment.jsonl", "data.json", "error.txt")
+RUN_PATTERNS = ("pretrain-epoch-*.pt", ".*.tmp")
+
+
+def run_files(out: Path, cls) -> list[Path]:
+    """The files ``--overwrite`` removes from ``out``: a run's own, when ``out`` is recognisably a run of
+    this kind (its ``config.json`` holds the settings of a ``cls``, TrainConfig or PretrainConfig).
+    Anything else is refused (:class:`ConfigError`); files a run does not write are never listed."""
+    out = Path(out)
+    if not out.exists() or not any(out.iterdir()):
+        return []
+    kind = "pre-training" if cls is PretrainConfig else "fine-tuning"
+    try:
+        data = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        ours = isinstance(data, dict) and "dataset" in data and set(data) <= {f.name for f in dataclass_fields(cls)}
+    except (OSError, UnicodeDecodeError, ValueError):
+        ours = False
+    if not ours:
+        raise ConfigError(f"--overwrite: {out} is not an s3rec {kind} run folder (no config.json of one): "
+                          "nothing removed; choose another --out")
+    listed = [*(out / name for name in RUN_FILES), *(p for pattern in RUN_PATTERNS for p in out.glob(pattern))]
+    return [p for p in listed if p.is_file() or p.is_symlink()]
+
+
+def clear_run_dir(out: Path, cls) -> None:
+    """Remove a run's own files from ``out`` (:func:`run_files`), for ``--overwrite``."""
+    for path in run_files(out, cls):
+        path.unlink()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -167,7 +166,9 @@ def _pretrain_config(args, base=None):
 
 def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bool, world=None) -> dict:
     from ..data import registry
+    from ..config import PretrainConfig
     from ..distributed import World
+    from ..loop import clear_run_dir
     from ..pretraining import pretrain
     from ..transfer import read_pretrained
 
@@ -177,8 +178,8 @@ def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bo
     init_state = None
     if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
         init_state, _ = read_pretrained(cfg.init)
-    if out.exists() and overwrite and not resume and world.main:
-        shutil.rmtree(out)
+    if overwrite and not resume and world.main:
+        clear_run_dir(out, PretrainConfig)
     world.barrier()
     return pretrain(cfg, ds, out, resume=resume, progress=not quiet, log=log, init_state=init_state, world=world)
 
@@ -191,7 +192,7 @@ def cmd_pretrain(args) -> int:
     cfg = _pretrain_config(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-pretrain-seed{cfg.seed}"
     cfg = resumed_config(args, out, lambda a, text: _pretrain_config(a, config_from_json(text, PretrainConfig))) or cfg
-    check_run_dir(out, args.resume, args.overwrite)
+    check_run_dir(out, args.resume, args.overwrite, PretrainConfig)
     world, device = distributed.from_env(cfg.device)  # launched by torchrun: one rank of several
     try:
         world.barrier()  # every rank has checked the run directory before rank 0 writes to it
@@ -239,6 +240,7 @@ def cmd_run(args) -> int:
         return 0
     if not args.resume and out.exists() and any(out.iterdir()) and not args.overwrite:
         raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
+    check_run_dir(out / "pretrain", args.resume, args.overwrite, PretrainConfig)
     model = with_overrides(apply_finetune(TrainConfig(), preset), ft_given).model
     if pre.backbone not in ("s3rec", model):  # found out now, not after the pre-training
         raise ConfigError(f"the pre-trained backbone is {pre.backbone} but the model to fine-tune is {model}: "
