@@ -47,6 +47,17 @@ def test_train_writes_the_run_files(tiny_data, tmp_path, capsys):
     assert again["metrics"] == pytest.approx(res["test"], abs=1e-12)
 
 
+def test_evaluate_defaults_to_the_runs_own_protocol(tiny_data, tmp_path, capsys):
+    out = tmp_path / "full"
+    res = _run(out, "--epochs", "1", "--protocol", "full")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0  # the run folder, no --protocol
+    again = json.loads(capsys.readouterr().out)
+    assert again["protocol"] == "full" and again["metrics"] == pytest.approx(res["test"], abs=1e-12)
+    assert main(["evaluate", str(out), "--protocol", "sampled", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] != again["metrics"]
+
+
 def test_same_seed_same_result_and_other_seed_differs(tiny_data, tmp_path):
     a = _run(tmp_path / "a", "--epochs", "2")
     b = _run(tmp_path / "b", "--epochs", "2")

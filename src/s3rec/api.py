@@ -212,7 +212,7 @@ def evaluate_checkpoint(checkpoint_or_run, dataset=None, protocol: str | None = 
     if ds.n_items != int(state["n_items"]):
         raise S3RecError(f"{path} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
     metrics, info = evaluate_model(model, ds, split, protocol, device)
-    return metrics, info, ds
+    return metrics, {**info, "protocol": protocol}, ds
 
 
 def evaluate(checkpoint_or_run, dataset=None, protocol: str | None = None, split: str = "test", device: str = "cpu",

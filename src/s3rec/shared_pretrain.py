@@ -1,7 +1,7 @@
 """Pre-train once, share it between fine-tunings: "ensure this pre-training exists".
 
 Every caller that fine-tunes from a pre-training it does not own (``s3rec train --preset`` with a
-``pretrained = true`` preset, ``s3rec tune --pretrain``, ``s3rec reproduce``, :func:`s3rec.pretraining`
+``pretrained = true`` preset, ``s3rec tune --pretrain``, ``s3rec reproduce``, :func:`s3rec.pretrain`
 with a shared folder) asks :func:`ensure_pretrained` for it. One identity, one folder, one lock:
 
 - **identity**: the dataset, the seed and the settings that differ from the defaults and change what

@@ -95,12 +95,13 @@ def add_parsers(sub, defaults) -> None:
                    "`s3rec presets`); flags, --set and --pretrain-set win over it")
 
     e = verb(sub, "evaluate", help="evaluate a saved model", examples=(
+        "s3rec evaluate runs/beauty-full    # the run folder: its own protocol and dataset, on test",
         "s3rec evaluate runs/beauty-full/best.pt --dataset Beauty --protocol sampled",
         "s3rec evaluate runs/beauty-full/best.pt --protocol full --split valid --json"))
-    e.add_argument("checkpoint", help="best.pt or checkpoint.pt of a run")
+    e.add_argument("checkpoint", help="a run folder, or its best.pt or checkpoint.pt")
     e.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     add_data_dir(e)
-    e.add_argument("--protocol", default="sampled", choices=protocols())
+    e.add_argument("--protocol", choices=protocols(), help="default: the protocol the run was trained with")
     e.add_argument("--split", default="test", choices=["valid", "test"])
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", action="store_true", help="print JSON")
@@ -266,7 +267,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps({"metrics": metrics, **info}))
     else:
-        print(f"{ds.name} {args.split} ({args.protocol}, {info['users']} users)")
+        print(f"{ds.name} {args.split} ({info['protocol']}, {info['users']} users)")
         for k, v in metrics.items():
             print(f"  {k:<8} {v:.4f}")
         if "targets_in_history" in info:
