@@ -44,7 +44,7 @@ from ..errors import DataError, S3RecError
 from .columns import Source, encode_ids, to_numpy, to_seconds
 from .importing import default_name, write_imported
 from .pipeline import AttributePairs, Interactions, Step, build_sequences, first_occurrences
-from .readers import attribute_pairs, pairs_from_lists, read_text_table
+from .readers import attribute_pairs, interactions_from_table, pairs_from_lists, read_text_table
 from .writing import Log, check_output
 
 SOURCES = ("amazon", "yelp", "lastfm")
@@ -256,12 +256,8 @@ def lastfm(tags: str | Path) -> tuple[Interactions, AttributePairs]:
     table, source, _ = read_text_table(tags, roles, "\t", quoting=False, hint=hint)
     if table.num_rows == 0:
         raise source.error(None, "no rows after the header")
-    users, user_names = encode_ids(table.column("user"), source, "user")
-    items, item_names = encode_ids(table.column("item"), source, "artist")
-    times = to_seconds(table.column("time"), source)
-    inter = Interactions(users, items, times, user_names, item_names)
-    inter.steps.append(Step(f"read {tags.name}", len(users), len(user_names), len(item_names)))
-    inter = inter.take(first_occurrences(users, items), "each (user, artist) pair at its first line")
+    inter = interactions_from_table(table, source, tags, "artist")
+    inter = inter.take(first_occurrences(inter.users, inter.items), "each (user, artist) pair at its first line")
     pairs = attribute_pairs(table.column("item"), table.column("attribute"), source)
     return inter, pairs
 

@@ -186,14 +186,21 @@ def read_interactions(
         table, source, _ = read_text_table(path, roles, sep, quoting=kind != "recbole-inter")
     if table.num_rows == 0:
         raise source.error(None, "no interactions (no rows after the header)")
-    users, user_names = encode_ids(table.column("user"), source, "user")
-    items, item_names = encode_ids(table.column("item"), source, "item")
-    times = to_seconds(table.column("time"), source)
-    inter = Interactions(users, items, times, user_names, item_names)
-    inter.steps.append(Step(f"read {path.name}", len(users), len(user_names), len(item_names)))
+    inter = interactions_from_table(table, source, path)
     if rating_threshold is not None:
         ratings = numbers(single(table.column("rating")), source, "rating")
         inter = inter.take(ratings >= rating_threshold, f"rating >= {rating_threshold:g}")
+    return inter
+
+
+def interactions_from_table(table: pa.Table, source: Source, path: Path, item_word: str = "item") -> Interactions:
+    """A table's ``user``, ``item`` and ``time`` columns as interactions (ids encoded in order of first
+    appearance), with the first step of the pipeline's summary; ``item_word`` names items in errors."""
+    users, user_names = encode_ids(table.column("user"), source, "user")
+    items, item_names = encode_ids(table.column("item"), source, item_word)
+    times = to_seconds(table.column("time"), source)
+    inter = Interactions(users, items, times, user_names, item_names)
+    inter.steps.append(Step(f"read {path.name}", len(users), len(user_names), len(item_names)))
     return inter
 
 
