@@ -196,3 +196,35 @@ def test_valid_users_setting_trains_and_tests_on_everyone(tiny_data, tmp_path):
                  "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["valid_users"] == 10
     assert len(np.load(out / "test_ranks.npy")) == 40  # test: every user
+
+
+def test_recommend_never_writes_over_an_input_or_a_file_of_yours(trained, tmp_path, capsys):
+    before = trained.read_bytes()
+    for out in (trained, trained.parent):  # the checkpoint itself; its folder
+        assert main(["recommend", str(trained.parent), "--out", str(out), "--force"]) == 2
+        assert "--out" in capsys.readouterr().err
+    assert trained.read_bytes() == before
+    mine = tmp_path / "mine.csv"
+    mine.write_text("a,b\n1,2\n")
+    assert main(["recommend", str(trained), "-k", "2", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an s3rec recommend output" in err[0] and "--force" in err[0]
+    assert mine.read_text() == "a,b\n1,2\n"
+    seqs = trained.parent.parent / "data" / "Tiny.txt"  # the dataset's own file is an input too
+    assert main(["recommend", str(trained), "--out", str(seqs), "--force"]) == 2
+    assert "is an input" in capsys.readouterr().err
+    # an earlier output of the command is replaced without --force; another file with it
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"recs.{fmt}"
+        assert main(["recommend", str(trained), "-k", "2", "--format", fmt, "--out", str(out)]) == 0
+        assert main(["recommend", str(trained), "-k", "3", "--format", fmt, "--out", str(out)]) == 0
+    assert main(["recommend", str(trained), "-k", "2", "--out", str(mine), "--force"]) == 0
+    assert mine.read_text().startswith("user,rank,item,score\n")
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error(trained, tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    assert main(["train", "--dataset", "Tiny", "--data-dir", str(missing), "--quiet", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0] and "no such folder" in err[0]
+    assert not (tmp_path / "r").exists()

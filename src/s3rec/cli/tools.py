@@ -10,6 +10,8 @@ from pathlib import Path
 from ..errors import S3RecError
 from .common import add_data_dir, add_sets, add_train_args, log, positive_int, train_config, verb
 
+RECOMMEND_HEADER = "user,rank,item,score"  # the CSV that s3rec recommend writes
+
 
 def add_parsers(sub, defaults) -> None:
     b = verb(sub, "bench", help="speed benchmarks",
@@ -82,7 +84,9 @@ def add_parsers(sub, defaults) -> None:
     rc.add_argument("--users-file", help="a file with one original user id per line")
     rc.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="output format (default csv)")
     rc.add_argument("--keep-history", action="store_true", help="allow items already in the history")
-    rc.add_argument("--out", help="output file, written atomically (default: standard output)")
+    rc.add_argument("--out", help="output file, written atomically (default: standard output); an existing file "
+                    "that is not an earlier output of this command needs --force, an input is never replaced")
+    rc.add_argument("--force", action="store_true", help="replace an existing --out file that is not a recommend output")
     rc.add_argument("--device", default="cpu")
     sv = verb(
         sub, "serve",
@@ -161,9 +165,39 @@ def _recommender(args):
     return Recommender.load(args.checkpoint, args.dataset, args.data_dir, args.device)
 
 
+def _is_recommendations(path: Path) -> bool:
+    """Whether ``path`` starts as ``s3rec recommend`` writes: its CSV header, or a JSON line of one user."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline(1 << 16).rstrip("\n")
+        if first == RECOMMEND_HEADER:
+            return True
+        line = json.loads(first)
+        return isinstance(line, dict) and set(line) == {"user", "items", "scores"}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+def check_recommend_out(out: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse an ``--out`` that would replace an input, a folder, or (without ``force``) a file that is
+    not an earlier output of ``s3rec recommend``."""
+    if not out.exists():
+        return
+    if any(p.exists() and out.resolve() == p.resolve() for p in inputs):
+        raise S3RecError(f"--out {out} is an input of this command: choose another file")
+    if out.is_dir():
+        raise S3RecError(f"--out {out} is a folder: give a file name")
+    if not force and not _is_recommendations(out):
+        raise S3RecError(f"--out {out} exists and is not an s3rec recommend output: use --force to replace it")
+
+
 def cmd_recommend(args) -> int:
     from ..fileio import atomic_path
 
+    given = Path(args.checkpoint)
+    inputs = [given, given / "best.pt"] + ([Path(args.users_file)] if args.users_file else [])
+    if args.out:
+        check_recommend_out(Path(args.out), inputs, args.force)
     users = args.users
     if args.users_file:
         path = Path(args.users_file)
@@ -171,11 +205,13 @@ def cmd_recommend(args) -> int:
             raise S3RecError(f"{path}: file not found")
         users = (users or []) + [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rec = _recommender(args)
+    if args.out:  # nor the dataset's files
+        check_recommend_out(Path(args.out), [*inputs, *rec.ds.paths.values()], args.force)
     rows = rec.iter_users(users, args.k, exclude_history=not args.keep_history)
 
     def write(f):
         if args.format == "csv":
-            f.write("user,rank,item,score\n")
+            f.write(RECOMMEND_HEADER + "\n")
         for user, top in rows:
             if args.format == "csv":
                 f.writelines(f"{_csv_field(user)},{r},{_csv_field(item)},{score:.6g}\n" for r, (item, score) in enumerate(top, 1))

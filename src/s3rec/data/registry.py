@@ -144,6 +144,8 @@ def negatives_cache_path(stem: str) -> Path:
 
 def locate(name: str, data_dir: str | os.PathLike | None = None) -> DatasetFiles:
     """Find a dataset's files, or raise an error that says how to get them."""
+    if data_dir and not Path(data_dir).is_dir():  # a typo must not fall back to $S3REC_DATA_DIR or the cache
+        raise S3RecError(f"--data-dir {data_dir}: no such folder")
     info = registered(name)
     stem = info.stem if info else name
     dirs = data_dirs(data_dir)
