@@ -67,3 +67,26 @@ def test_run_refuses_a_pretrain_folder_that_is_not_one(tiny_data, tmp_path, caps
     assert main(argv) == 2
     assert "not an s3rec pre-training run folder" in capsys.readouterr().err
     assert sorted(p.name for p in out.rglob("*")) == ["a.txt", "notes", "pretrain", "thesis.tex"]
+
+
+def test_a_run_that_failed_at_its_start_does_not_block_the_same_command(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    for path in out.iterdir():
+        if path.name != "config.json":
+            path.unlink()  # what a run that failed before its first epoch leaves
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    assert (out / "results.json").is_file()
+    (out / "thesis.tex").write_text("mine\n")  # anything more, and the folder is protected again
+    (out / "results.json").unlink()
+    assert main([*TRAIN, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_a_lone_config_json_of_yours_is_not_taken_for_a_run(tiny_data, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"editor": "vim"}\n')
+    assert main([*TRAIN, "--out", str(out)]) == 2
+    assert "not an s3rec fine-tuning run folder" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == '{"editor": "vim"}\n'

@@ -140,11 +140,13 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool, cls=TrainConfig) -> 
     run there already finished (with ``resume``). ``overwrite`` is refused on a folder that is not such a run."""
     if resume:
         return (out / "results.json").is_file()
-    if overwrite:
-        from .loop import run_files
+    from .loop import run_files
 
+    # a run that failed at its start left only its config.json: nothing to keep, so no flag is needed
+    started = out.exists() and {p.name for p in out.iterdir()} - {"config.json"}
+    if overwrite or (out / "config.json").exists() and not started:
         run_files(out, cls)  # raises unless ``out`` is a run of this kind
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if started and not overwrite:
         raise S3RecError(f"run directory {out} is not empty: use --resume to continue it, --overwrite to replace it, or --out")
     return False
 

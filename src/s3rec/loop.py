@@ -121,8 +121,8 @@ def run_files(out: Path, cls) -> list[Path]:
     except (OSError, UnicodeDecodeError, ValueError):
         ours = False
     if not ours:
-        raise ConfigError(f"--overwrite: {out} is not an s3rec {kind} run folder (no config.json of one): "
-                          "nothing removed; choose another --out")
+        raise ConfigError(f"{out} is not an s3rec {kind} run folder (no config.json of such a run): "
+                          "nothing removed or written; choose another --out")
     listed = [*(out / name for name in RUN_FILES), *(p for pattern in RUN_PATTERNS for p in out.glob(pattern))]
     return [p for p in listed if p.is_file() or p.is_symlink()]
 
