@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import PretrainConfig, TrainConfig, config_from_json, with_overrides
 from .data import registry
-from .data.negatives import load_with_negatives
+from .data.negatives import attach_negatives, load_with_negatives, needs_negatives
 from .data.store import Dataset
 from .errors import ConfigError, S3RecError
 from .shared_pretrain import PretrainResult, ensure_pretrained, pretrain_id
@@ -55,7 +55,7 @@ def _dataset(dataset, data_dir=None, negatives: bool = False) -> Dataset:
         located = _located(dataset, data_dir)
         return load_with_negatives(*located, quiet=True) if negatives else registry.load(*located)
     if negatives and dataset.negatives is None:
-        return load_with_negatives(dataset.name, Path(dataset.paths["sequences"]).parent, quiet=True)
+        return attach_negatives(dataset, quiet=True)
     return dataset
 
 
@@ -183,7 +183,7 @@ def finetune(dataset, model: str = "sasrec", init=None, protocol: str = "sampled
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
     if check_run_dir(run_dir, resume, overwrite):
         return Run.load(run_dir)
-    run_finetuning(cfg, _dataset(ds, negatives=cfg.protocol == "sampled"), run_dir, resume, overwrite, progress, log)
+    run_finetuning(cfg, _dataset(ds, negatives=needs_negatives(cfg.protocol)), run_dir, resume, overwrite, progress, log)
     return Run.load(run_dir)
 
 
@@ -210,7 +210,7 @@ def evaluate_checkpoint(checkpoint_or_run, dataset=None, protocol: str | None = 
     path = checkpoint_path(checkpoint_or_run)
     model, cfg, state = model_from_checkpoint(path, device)
     protocol = protocol or cfg.protocol
-    ds = _dataset(dataset if dataset is not None else state["dataset"], data_dir, negatives=protocol == "sampled")
+    ds = _dataset(dataset if dataset is not None else state["dataset"], data_dir, negatives=needs_negatives(protocol))
     if ds.n_items != int(state["n_items"]):
         raise S3RecError(f"{path} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
     metrics, info = evaluate_model(model, ds, split, protocol, device)

@@ -22,6 +22,20 @@ N_NEGATIVES = 99
 _INT64_MAX = 2**63 - 1  # ids are stored as int64
 
 
+def read_lines(path: Path) -> list[str]:
+    """A UTF-8 text file's lines, without the newline that ends the last one; other bytes are a
+    :class:`DataError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+
 def _shown(t: str) -> str:
     return t if len(t) <= 24 else f"{t[:10]}...{t[-10:]} ({len(t)} digits)"
 
@@ -54,13 +68,7 @@ def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     lengths: list[int] = []
     flat: list[int] = []
     first_line: dict[int, int] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
+    lines = read_lines(path)
     if not lines:
         raise DataError(path, None, "the file is empty")
     for lineno, line in enumerate(lines, 1):
@@ -189,13 +197,7 @@ def read_negatives(
     index = {int(u): k for k, u in enumerate(user_ids)}
     out = np.zeros((len(user_ids), N_NEGATIVES), dtype=np.int64)
     seen = np.zeros(len(user_ids), dtype=bool)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
+    lines = read_lines(path)
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             raise DataError(path, lineno, "empty line")

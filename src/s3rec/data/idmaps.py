@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ..errors import DataError
 from .columns import text_lines
+from .formats import read_lines
 from .registry import locate
 
 ID_MAP_HEADER = "id\toriginal_id"
@@ -77,13 +78,7 @@ def id_map_paths(folder: Path, stem: str) -> dict[str, Path]:
 def read_id_map(path: str | Path) -> list[str]:
     """Read one id map file: a list whose index k holds the original id of internal id k (0: "")."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_lines(path)
     if not lines or lines[0] != ID_MAP_HEADER:
         raise DataError(path, 1, f"expected the header {ID_MAP_HEADER!r}")
     names = [""]

@@ -89,7 +89,13 @@ def load_with_negatives(name: str, data_dir=None, quiet: bool = False) -> Datase
     """:func:`.registry.load` plus ``ds.negatives`` (``[n_users, 99]``), the sampled protocol's
     candidates, read from the dataset's negatives file after :func:`ensure_negatives`."""
     files = locate(name, data_dir)
-    ds = load_files(files.name, files.sequences, files.attributes)
+    return attach_negatives(load_files(files.name, files.sequences, files.attributes), files, quiet)
+
+
+def attach_negatives(ds: Dataset, files: DatasetFiles | None = None, quiet: bool = False) -> Dataset:
+    """``ds`` with ``ds.negatives`` set (after :func:`ensure_negatives`), without reading its
+    sequences again; ``files``: where it was found (default: the folder of its sequences file)."""
+    files = files or locate(ds.name, Path(ds.paths["sequences"]).parent)
     path = ensure_negatives(ds, files, quiet=quiet)
     ds.negatives = read_negatives(path, ds.user_ids, ds.offsets, ds.items, ds.n_items)
     ds.paths["negatives"] = path
