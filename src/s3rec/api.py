@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import PretrainConfig, TrainConfig, config_from_json, with_overrides
 from .data import registry
 from .data.negatives import attach_negatives, load_with_negatives, needs_negatives
-from .data.store import Dataset
+from .data.store import Dataset, check_trainable
 from .errors import ConfigError, S3RecError
 from .shared_pretrain import PretrainResult, ensure_pretrained, pretrain_id
 
@@ -34,11 +34,11 @@ def _located(name_or_folder, data_dir) -> tuple[str, str | Path | None]:
     """``(name, data_dir)``: a folder holding one dataset stands for that dataset."""
     path = Path(name_or_folder)
     if data_dir is None and path.is_dir():
-        stems = sorted(p.stem for p in path.glob("*.txt") if not p.stem.endswith("_sample"))
-        if len(stems) != 1:
-            raise S3RecError(f"{path}: expected one dataset (NAME.txt), found {', '.join(stems) or 'none'}: "
+        names = registry.datasets_in(path)
+        if len(names) != 1:
+            raise S3RecError(f"{path}: expected one dataset (NAME.txt), found {', '.join(names) or 'none'}: "
                              "give its name and data_dir=FOLDER")
-        return stems[0], path
+        return names[0], path
     return str(name_or_folder), data_dir
 
 
@@ -119,9 +119,8 @@ class Run:
         if not (run_dir / "results.json").is_file():
             raise S3RecError(f"{run_dir}: not a finished fine-tuning run (no results.json)")
         try:
-            data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-            data["device"] = "cpu"  # where it ran does not matter here (and CUDA may be missing)
-            cfg = config_from_json(json.dumps(data))
+            # where it ran does not matter here (and CUDA may be missing)
+            cfg = config_from_json((run_dir / "config.json").read_text(encoding="utf-8"), device="cpu")
         except (OSError, ValueError, ConfigError):
             cfg = None
         metrics = run_dir / "metrics.jsonl"
@@ -140,10 +139,11 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool, cls=TrainConfig) -> 
     run there already finished (with ``resume``). ``overwrite`` is refused on a folder that is not such a run."""
     if resume:
         return (out / "results.json").is_file()
-    from .loop import run_files
+    from .loop import LOG_FILE, run_files
 
-    # a run that failed at its start left only its config.json: nothing to keep, so no flag is needed
-    started = out.exists() and {p.name for p in out.iterdir()} - {"config.json"}
+    # a run that failed at its start left only its config.json (and log.txt): nothing to keep, so no flag is needed
+    names = {p.name for p in out.iterdir()} if out.exists() else set()
+    started = names - ({"config.json", LOG_FILE} if "config.json" in names else set())
     if overwrite or (out / "config.json").exists() and not started:
         run_files(out, cls)  # raises unless ``out`` is a run of this kind
     if started and not overwrite:
@@ -154,7 +154,8 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool, cls=TrainConfig) -> 
 def run_finetuning(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool = False, overwrite: bool = False,
                    progress: bool = False, log=_quiet) -> dict:
     """Fine-tune ``cfg`` on ``ds`` in ``out`` (the run folder checked by :func:`check_run_dir`): the
-    pre-trained weights of ``cfg.init`` read unless a resumed run has its own checkpoint."""
+    pre-trained weights of ``cfg.init`` read unless a resumed run has its own checkpoint; the sampled
+    protocol's negatives attached (the file made when missing) after every check passed."""
     from .loop import clear_run_dir
     from .train import finetune as train_finetune
     from .transfer import read_init
@@ -163,6 +164,12 @@ def run_finetuning(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool = Fals
     init = None
     if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
         init = read_init(cfg.init, ds, cfg)
+    if cfg.model_class().trainable:
+        check_trainable(ds)  # before --overwrite removes the old run
+    if needs_negatives(cfg.protocol) and ds.negatives is None:  # made (if missing) once the inputs are known good
+        ds = attach_negatives(ds, quiet=not progress)
+    start = f"from {cfg.init}" if cfg.init else "from scratch"  # once the inputs are known good
+    log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; {cfg.model} {start}; protocol {cfg.protocol}; run {out}")
     if overwrite and not resume:
         clear_run_dir(out, TrainConfig)
     return train_finetune(cfg, ds, out, resume=resume, progress=progress, log=log, init=init)
@@ -183,7 +190,7 @@ def finetune(dataset, model: str = "sasrec", init=None, protocol: str = "sampled
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
     if check_run_dir(run_dir, resume, overwrite):
         return Run.load(run_dir)
-    run_finetuning(cfg, _dataset(ds, negatives=needs_negatives(cfg.protocol)), run_dir, resume, overwrite, progress, log)
+    run_finetuning(cfg, ds, run_dir, resume, overwrite, progress, log)
     return Run.load(run_dir)
 
 
@@ -198,21 +205,41 @@ def checkpoint_path(checkpoint_or_run) -> Path:
     return path / "best.pt" if path.is_dir() else path
 
 
+def run_data_dir(checkpoint: Path, log=_quiet) -> Path | None:
+    """The data folder the run holding ``checkpoint`` was trained on (its results.json's ``data_dir``),
+    or None: not recorded (an unfinished run, or one from before it was), or gone (said to ``log``)."""
+    try:
+        recorded = json.loads((Path(checkpoint).parent / "results.json").read_text(encoding="utf-8"))["data_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    if Path(recorded).is_dir():
+        return Path(recorded)
+    log(f"{Path(checkpoint).parent}: its data folder {recorded} no longer exists; looking for the dataset "
+        "in $S3REC_DATA_DIR and the cache")
+    return None
+
+
 def evaluate_checkpoint(checkpoint_or_run, dataset=None, protocol: str | None = None, split: str = "test",
-                        device: str = "cpu", data_dir=None) -> tuple[dict, dict, Dataset]:
-    """``(metrics, info, dataset)`` of a saved model on ``split`` (what ``s3rec evaluate`` prints)."""
+                        device: str = "cpu", data_dir=None, log=_quiet) -> tuple[dict, dict, Dataset]:
+    """``(metrics, info, dataset)`` of a saved model on ``split`` (what ``s3rec evaluate`` prints). The
+    data: ``dataset`` (default: the model's own) in ``data_dir`` (default: for the model's own dataset,
+    the folder its run was trained on, :func:`run_data_dir`, then the usual search)."""
     from .config import device_ok
     from .evaluation import evaluate as evaluate_model
-    from .train import model_from_checkpoint
+    from .checkpoint import read
+    from .train import model_from_state
 
     if not device_ok(device):
         raise S3RecError(f"device {device!r} is not available here")
     path = checkpoint_path(checkpoint_or_run)
-    model, cfg, state = model_from_checkpoint(path, device)
+    cfg, state = read(path)
     protocol = protocol or cfg.protocol
+    if data_dir is None and dataset in (None, state["dataset"]):
+        data_dir = run_data_dir(path, log)
     ds = _dataset(dataset if dataset is not None else state["dataset"], data_dir, negatives=needs_negatives(protocol))
-    if ds.n_items != int(state["n_items"]):
-        raise S3RecError(f"{path} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
+    model = model_from_state(cfg, state, path, device, ds)
     metrics, info = evaluate_model(model, ds, split, protocol, device)
     return metrics, {**info, "protocol": protocol}, ds
 

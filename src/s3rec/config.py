@@ -1,12 +1,19 @@
 """Typed, frozen configuration whose defaults are the paper's values (docs/semantics.md, #model and #fine-tuning).
 
-Overrides are strict: an unknown key or a value of the wrong type is an error.
+Overrides are strict: an unknown key (with a "did you mean" for a near miss or another library's
+name, :data:`ALIASES`), a value of the wrong type or a float that is not finite is an error.
+Validation bounds every size and count (:data:`LIMITS`; seeds: 0..2**32-1, what numpy and torch
+accept) and refuses an encoder whose parameters alone exceed the device's memory, before anything
+is allocated or written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
+import os
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -24,6 +31,34 @@ LOSSES = ("bce", "ce", "bpr", "sampled-softmax", "gbce")
 # made from another model's) resets them to TrainConfig's defaults overlaid with the model's own
 # ``defaults`` (its paper's values), before any other override applies.
 MODEL_SETTINGS = ("lr", "weight_decay", "hidden_dropout", "attn_dropout", "n_layers", "n_heads", "loss")
+SEED_MAX = 2**32 - 1  # seeds are 0..2**32-1: what numpy's and torch's generators all accept
+# the largest value of each size or count: far beyond any published model (the paper: hidden_size
+# 64, n_layers 2, max_len 50), small enough that a slip such as hidden_size=4000000000 is refused
+# before anything is allocated; every other whole-number setting is at most INT_MAX
+LIMITS = {"hidden_size": 16384, "n_layers": 256, "n_heads": 256, "max_len": 16384, "batch_size": 2**20,
+          "n_negatives": 2**16, "seed": SEED_MAX, "fraction_seed": SEED_MAX}
+INT_MAX = 2**31 - 1
+# names other libraries (and the released code) use for settings: ``--set learning_rate=...`` is
+# answered with "did you mean 'lr'?"
+ALIASES = {
+    "learning_rate": "lr", "dropout": "hidden_dropout", "dropout_rate": "hidden_dropout",
+    "hidden_dropout_prob": "hidden_dropout", "attention_probs_dropout_prob": "attn_dropout",
+    "attention_dropout": "attn_dropout", "hidden_units": "hidden_size", "embedding_size": "hidden_size",
+    "embedding_dim": "hidden_size", "hidden_dim": "hidden_size", "num_layers": "n_layers",
+    "num_hidden_layers": "n_layers", "num_blocks": "n_layers", "num_heads": "n_heads",
+    "num_attention_heads": "n_heads", "maxlen": "max_len", "max_seq_length": "max_len",
+    "max_seq_len": "max_len", "train_batch_size": "batch_size", "num_epochs": "epochs", "n_epochs": "epochs",
+    "random_seed": "seed", "l2": "weight_decay", "l2_emb": "weight_decay", "num_negatives": "n_negatives",
+    "neg_samples": "n_negatives",
+}
+
+
+def suggestion(key: str, known) -> str:
+    """`` (did you mean 'lr'?)`` for an unknown ``key`` near one of ``known`` (or "" when none is)."""
+    known = list(known)
+    alias = ALIASES.get(key.lower())
+    close = [alias] if alias in known else difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -57,10 +92,13 @@ class RunSettings:
     def _checks(self) -> list[tuple[bool, str]]:
         return [
             (self.negative_sampler in NEGATIVE_SAMPLERS, f"negative_sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}"),
+            *bounds(self),
             (self.hidden_size > 0 and self.n_heads >= 1 and self.hidden_size % self.n_heads == 0,
              "hidden_size must be a positive multiple of n_heads"),
             (self.n_layers >= 1, "n_layers must be >= 1"),
             (self.max_len >= 1, "max_len must be >= 1"),
+            (self.seed >= 0, f"seed must be in 0..{SEED_MAX}"),
+            (self.fraction_seed >= 0, f"fraction_seed must be in 0..{SEED_MAX}"),
             (0 <= self.hidden_dropout < 1 and 0 <= self.attn_dropout < 1, "dropout must be in [0, 1)"),
             (self.lr > 0, "lr must be > 0"),
             (0 < self.train_fraction <= 1, "train_fraction must be in (0, 1]"),
@@ -71,6 +109,7 @@ class RunSettings:
         for ok, msg in self._checks():
             if not ok:
                 raise ConfigError(f"invalid setting: {msg}")
+        check_fits(self.encoder(), self.device)
         return self
 
     def to_dict(self) -> dict:
@@ -134,6 +173,7 @@ class TrainConfig(RunSettings):
             (self.valid_users >= 0, "valid_users must be >= 0 (0: every user)"),
             (self.min_epochs >= -1, "min_epochs must be >= 0 (or -1: the dataset's default)"),
             (0.0 <= self.gbce_t <= 1.0, "gbce_t must be in [0, 1]"),
+            *bounds(self.params()),
             (not self.init or cls.trainable, f"init (pre-trained weights) needs a trained model, not {self.model}"),
             (self.train_fraction == 1 or cls.trainable,
              f"train_fraction < 1 needs a trained model; {self.model} is fitted from every user's data when built"),
@@ -197,6 +237,38 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def bounds(cfg) -> list[tuple[bool, str]]:
+    """The upper bound of every whole-number setting of ``cfg``: :data:`LIMITS`, else :data:`INT_MAX`."""
+    out = []
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            top = LIMITS.get(f.name, INT_MAX)
+            out.append((v <= top, f"{f.name} must be at most {top}, got {v}"))
+    return out
+
+
+def device_memory(device: str) -> int | None:
+    """Bytes of memory of ``device``: the GPU's, or this machine's RAM for the CPU (None: unknown)."""
+    try:
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            return torch.cuda.get_device_properties(dev.index or 0).total_memory
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError, RuntimeError, AssertionError):
+        return None
+
+
+def check_fits(enc: EncoderConfig, device: str, n_items: int = 0) -> None:
+    """Refuse an encoder whose float32 parameters alone (:meth:`EncoderConfig.n_parameters`) exceed the
+    memory of ``device`` (training needs about four times as much: gradients and Adam's two moments)."""
+    need, have = 4 * enc.n_parameters(n_items), device_memory(device)
+    if have is not None and need > have:
+        raise ConfigError(f"the model does not fit in memory: {need / 2**30:.1f} GiB of parameters (hidden_size "
+                          f"{enc.hidden_size}, n_layers {enc.n_layers}, max_len {enc.max_len}), and {device} has "
+                          f"{have / 2**30:.1f} GiB")
+
+
 def device_ok(device: str) -> bool:
     """Whether torch can use this device string on this machine."""
     try:
@@ -207,6 +279,13 @@ def device_ok(device: str) -> bool:
 
 
 def _coerce(name: str, typ, value):
+    value = _parsed(name, typ, value)
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f"setting {name}: {value!r} is not a finite number")
+    return value
+
+
+def _parsed(name: str, typ, value):
     if isinstance(value, str):
         try:
             if typ is bool:
@@ -215,10 +294,13 @@ def _coerce(name: str, typ, value):
                     raise ValueError
                 return low in ("true", "1", "yes")
             return typ(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"setting {name}: {value!r} is not a valid {typ.__name__}") from None
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"setting {name}: {value!r} is not a finite number") from None
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise ConfigError(f"setting {name}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -278,15 +360,19 @@ def with_overrides(cfg, overrides: dict):
                 raise ConfigError(f"setting model_params: expected an object, got {type(value).__name__}")
             for k, v in value.items():
                 if k not in ptypes:
-                    raise ConfigError(f"model {cfg.model} has no hyper-parameter {k!r}; it has: {', '.join(ptypes) or 'none'}")
+                    raise ConfigError(f"model {cfg.model} has no hyper-parameter {k!r}{suggestion(k, ptypes)}; "
+                                      f"it has: {', '.join(ptypes) or 'none'}")
                 params[k] = _coerce(k, ptypes[k], v)
         elif key in types and key != "model_params":
             changes[key] = _coerce(key, types[key], value)
         elif key in ptypes:
             params[key] = _coerce(key, ptypes[key], value)
         else:
+            known = sorted(k for k in types if k != "model_params")
+            hint = suggestion(key, [*known, *ptypes])
             extra = f"; model {cfg.model} also takes: {', '.join(ptypes)}" if ptypes else ""
-            raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(k for k in types if k != 'model_params'))}{extra}")
+            raise ConfigError(f"unknown setting {key!r}{hint}" if hint else
+                              f"unknown setting {key!r}; known: {', '.join(known)}{extra}")
     if params:
         changes["model_params"] = {**cfg.model_params, **params}
     return dataclasses.replace(cfg, **changes)
@@ -321,11 +407,14 @@ def parse_toml_head(text: str, kind: str, where: str, top_keys) -> tuple[dict, s
     return data, desc
 
 
-def config_from_json(text: str, cls=TrainConfig):
+def config_from_json(text: str, cls=TrainConfig, **fixed):
+    """The validated config of a ``cls`` that JSON ``text`` (a config.json, a checkpoint's) holds;
+    ``fixed``: settings that replace the recorded ones (``device="cpu"``: where a run ran does not
+    decide where it is read)."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ConfigError(f"config is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
-    return with_overrides(cls(), data).validate()
+    return with_overrides(cls(), {**data, **fixed}).validate()

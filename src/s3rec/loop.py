@@ -1,14 +1,17 @@
 """What the two training loops share (:mod:`s3rec.pretraining` and :mod:`s3rec.train`).
 
-The run folder (``config.json`` first, ``metrics.jsonl`` rewritten after every epoch), the optimizer,
-the RNG state kept in ``checkpoint.pt`` and restored by ``--resume``, the progress bar, and the users
-whose training parts take part under limited training data (the paper's Fig. 4).
+The run folder (``config.json`` first, ``metrics.jsonl`` rewritten after every epoch, ``log.txt`` and
+TensorBoard's event files: :class:`RunLog`), the optimizer, the RNG state kept in ``checkpoint.pt`` and
+restored by ``--resume``, the progress bar, and the users whose training parts take part under
+limited training data (the paper's Fig. 4).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
@@ -16,9 +19,100 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import PretrainConfig, config_from_json
-from .errors import ConfigError
+from .config import PretrainConfig
+from .errors import ConfigError, S3RecError
 from .fileio import atomic_write_text
+
+LOG_FILE = "log.txt"
+TENSORBOARD_FILES = "events.out.tfevents.*"
+
+
+class RunLog:
+    """A run's log: each line goes to ``echo`` (the command's stderr) and, from when the run folder
+    exists (:meth:`open`), to its ``log.txt``, with the time; the lines logged before it come first.
+    With ``quiet`` the per-epoch lines (:meth:`epoch`) go to ``log.txt`` only. The per-epoch numbers
+    (:meth:`scalars`) become TensorBoard event files in the run folder when ``tensorboard`` (None: when
+    the tensorboard package is installed; True: it must be, the [tensorboard] extra)."""
+
+    def __init__(self, echo=None, quiet: bool = False, tensorboard: bool | None = None):
+        if tensorboard:
+            from .extras import require
+
+            require("tensorboard", "tensorboard", "--tensorboard")
+        self.echo = echo or (lambda msg: None)
+        self.quiet = quiet
+        self.tensorboard = tensorboard
+        self.path: Path | None = None
+        self.pending: list[str] = []
+        self.writer = None
+
+    @classmethod
+    def of(cls, log) -> RunLog:
+        """``log`` itself when it is a RunLog, else a RunLog echoing to the callable ``log``."""
+        return log if isinstance(log, cls) else cls(log)
+
+    def __call__(self, msg: str) -> None:
+        self.echo(msg)
+        self._write(msg)
+
+    def epoch(self, msg: str) -> None:
+        """A per-epoch line: on ``echo`` unless ``quiet``, in ``log.txt`` always."""
+        if not self.quiet:
+            self.echo(msg)
+        self._write(msg)
+
+    def _write(self, msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
+        if self.path is None:
+            self.pending.append(line)
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def open(self, out: Path, append: bool) -> None:
+        """Log into ``out/log.txt`` from now on: appended to (``append``: a resumed run) or begun anew."""
+        self.close()
+        self.path = Path(out) / LOG_FILE
+        with open(self.path, "a" if append else "w", encoding="utf-8") as f:
+            f.write("".join(self.pending))
+        self.pending = []
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """The numbers of epoch ``step`` as TensorBoard scalars (when TensorBoard is on)."""
+        if self.path is None or self.tensorboard is False:
+            return
+        if self.writer is None:  # made at the first epoch's end: a run that fails at its start leaves none
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.tensorboard = False
+                return
+            self.writer = SummaryWriter(log_dir=str(self.path.parent))
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    @contextlib.contextmanager
+    def recording(self):
+        """The run: an error that ends it is logged as the command prints it; the event files closed."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            if self.path is not None:
+                self._write("s3rec: interrupted (a run continues with --resume)")
+            raise
+        except Exception as e:
+            if self.path is not None:
+                self._write(f"s3rec: error: {e}" if isinstance(e, (S3RecError, OSError)) else
+                            f"s3rec: error: {type(e).__name__}: {e}")
+            raise
+        finally:
+            self.close()
 
 
 def progress_bar(iterable, total, desc, enabled):
@@ -78,8 +172,9 @@ def set_rng_state(gen: torch.Generator, state: dict) -> None:
 def restore_training_state(path: Path, cfg, model, optimizer, gen: torch.Generator, may_differ=("device",)) -> dict:
     """Load a run's latest checkpoint into the model, optimizer and RNGs (for ``--resume``); the
     run's settings must equal ``cfg`` except for ``may_differ``. Returns the checkpoint dict."""
-    state = checkpoint.load(path)
-    saved = config_from_json(state["config"], type(cfg)).to_dict()
+    kind = "pretrain" if isinstance(cfg, PretrainConfig) else "finetune"
+    saved, state = checkpoint.read(path, (kind,), extra=("optimizer", "rng"))
+    saved = saved.to_dict()
     diff = sorted(k for k, v in cfg.to_dict().items() if saved[k] != v and k not in may_differ)
     if diff:
         raise ConfigError(f"--resume: settings differ from the run in {path.parent}: {', '.join(diff)}")
@@ -100,11 +195,11 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
 
-# what a training run writes in its folder (the temporary files of atomic writes too): all that
-# --overwrite removes
+# what a training run writes in its folder (the temporary files of atomic writes too; and the plot of
+# its curves, `s3rec report RUN`): all that --overwrite removes
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "results.json", "test_ranks.npy",
-             "environment.jsonl", "data.json", "error.txt")
-RUN_PATTERNS = ("pretrain-epoch-*.pt", ".*.tmp")
+             "environment.jsonl", "data.json", "error.txt", LOG_FILE, "curves.png")
+RUN_PATTERNS = ("pretrain-epoch-*.pt", ".*.tmp", TENSORBOARD_FILES)
 
 
 def run_files(out: Path, cls) -> list[Path]:

@@ -29,7 +29,8 @@ from .data.store import Dataset
 from .distributed import World
 from .errors import ConfigError, DivergedError
 from .fileio import atomic_write_text
-from .loop import adam, kept_users, progress_bar, restore_training_state, rng_state, write_config, write_metrics
+from .loop import (RunLog, adam, kept_users, progress_bar, restore_training_state, rng_state, write_config,
+                   write_metrics)
 from .models import build_model
 from .models.base import ModelData
 from .models.heads import OBJECTIVES, BackbonePretrain, LossWeights, weighted_total
@@ -173,12 +174,20 @@ def pretrain(
     """Pre-train for ``cfg.epochs`` (or the dataset's default); returns a summary.
 
     ``world``: this process's rank among torchrun's (:mod:`s3rec.distributed`); rank 0 alone logs
-    and writes ``out``."""
+    and writes ``out``. ``log``: a callable for each line, or a :class:`s3rec.loop.RunLog`
+    (``--quiet``, TensorBoard); the lines also go to the run folder's ``log.txt``."""
+    if not world.main:
+        log, progress = (lambda msg: None), False
+    log = RunLog.of(log)
+    with log.recording():
+        return _pretrain(cfg, ds, out, resume, progress, log, init_state, world)
+
+
+def _pretrain(cfg: PretrainConfig, ds: Dataset, out: Path, resume: bool, progress: bool, log: RunLog,
+              init_state: dict | None, world: World) -> dict:
     t_start = time.time()
     out = Path(out)
     epochs = cfg.epochs or default_epochs(ds.name)
-    if not world.main:
-        log, progress = (lambda msg: None), False
     trainer = Pretrainer(cfg, ds, world)
     if init_state is not None:
         checkpoint.load_model_state(trainer.model, init_state, cfg.init or "--init")
@@ -204,6 +213,7 @@ def pretrain(
     world.broadcast_parameters(trainer.model)
     if world.main:
         write_config(out, cfg)
+        log.open(out, append=resume)
         # one line per start or resume: a run continued on another machine says so
         starts = out / "environment.jsonl"
         if len(history) < epochs:  # resuming a finished run trains nothing: no line
@@ -230,7 +240,7 @@ def pretrain(
         row = {"epoch": epoch, **terms, "loss": total, "instances_per_second": round(n_inst / seconds, 1),
                "seconds": round(seconds, 3)}
         history.append(row)
-        log(f"pretrain {epoch:3d}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items())
+        log.epoch(f"pretrain {epoch:3d}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items())
             + f" total {total:.4f} ({row['instances_per_second']:.0f} inst/s, {seconds:.1f}s)")
         if not world.main:
             continue
@@ -247,6 +257,9 @@ def pretrain(
             "world_size": world.size,
         })
         write_metrics(out, history)
+        log.scalars(epoch, {**{f"pretrain/{k}": v for k, v in terms.items()}, "loss/pretrain": total,
+                            "lr": trainer.optimizer.param_groups[0]["lr"],
+                            "instances_per_second": row["instances_per_second"]})
         if not warned_sp and sp_stuck(history):
             warned_sp = True
             log(f"warning: SP has been {CHANCE:.4f} (chance) for {STUCK_EPOCHS} epochs: its positive and "

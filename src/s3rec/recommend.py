@@ -27,12 +27,13 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from .checkpoint import read as read_checkpoint
 from .data import registry
 from .data.batches import SequenceBatch
 from .data.idmaps import IdMaps, load_id_maps
 from .data.packing import FINETUNE_MASK_VALUE, make_layout, scatter_tokens
 from .errors import S3RecError
-from .train import model_from_checkpoint
+from .train import model_from_state
 
 CHUNK_CELLS = 1 << 23  # ~8M scores (32 MiB of float32) per chunk
 
@@ -94,11 +95,10 @@ class Recommender:
         path = Path(checkpoint)
         if path.is_dir():
             path = path / "best.pt"
-        model, cfg, state = model_from_checkpoint(path, device)
+        cfg, state = read_checkpoint(path)
         files = registry.locate(dataset or state["dataset"], data_dir)
         ds = registry.load(files.name, data_dir)
-        if ds.n_items != int(state["n_items"]):
-            raise S3RecError(f"{path} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
+        model = model_from_state(cfg, state, path, device, ds)
         return cls(model, cfg, ds, load_id_maps(files.folder, ds.name), device)
 
     @property
@@ -130,7 +130,8 @@ class Recommender:
     def _top_k(self, histories: list[np.ndarray], users: np.ndarray, k: int, exclude_history: bool):
         """(items [B, k] internal, scores [B, k]) for internal-id histories, in bounded chunks."""
         n_items = self.ds.n_items
-        k = max(1, min(k, n_items))
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_items:
+            raise S3RecError(f"-k {k}: must be a whole number in 1..{n_items} (the items of {self.ds.name})")
         step = max(1, self.chunk_cells // (n_items + 2))
         out_items, out_scores = [], []
         for a in range(0, len(histories), step):

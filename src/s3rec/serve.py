@@ -9,27 +9,31 @@ Endpoints (all responses are JSON):
   ``user`` (an original user id) is needed only by models that embed users, or alone (without
   ``history``) to recommend from that user's whole sequence in the dataset.
 
-Bad requests never crash the service: malformed JSON, a wrong type, an empty or too-long history
-(more than ``max_history`` items), unknown item or user ids, ``k`` out of range, or a body over
-``max_body`` bytes get a 4xx answer ``{"error": "..."}``. Model calls are serialised by a lock
-(PyTorch already uses every core for one call). Binds to 127.0.0.1 by default.
+Bad requests never crash the service: malformed JSON, JSON nested deeper than ``MAX_JSON_DEPTH``,
+a number too long to convert, a wrong type, an empty or too-long history (more than ``max_history``
+items), unknown item or user ids or ``k`` out of range get a 4xx answer ``{"error": "..."}``; so do
+malformed or oversized HTTP requests (:mod:`s3rec.httpserver`, which also bounds connections and
+times out slow clients). Model calls are serialised by a lock (PyTorch already uses every core for
+one call). Binds to 127.0.0.1 by default.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import re
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .errors import S3RecError
-from .recommend import Recommender, UnknownItemsError
+from .httpserver import Limits, Routes, Server, stderr_log
+from .recommend import Recommender
 
-MAX_BODY = 1 << 20  # bytes
 MAX_HISTORY = 10_000  # items; longer histories are rejected (the model reads the last max_len anyway)
 MAX_K = 1000
+MAX_JSON_DEPTH = 16  # a request needs 2 (an object holding a list)
+# Strings (skipped; one left open runs to the end: linear time whatever the quotes) and brackets.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
 
 
 class RequestError(Exception):
@@ -38,17 +42,39 @@ class RequestError(Exception):
         self.status = status
 
 
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than ``limit`` (brackets in strings do not count)."""
+    if body.count(b"[") + body.count(b"{") <= limit:  # every real request: no scan
+        return False
+    depth = 0
+    for m in _JSON_TOKEN.finditer(body):
+        c = m[0]
+        if c in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def parse_request(body: bytes, max_history: int = MAX_HISTORY, n_items: int | None = None) -> dict:
     """Validate a /recommend body; returns ``{"history", "k", "exclude_history", "user"}``."""
+    if json_depth_exceeds(body, MAX_JSON_DEPTH):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
         req = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {e}") from None
+    except ValueError as e:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"body holds a number too long: {e}") from None
+    except RecursionError:
+        raise RequestError(HTTPStatus.BAD_REQUEST, "body nests JSON too deeply") from None
     if not isinstance(req, dict):
         raise RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
     unknown = sorted(set(req) - {"history", "k", "exclude_history", "user"})
     if unknown:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"unknown field(s): {', '.join(unknown)}")
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"unknown field(s): {', '.join(unknown)[:200]}")
     history = req.get("history")
     user = req.get("user")
     if history is None and user is None:
@@ -72,98 +98,50 @@ def parse_request(body: bytes, max_history: int = MAX_HISTORY, n_items: int | No
     return {"history": history, "k": k, "exclude_history": exclude, "user": user}
 
 
-def make_handler(rec: Recommender, max_history: int = MAX_HISTORY, max_body: int = MAX_BODY, quiet: bool = True):
+def make_routes(rec: Recommender, max_history: int = MAX_HISTORY) -> Routes:
+    """The service's endpoints: path -> {method: handler(body) -> (status, payload)}."""
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "s3rec"
-        protocol_version = "HTTP/1.1"  # keep-alive: load tests and clients reuse connections
-        # One write per response and no Nagle delay: otherwise headers and body leave in two packets
-        # and the second waits for the client's delayed ACK (~40 ms per request on Linux).
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
+    def recommend(body: bytes):
+        try:
+            req = parse_request(body, max_history, rec.ds.n_items)
+            with lock:
+                if req["history"] is None:
+                    (_, top), = rec.iter_users([req["user"]], req["k"], req["exclude_history"])
+                else:
+                    top = rec.recommend(req["history"], req["k"], req["exclude_history"], req["user"])
+        except RequestError as e:
+            return e.status, {"error": str(e)}
+        except S3RecError as e:  # unknown items or user, a history the model cannot take
+            return HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(e)[:1000]}
+        return HTTPStatus.OK, {"items": [i for i, _ in top], "scores": [round(s, 6) for _, s in top]}
 
-        def log_message(self, fmt, *args):  # noqa: D401 - the stdlib's name
-            if not quiet:
-                sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
-
-        def _send(self, status: HTTPStatus, payload: dict):
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _error(self, status: HTTPStatus, message: str):
-            self._send(status, {"error": message})
-
-        def do_GET(self):
-            if self.path == "/health":
-                self._send(HTTPStatus.OK, {"status": "ok"})
-            elif self.path == "/info":
-                self._send(HTTPStatus.OK, {**rec.info(), "max_history": max_history, "max_k": MAX_K})
-            else:
-                self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: GET {self.path} (try /health, /info, POST /recommend)")
-
-        def do_POST(self):
-            if self.path != "/recommend":
-                self._drain()
-                self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {self.path} (try /recommend)")
-                return
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                self.close_connection = True
-                self._error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
-                return
-            if length < 0 or length > max_body:
-                self.close_connection = True  # do not read a body this large
-                self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes; at most {max_body} accepted")
-                return
-            body = self.rfile.read(length)
-            try:
-                req = parse_request(body, max_history, rec.ds.n_items)
-                with lock:
-                    if req["history"] is None:
-                        (_, top), = rec.iter_users([req["user"]], req["k"], req["exclude_history"])
-                    else:
-                        top = rec.recommend(req["history"], req["k"], req["exclude_history"], req["user"])
-            except RequestError as e:
-                self._error(e.status, str(e))
-                return
-            except UnknownItemsError as e:
-                self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(e))
-                return
-            except S3RecError as e:
-                self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(e))
-                return
-            except Exception as e:  # a bug must not take the service down: answer 500 and go on
-                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(e).__name__}: {e}")
-                return
-            self._send(HTTPStatus.OK, {"items": [i for i, _ in top], "scores": [round(s, 6) for _, s in top]})
-
-        def _drain(self):
-            try:
-                length = min(int(self.headers.get("Content-Length", "0")), max_body)
-                self.rfile.read(length)
-            except ValueError:
-                self.close_connection = True
-
-    return Handler
+    info = {**rec.info(), "max_history": max_history, "max_k": MAX_K}
+    return {
+        "/health": {"GET": lambda body: (HTTPStatus.OK, {"status": "ok"})},
+        "/info": {"GET": lambda body: (HTTPStatus.OK, info)},
+        "/recommend": {"POST": recommend},
+    }
 
 
-def make_server(rec: Recommender, host: str = "127.0.0.1", port: int = 8080, **kwargs) -> ThreadingHTTPServer:
-    """A ready-to-run server (``port=0`` picks a free port: see ``server.server_address``)."""
-    server = ThreadingHTTPServer((host, port), make_handler(rec, **kwargs))
-    server.daemon_threads = True
-    return server
+def make_server(rec: Recommender, host: str = "127.0.0.1", port: int = 8080, *, max_history: int = MAX_HISTORY,
+                limits: Limits = Limits(), quiet: bool = True, log=stderr_log) -> Server:
+    """A ready-to-run server (``port=0`` picks a free port: see ``server.server_address``); a port in
+    use or an address that cannot be bound raises :class:`S3RecError`."""
+    try:
+        return Server(make_routes(rec, max_history), host, port, limits, log=None if quiet else log)
+    except OverflowError:
+        raise S3RecError(f"--port {port}: must be in 0..65535") from None
+    except OSError as e:
+        raise S3RecError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
-def serve_forever(rec: Recommender, host: str, port: int, quiet: bool = False, log=print) -> None:
-    server = make_server(rec, host, port, quiet=quiet)
+def serve_forever(rec: Recommender, host: str, port: int, quiet: bool = False, log=print,
+                  limits: Limits = Limits()) -> None:
+    server = make_server(rec, host, port, limits=limits, quiet=quiet)
     h, p = server.server_address[:2]
-    log(f"serving {rec.cfg.model} on {rec.ds.name} at http://{h}:{p} (GET /health, GET /info, POST /recommend); Ctrl-C stops")
+    log(f"serving {rec.cfg.model} on {rec.ds.name} at http://{h}:{p} (GET /health, GET /info, POST /recommend; "
+        f"{limits.max_connections} connections at once, {limits.timeout:g} s per request); Ctrl-C stops")
     t0 = time.time()
     try:
         server.serve_forever()

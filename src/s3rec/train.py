@@ -24,14 +24,15 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import TrainConfig, config_from_json
+from .config import TrainConfig
 from .data.batches import SequenceTensors, finetune_batch
 from .data.registry import min_finetune_epochs
-from .data.store import Dataset
-from .errors import ConfigError
+from .data.store import Dataset, check_trainable
+from .errors import CheckpointError
 from .evaluation import SELECTION_METRIC, evaluate, evaluate_ranks
 from .fileio import atomic_path, atomic_write_text
-from .loop import adam, kept_users, progress_bar, restore_training_state, rng_state, write_config, write_metrics
+from .loop import (RunLog, adam, kept_users, progress_bar, restore_training_state, rng_state, write_config,
+                   write_metrics)
 from .metrics import metrics_from_ranks
 from .models import ModelData, build_model
 from .provenance import environment
@@ -107,7 +108,19 @@ def finetune(
 
     A model that is not trainable (PopRec) is validated once (epoch 0) and tested. With
     ``evaluate_test=False`` (hyper-parameter search) test is never looked at: ``results["test"]`` is
-    None and no ``test_ranks.npy`` is written."""
+    None and no ``test_ranks.npy`` is written.
+
+    ``log``: a callable for each line, or a :class:`s3rec.loop.RunLog` (``--quiet``, TensorBoard); the
+    lines also go to the run folder's ``log.txt``."""
+    log = RunLog.of(log)
+    with log.recording():
+        return _finetune(cfg, ds, out, resume, progress, log, init, evaluate_test)
+
+
+def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: bool, log: RunLog,
+              init: InitWeights | None, evaluate_test: bool) -> dict:
+    if cfg.model_class().trainable:
+        check_trainable(ds)  # before the run folder is made
     t_start = time.time()
     started_in = environment(cfg.device)  # the code and machine that run it (HEAD may move meanwhile)
     cfg = cfg.resolved()  # config.json records every hyper-parameter of the model
@@ -136,6 +149,7 @@ def finetune(
     elif cfg.init and init is not None:
         init_digest = init.digest
     write_config(out, cfg)
+    log.open(out, append=resume)
 
     st = SequenceTensors(ds)
     users = train_users(ds, cfg.train_fraction, cfg.fraction_seed)
@@ -162,7 +176,7 @@ def finetune(
             best = {"score": valid[metric], "epoch": epoch, "valid": valid}
             best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         since_best = epoch - best["epoch"]
-        log(
+        log.epoch(
             f"epoch {epoch:3d} loss {loss:.4f} valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))} "
             f"(best {best['score']:.4f} @ {best['epoch']}) {seconds:.1f}s"
         )
@@ -183,6 +197,8 @@ def finetune(
             checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, epoch),
                                               "model": best_weights})
         write_metrics(out, history)
+        log.scalars(epoch, {"loss/train": loss, **{f"valid/{k}": v for k, v in valid.items()},
+                            "lr": optimizer.param_groups[0]["lr"], "seconds/epoch": seconds})
 
     if model.trainable and epoch < cfg.epochs and since_best >= cfg.patience:
         log(f"early stop: no better validation {metric} for {cfg.patience} epochs")
@@ -200,6 +216,7 @@ def finetune(
         "min_epochs": min_epochs,
         "seconds": round(elapsed_before + time.time() - t_start, 3),
         "dataset": ds.name,
+        "data_dir": str(ds.folder) if ds.folder else None,  # where `s3rec evaluate RUN` finds it again
         "model": cfg.model,
         "protocol": cfg.protocol,
         "test_info": info,
@@ -218,15 +235,21 @@ def save_ranks(path: Path, ranks: torch.Tensor) -> None:
 
 
 def model_from_checkpoint(path: Path, device="cpu"):
-    """Rebuild a fine-tuned model from a checkpoint written by :func:`finetune`: ``(model, cfg, state)``.
+    """Rebuild a fine-tuned model from a checkpoint written by :func:`finetune`: ``(model, cfg, state)``
+    (the file checked whole by :func:`s3rec.checkpoint.read`)."""
+    cfg, state = checkpoint.read(path)
+    return model_from_state(cfg, state, path, device), cfg, state
+
+
+def model_from_state(cfg: TrainConfig, state: dict, path, device="cpu", ds: Dataset | None = None):
+    """The model of a fine-tuned checkpoint as :func:`s3rec.checkpoint.read` gave it; with ``ds``, checked
+    to be for a dataset of as many items before anything is built.
 
     Checkpoints are self-contained: what a model took from its dataset, such as item attributes or
     popularity, is among its weights."""
-    state = checkpoint.load(path)
-    if state.get("kind") != "finetune":
-        raise ConfigError(f"{path}: not a fine-tuned model checkpoint (kind {state.get('kind')!r})")
-    cfg = config_from_json(state["config"])
-    data = ModelData.from_state(int(state["n_items"]), int(state["n_attributes"]), state["model"])
+    if ds is not None and ds.n_items != state["n_items"]:
+        raise CheckpointError(f"{path} was trained on {state['n_items']} items; {ds.name} has {ds.n_items}")
+    data = ModelData.from_state(state["n_items"], state["n_attributes"], state["model"])
     model = build_model(cfg.model, data, cfg)
     checkpoint.load_model_state(model, state["model"], str(path))
-    return model.to(device), cfg, state
+    return model.to(device)

@@ -46,18 +46,20 @@ class InitWeights:
 
 
 def read_pretrained(path: str | Path) -> tuple[dict, dict]:
-    """A pre-trained state_dict from our checkpoint or the authors' plain layout; returns
-    ``(state_dict, facts)``. Loaded with ``weights_only=True``; anything else is an error."""
+    """A pre-trained state_dict from our checkpoint (a pre-training or a fine-tuning, checked whole by
+    :func:`s3rec.checkpoint.read`) or the authors' plain layout; returns ``(state_dict, facts)``.
+    Loaded with ``weights_only=True``; anything else is an error."""
     obj = checkpoint.load(path)
-    if obj.get("format") == checkpoint.FORMAT:
-        state, facts = obj["model"], {"kind": obj.get("kind"), "dataset": obj.get("dataset"), "epoch": obj.get("epoch"),
-                                      "config": obj.get("config")}
+    if "format" in obj:
+        _, obj = checkpoint.checked(obj, path, tuple(checkpoint.KINDS))
+        state, facts = obj["model"], {"kind": obj["kind"], "dataset": obj["dataset"], "epoch": obj["epoch"],
+                                      "config": obj["config"]}
     elif "item_embeddings.weight" in obj:  # the released code saves a bare state_dict
+        if not checkpoint.is_state_dict(obj):
+            raise CheckpointError(f"{path}: the state_dict holds non-tensor entries")
         state, facts = obj, {"kind": "authors", "dataset": None, "epoch": None}
     else:
         raise CheckpointError(f"{path}: neither an s3rec checkpoint nor an S3-Rec state_dict (no item_embeddings.weight)")
-    if not all(torch.is_tensor(v) for v in state.values()):
-        raise CheckpointError(f"{path}: the state_dict holds non-tensor entries")
     return state, facts
 
 

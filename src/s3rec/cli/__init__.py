@@ -10,6 +10,8 @@ Errors in the user's input (files, settings, checkpoints) print one line and exi
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import os
 import sys
 
@@ -38,12 +40,26 @@ HANDLERS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the command line:
+    ``s3rec train: error: argument --epochs: invalid int value: 'x' (see s3rec train --help)``."""
+
+    def error(self, message: str):
+        bad = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)", message)
+        if bad:
+            choices = re.findall(r"'([^']*)'", bad.group(2))
+            close = difflib.get_close_matches(bad.group(1), choices, n=1)
+            if close:
+                message = f"{message}: did you mean '{close[0]}'?"
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..config import TrainConfig
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="s3rec",
         description="Self-supervised sequential recommendation (S3-Rec, CIKM 2020): data, training, evaluation.",
         epilog=EXAMPLES,
@@ -57,12 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_parsers(sub, defaults)
     reproduce.add_parsers(sub)
     tune.add_parsers(sub)
+    for p in subcommand_parsers(parser):  # `s3rec train --debug ...` as well as `s3rec --debug train ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return parser
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand's parser under ``parser``, nested ones (``data fetch``) included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in dict.fromkeys(action.choices.values()):
+                found += [p, *subcommand_parsers(p)]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     args.argv = argv  # the command as given (`s3rec reproduce --jobs` starts workers with it)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "pretrain":
@@ -75,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"s3rec: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"s3rec: error: {args.command}: out of memory (smaller settings, e.g. --set batch_size=..., "
+              "or a machine with more memory)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("s3rec: interrupted (a run continues with --resume)", file=sys.stderr)

@@ -58,7 +58,8 @@ def add_sets(p, dest: str = "sets", flag: str = "--set", help: str = "a setting"
 
 
 def add_train_args(p, defaults) -> None:
-    p.add_argument("--dataset", help=f"registered name or file stem (default {defaults.dataset})")
+    p.add_argument("--dataset", help=f"registered name or file stem (default {defaults.dataset}; with --data-dir: "
+                   "its only dataset)")
     add_data_dir(p)
     p.add_argument("--model", help="model name, see `s3rec models` (default sasrec)")
     add_protocol(p)
@@ -71,7 +72,7 @@ def add_train_args(p, defaults) -> None:
     p.add_argument("--device", help="cpu (default) or cuda")
     add_sets(p, help="any other setting, e.g. --set lr=0.0005 --set patience=20 (docs/training.md lists every "
              "setting), or a hyper-parameter of the model (see `s3rec models --params`), e.g. --model caser --set L=3")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.add_argument("--preset", metavar="NAME|FILE", help="start from a named configuration (see `s3rec presets`) or a "
                    "preset .toml file; flags and --set win over it")
 
@@ -100,6 +101,35 @@ def resumed_config(args, out: Path, make):
     if args.resume and (out / "config.json").is_file():
         return make(args, (out / "config.json").read_text())
     return None
+
+
+def folder_dataset(args) -> None:
+    """``--data-dir`` without ``--dataset``: the folder's only dataset, said on stderr, not the default
+    one (:func:`s3rec.data.registry.only_dataset`); a resumed ``--out`` keeps its own."""
+    if args.dataset is None and args.data_dir and not (args.resume and args.out):
+        from ..data.registry import only_dataset
+
+        args.dataset = only_dataset(args.data_dir)
+        log(f"--data-dir {args.data_dir}: using its only dataset, {args.dataset}")
+
+
+def add_quiet(p) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars and no per-epoch lines on stderr (the run's log.txt still has them)")
+
+
+def add_tensorboard(p) -> None:
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write TensorBoard event files (losses, validation metrics, lr per epoch) in the run "
+                   "folder (default: when tensorboard is installed: pip install 's3rec[tensorboard]')")
+
+
+def run_log(args):
+    """The log of a training run from the command line: stderr (per-epoch lines not with --quiet),
+    the run's log.txt, TensorBoard as --tensorboard says (:class:`s3rec.loop.RunLog`)."""
+    from ..loop import RunLog
+
+    return RunLog(log, quiet=args.quiet, tensorboard=getattr(args, "tensorboard", None))
 
 
 def add_run_folder_args(p, default: str) -> None:

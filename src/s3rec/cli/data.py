@@ -120,8 +120,9 @@ def _add_data_io_parsers(dsub) -> None:
         formatter_class=fmt,
     )
     psub = prep.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    pa_ = psub.add_parser(
-        "amazon", help="Amazon 2014 5-core reviews + metadata",
+    pa_ = verb(
+        psub, "amazon", help="Amazon 2014 5-core reviews + metadata",
+        examples=("s3rec data prepare amazon --reviews reviews_Beauty_5.json.gz --meta meta_Beauty.json.gz --out data/",),
         description="Amazon 2014: reviews_<Category>_5.json.gz (reviewerID, asin, unixReviewTime) and "
         "meta_<Category>.json.gz (asin, categories, brand; JSON or Python-literal lines). No rating filter, no "
         "de-duplication. Attributes: the brand, then every category of every path except its first, top-level one.",
@@ -129,8 +130,10 @@ def _add_data_io_parsers(dsub) -> None:
     pa_.add_argument("--reviews", required=True, help="reviews_<Category>_5.json.gz")
     pa_.add_argument("--meta", required=True, help="meta_<Category>.json.gz")
     _add_pipeline_args(pa_, dedup=False, default_name="the category, e.g. Beauty")
-    py = psub.add_parser(
-        "yelp", help="Yelp academic dataset reviews + businesses",
+    py = verb(
+        psub, "yelp", help="Yelp academic dataset reviews + businesses",
+        examples=("s3rec data prepare yelp --reviews yelp_academic_dataset_review.json "
+                  "--business yelp_academic_dataset_business.json --out data/",),
         description="Yelp: yelp_academic_dataset_review.json (user_id, business_id, date), reviews dated "
         "--date-min to --date-max (default: the year 2019); attributes: the business's comma-separated categories "
         "from yelp_academic_dataset_business.json. Repeated reviews of a business are kept.",
@@ -142,8 +145,9 @@ def _add_data_io_parsers(dsub) -> None:
                     help="last date kept, the whole day (default 2019-12-31); with a time, e.g. '2019-12-31 00:00:00' "
                     "(the authors' bound), reviews up to that instant")
     _add_pipeline_args(py, dedup=False, default_name="Yelp")
-    pl = psub.add_parser(
-        "lastfm", help="LastFM hetrec-2011 tag assignments",
+    pl = verb(
+        psub, "lastfm", help="LastFM hetrec-2011 tag assignments",
+        examples=("s3rec data prepare lastfm --tags user_taggedartists-timestamps.dat --out data/",),
         description="LastFM hetrec-2011: user_taggedartists-timestamps.dat (tab separated: userID artistID tagID "
         "timestamp). Each (user, artist) pair at its first line; attributes: the artist's tags (every tagging).",
     )
@@ -185,6 +189,9 @@ def _add_data_io_parsers(dsub) -> None:
 
 
 def _cmd_data_io(args) -> int:
+    from ..extras import require
+
+    require("pyarrow", "data", f"s3rec data {args.data_command}")
     if args.data_command == "synth":
         from ..data.synthetic import synthetic_log, write_csv
 

@@ -10,7 +10,7 @@ from .common import RAW, add_data_dir, log, positive_int
 
 
 def add_parsers(sub) -> None:
-    """``s3rec reproduce EXPERIMENT`` and ``s3rec report RUNS_DIR``."""
+    """``s3rec reproduce EXPERIMENT`` and ``s3rec report RUNS_DIR`` (or ``RUN_DIR``)."""
     from ..reproduce.experiment import experiment_names, load_experiment
 
     listing = "\n".join(f"  {n:<16} {load_experiment(n).title}" for n in experiment_names())
@@ -63,7 +63,8 @@ def add_parsers(sub) -> None:
                     help="when another process is running a run of the grid (or the pre-training it needs), go on "
                     "with the other runs and look again every 20 s until it is finished or free, instead of leaving "
                     "it to that process")
-    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.add_argument("--quiet", action="store_true",
+                    help="no progress bars and no per-epoch lines on stderr (each run's log.txt still has them)")
     rp.add_argument("--report", metavar="DIR",
                     help="after each run that finishes, make this experiment's report again in DIR, in place (what "
                     "`s3rec report OUT --out DIR` writes; e.g. a folder you commit), so results are kept as soon as "
@@ -71,16 +72,21 @@ def add_parsers(sub) -> None:
 
     rep = sub.add_parser(
         "report",
-        help="tables (Markdown, CSV) and plots (PNG) from `s3rec reproduce` folders",
+        help="tables (Markdown, CSV) and plots (PNG) from `s3rec reproduce` folders, or one run's curves",
         description="Write report.md, CSV tables (ours as mean and standard deviation over seeds, the paper's value, "
         "the relative difference; a paired t-test over users' reciprocal ranks for the tables) and PNG plots for the "
         "figures, from an experiment folder or a folder of them (then one report per experiment and an index). "
-        "Runs that did not finish are marked 'not run', never filled in.",
-        epilog="examples:\n  s3rec report runs/reproduce/ablation\n  s3rec report runs/reproduce --out docs/results/reproduce",
+        "Runs that did not finish are marked 'not run', never filled in. Given the folder of one run (train, "
+        "pretrain or run), plot its curves instead: losses and validation metrics per epoch, in curves.png. "
+        "The plots need matplotlib (pip install 's3rec[report]'); without it the tables are still written.",
+        epilog="examples:\n  s3rec report runs/reproduce/ablation\n  s3rec report runs/reproduce --out docs/results/reproduce\n"
+        "  s3rec report runs/LastFM-sasrec-sampled-seed42     one run's curves: runs/LastFM-sasrec-sampled-seed42/curves.png\n"
+        "  s3rec report runs/LastFM-s3rec-sampled-seed42      an `s3rec run`: its pre-training and fine-tuning curves",
         formatter_class=RAW,
     )
-    rep.add_argument("runs_dir", metavar="RUNS_DIR", help="an experiment folder (with grid.json) or a folder of them")
-    rep.add_argument("--out", help="output folder (default RUNS_DIR/report)")
+    rep.add_argument("runs_dir", metavar="RUNS_DIR", help="an experiment folder (with grid.json) or a folder of them; "
+                     "or one run's folder")
+    rep.add_argument("--out", help="output folder (default RUNS_DIR/report; for one run's curves: the run folder)")
 
 
 def cmd_reproduce(args) -> int:
@@ -114,8 +120,16 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from ..extras import available
     from ..paper import FILES, reference_dirs
-    from ..reproduce.report import write_report
+    from ..reproduce.report import NO_PLOTS, write_report
+    from ..reproduce.run_curves import CURVES, is_run_folder, plot_run
+
+    if is_run_folder(Path(args.runs_dir)):
+        print(plot_run(Path(args.runs_dir), Path(args.out) / CURVES if args.out else None))
+        return 0
+    if not available("matplotlib"):
+        print(f"s3rec report: warning: no plots: {NO_PLOTS}; the tables are written", file=sys.stderr)
 
     if not any((d / f).is_file() for d in reference_dirs() for f in FILES.values()):
         looked = ", ".join(str(d) for d in reference_dirs()) or "nowhere: neither is set"

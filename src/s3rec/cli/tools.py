@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import textwrap
@@ -93,10 +94,12 @@ def add_parsers(sub, defaults) -> None:
         help="HTTP JSON service: GET /health, GET /info, POST /recommend",
         description="Serve recommendations over HTTP (JSON). POST /recommend with "
         '{"history": [item, ...], "k": 10} answers {"items": [...], "scores": [...]} in original ids; '
-        '{"user": ID} recommends from a dataset user\'s whole sequence. Invalid requests get a 4xx answer '
-        'with {"error": ...}. Binds to 127.0.0.1 unless --host says otherwise.',
+        '{"user": ID} recommends from a dataset user\'s whole sequence. Invalid or oversized requests get a 4xx '
+        'answer with {"error": ...}; a request must arrive whole within --timeout seconds; at most '
+        '--max-connections are served at once (more wait their turn). Binds to 127.0.0.1 unless --host says otherwise.',
         examples=(
             "s3rec serve runs/shop/best.pt --data-dir data/ --port 8080",
+            "s3rec serve runs/shop --port 0 --timeout 5     # 0: a free port, printed at start-up",
             'curl -d \'{"history": ["i1", "i2"], "k": 5}\' localhost:8080/recommend',
         ),
     )
@@ -104,7 +107,11 @@ def add_parsers(sub, defaults) -> None:
     sv.add_argument("--dataset", help="dataset name (default: the one recorded in the checkpoint)")
     add_data_dir(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    sv.add_argument("--port", type=port_number, default=8080, help="port, 0..65535 (default 8080; 0 picks a free one)")
+    sv.add_argument("--timeout", type=timeout_seconds, default=10.0, metavar="SECONDS",
+                    help="time to receive one whole request, idle keep-alive wait included (default 10)")
+    sv.add_argument("--max-connections", type=connection_count, default=64, metavar="N",
+                    help="connections served at once (1..4096), one thread each; more wait their turn (default 64)")
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--quiet", action="store_true", help="do not log each request")
 
@@ -198,13 +205,13 @@ def cmd_recommend(args) -> int:
     inputs = [given, given / "best.pt"] + ([Path(args.users_file)] if args.users_file else [])
     if args.out:
         check_recommend_out(Path(args.out), inputs, args.force)
+    from ..data.idmaps import known_ids, read_id_list
+
+    listed = read_id_list(args.users_file) if args.users_file else []  # before the model is loaded
+    rec = _recommender(args)
     users = args.users
     if args.users_file:
-        path = Path(args.users_file)
-        if not path.is_file():
-            raise S3RecError(f"{path}: file not found")
-        users = (users or []) + [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rec = _recommender(args)
+        users = (users or []) + known_ids(args.users_file, listed, set(rec.user_names))
     if args.out:  # nor the dataset's files
         check_recommend_out(Path(args.out), [*inputs, *rec.ds.paths.values()], args.force)
     rows = rec.iter_users(users, args.k, exclude_history=not args.keep_history)
@@ -234,9 +241,32 @@ def _csv_field(value: str) -> str:
     return value
 
 
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0 picks a free port), got {value}")
+    return value
+
+
+def timeout_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be in (0, 86400] seconds, got {text}")
+    return value
+
+
+def connection_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"must be in 1..4096 (one thread each), got {value}")
+    return value
+
+
 def cmd_serve(args) -> int:
+    from ..httpserver import Limits
     from ..serve import serve_forever
 
-    serve_forever(_recommender(args), args.host, args.port, quiet=args.quiet, log=log)
+    limits = Limits(timeout=args.timeout, max_connections=args.max_connections)
+    serve_forever(_recommender(args), args.host, args.port, quiet=args.quiet, log=log, limits=limits)
     return 0
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, S3RecError
-from .common import (RAW, add_data_dir, add_protocol, add_run_folder_args, add_sets, add_train_args, log,
-                     protocols, resumed_config, train_config, verb)
+from .common import (RAW, add_data_dir, add_protocol, add_quiet, add_run_folder_args, add_sets, add_tensorboard,
+                     add_train_args, folder_dataset, log, protocols, resumed_config, run_log, train_config, verb)
 
 EXAMPLES = """
 examples:
@@ -33,6 +33,7 @@ def add_parsers(sub, defaults) -> None:
         formatter_class=RAW,
     )
     add_train_args(t, defaults)
+    add_tensorboard(t)
     add_run_folder_args(t, "runs/DATASET-MODEL-PROTOCOL-seedSEED")
     t.add_argument("--init", help="start from a pre-training checkpoint (ours or the authors' state_dict): SASRec "
                    "takes the embeddings, LayerNorm and encoder (S3-Rec); other models their item embeddings only")
@@ -57,7 +58,8 @@ def add_parsers(sub, defaults) -> None:
             '    (same summed gradient per batch; docs/distributed.md)',
         ),
     )
-    pt.add_argument("--dataset", help="registered name or file stem (default LastFM)")
+    pt.add_argument("--dataset",
+                    help="registered name or file stem (default LastFM; with --data-dir: its only dataset)")
     add_data_dir(pt)
     pt.add_argument("--epochs", type=int, help="epochs (default: 150 Beauty/Toys/LastFM, 100 Sports/Yelp)")
     pt.add_argument("--seed", type=int, help="random seed (default 42)")
@@ -68,7 +70,8 @@ def add_parsers(sub, defaults) -> None:
              "(left-to-right attention), backbone=gru4rec|gru4rec_f|sasrec_f (pre-train that model's "
              "own encoder; fine-tune it with --model NAME --init CKPT), ...")
     add_run_folder_args(pt, "runs/DATASET-pretrain-seedSEED")
-    pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(pt)
+    add_tensorboard(pt)
 
     r = verb(
         sub, "run",
@@ -81,7 +84,7 @@ def add_parsers(sub, defaults) -> None:
             "s3rec run --dataset Beauty --resume",
         ),
     )
-    r.add_argument("--dataset", default="LastFM", help="registered name or file stem (default LastFM)")
+    r.add_argument("--dataset", help="registered name or file stem (default LastFM; with --data-dir: its only dataset)")
     add_data_dir(r)
     r.add_argument("--pretrain-epochs", type=int, help="pre-training epochs (default: the dataset's, see pretrain)")
     add_protocol(r, help="default sampled")
@@ -90,7 +93,8 @@ def add_parsers(sub, defaults) -> None:
     add_sets(r, "pretrain_sets", "--pretrain-set", "a pre-training setting (see `s3rec pretrain --help`)")
     add_sets(r, help="a fine-tuning setting")
     add_run_folder_args(r, "runs/DATASET-s3rec-PROTOCOL-seedSEED")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(r)
+    add_tensorboard(r)
     r.add_argument("--preset", metavar="NAME|FILE", help="fine-tuning and pre-training settings from a preset (see "
                    "`s3rec presets`); flags, --set and --pretrain-set win over it")
 
@@ -107,17 +111,16 @@ def add_parsers(sub, defaults) -> None:
     e.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bool, paper_model: str) -> dict:
-    """Load the data, fine-tune (:func:`s3rec.api.run_finetuning`), print ours beside the paper's numbers."""
+def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, paper_model: str) -> dict:
+    """Load the data, fine-tune (:func:`s3rec.api.run_finetuning`), print ours beside the paper's numbers;
+    ``rlog``: the run's :class:`s3rec.loop.RunLog` (these lines are in its log.txt too)."""
     from ..api import run_finetuning
-    from ..data.negatives import load_for_protocol
+    from ..data import registry
     from ..paper import comparison_table
 
-    ds = load_for_protocol(cfg.dataset, data_dir, cfg.protocol, quiet=quiet)
-    start = f"from {cfg.init}" if cfg.init else "from scratch"
-    log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; {cfg.model} {start}; protocol {cfg.protocol}; run {out}")
-    results = run_finetuning(cfg, ds, out, resume, overwrite, progress=not quiet, log=log)
-    log(f"test metrics, {ds.name}, {paper_model}, {cfg.protocol} protocol (paper: Zhou et al. 2020)\n"
+    ds = registry.load(cfg.dataset, data_dir)  # the sampled protocol's negatives: once every input is checked
+    results = run_finetuning(cfg, ds, out, resume, overwrite, progress=not rlog.quiet, log=rlog)
+    rlog(f"test metrics, {ds.name}, {paper_model}, {cfg.protocol} protocol (paper: Zhou et al. 2020)\n"
         + comparison_table(results["test"], cfg.protocol, paper_model, ds.name))
     return results
 
@@ -134,7 +137,7 @@ def _preset_pretraining(args, cfg):
     if not preset.pretrained:
         return cfg
     ds = registry.load(cfg.dataset, args.data_dir)
-    final = pretraining_for(preset, cfg, ds, Path(args.pretrain_dir), progress=not args.quiet, log=log)
+    final = pretraining_for(preset, cfg, ds, Path(args.pretrain_dir), progress=not args.quiet, log=run_log(args))
     return dataclasses.replace(cfg, init=str(final))
 
 
@@ -142,7 +145,9 @@ def cmd_train(args) -> int:
     from ..api import check_run_dir, default_run_dir
     from ..config import config_from_json
 
+    folder_dataset(args)
     cfg = train_config(args)
+    rlog = run_log(args)
     out = Path(args.out) if args.out else default_run_dir(cfg)
     cfg = resumed_config(args, out, lambda a, text: train_config(a, config_from_json(text))) or cfg
     if check_run_dir(out, args.resume, args.overwrite):
@@ -151,7 +156,7 @@ def cmd_train(args) -> int:
         return 0
     cfg = _preset_pretraining(args, cfg)  # after the run folder's checks: a resumed run keeps its init
     paper_model = "s3rec" if cfg.init and cfg.model == "sasrec" else cfg.model
-    results = _finetune(cfg, args.data_dir, out, args.resume, args.overwrite, args.quiet, paper_model)
+    results = _finetune(cfg, args.data_dir, out, args.resume, args.overwrite, rlog, paper_model)
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"],
                       "out": str(out)}, indent=2))
     return 0
@@ -165,7 +170,7 @@ def _pretrain_config(args, base=None):
     return with_overrides(base or PretrainConfig(), overrides).validate()
 
 
-def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bool, world=None) -> dict:
+def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, world=None) -> dict:
     from ..data import registry
     from ..config import PretrainConfig
     from ..distributed import World
@@ -182,7 +187,7 @@ def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, quiet: bo
     if overwrite and not resume and world.main:
         clear_run_dir(out, PretrainConfig)
     world.barrier()
-    return pretrain(cfg, ds, out, resume=resume, progress=not quiet, log=log, init_state=init_state, world=world)
+    return pretrain(cfg, ds, out, resume=resume, progress=not rlog.quiet, log=rlog, init_state=init_state, world=world)
 
 
 def cmd_pretrain(args) -> int:
@@ -190,7 +195,9 @@ def cmd_pretrain(args) -> int:
     from ..api import check_run_dir
     from ..config import PretrainConfig, config_from_json
 
+    folder_dataset(args)
     cfg = _pretrain_config(args)
+    rlog = run_log(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-pretrain-seed{cfg.seed}"
     cfg = resumed_config(args, out, lambda a, text: _pretrain_config(a, config_from_json(text, PretrainConfig))) or cfg
     check_run_dir(out, args.resume, args.overwrite, PretrainConfig)
@@ -198,7 +205,7 @@ def cmd_pretrain(args) -> int:
     try:
         world.barrier()  # every rank has checked the run directory before rank 0 writes to it
         summary = _pretrain(dataclasses.replace(cfg, device=device), args.data_dir, out, args.resume,
-                            args.overwrite, args.quiet, world)
+                            args.overwrite, rlog, world)
     finally:
         distributed.close(world)
     if world.main:
@@ -223,7 +230,9 @@ def cmd_run(args) -> int:
     def given(pairs: dict, sets: list[str]) -> dict:
         return {**{k: v for k, v in pairs.items() if v is not None}, **parse_sets(sets)}
 
-    info = registered(args.dataset)
+    pre_log, ft_log = run_log(args), run_log(args)
+    folder_dataset(args)
+    info = registered(args.dataset or PretrainConfig.dataset)
     pre_given = given({"dataset": info.name if info else args.dataset, "seed": args.seed, "device": args.device,
                        "epochs": args.pretrain_epochs}, args.pretrain_sets)
     ft_given = given({"seed": args.seed, "device": args.device, "protocol": args.protocol}, args.sets)
@@ -246,14 +255,14 @@ def cmd_run(args) -> int:
     if pre.backbone not in ("s3rec", model):  # found out now, not after the pre-training
         raise ConfigError(f"the pre-trained backbone is {pre.backbone} but the model to fine-tune is {model}: "
                           f"add --set model={pre.backbone}")
-    summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, args.quiet)
+    summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, pre_log)
     shared = ("dataset", "seed", "device", "hidden_size", "n_layers", "n_heads", "max_len")
     ft_base = dataclasses.replace(apply_finetune(TrainConfig(), preset), **{k: getattr(pre, k) for k in shared},
                                   init=summary["checkpoint"])
     if args.resume and ft_json.is_file():
         ft_base = apply_finetune(config_from_json(ft_json.read_text()), preset)
     ft = with_overrides(ft_base, ft_given).validate()
-    results = _finetune(ft, args.data_dir, out / "finetune", args.resume, args.overwrite, args.quiet, "s3rec")
+    results = _finetune(ft, args.data_dir, out / "finetune", args.resume, args.overwrite, ft_log, "s3rec")
     print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "pretrain_epochs": summary["epochs"],
                       "out": str(out)}, indent=2))
     return 0
@@ -263,7 +272,7 @@ def cmd_evaluate(args) -> int:
     from ..api import evaluate_checkpoint
 
     metrics, info, ds = evaluate_checkpoint(Path(args.checkpoint), args.dataset, args.protocol, args.split,
-                                            args.device, args.data_dir)
+                                            args.device, args.data_dir, log=log)
     if args.json:
         print(json.dumps({"metrics": metrics, **info}))
     else:

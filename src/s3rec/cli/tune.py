@@ -72,11 +72,13 @@ def add_parsers(sub) -> None:
 
 def cmd_tune(args) -> int:
     from ..config import parse_sets
+    from ..extras import require
     from ..presets import load_preset
     from ..tune.space import load_space
     from ..tune.presets import save_best_preset
     from ..tune.study import Tuner, make_setup
 
+    require("optuna", "tune", "s3rec tune")
     ft_sets = {k: getattr(args, k) for k in ("model", "protocol", "seed", "device", "init") if getattr(args, k) is not None}
     ft_sets.update(parse_sets(args.sets))
     pre_sets = parse_sets(args.pretrain_sets)

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import S3RecError
-from ..fileio import atomic_path
+from ..fileio import atomic_paths
 from .columns import joined_lists, text_lines
 
 INTER_HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
@@ -64,7 +64,7 @@ def export_recbole(ds, out: str | Path, name: str | None = None, force: bool = F
     """Write ``NAME.inter`` and ``NAME.item`` for dataset ``ds`` into ``out``; returns the paths.
 
     Refuses to replace existing files unless ``force``. Both files are written before either is
-    renamed into place.
+    renamed into place, and both replace the old ones or neither does.
     """
     out = Path(out)
     name = name or ds.name
@@ -73,7 +73,7 @@ def export_recbole(ds, out: str | Path, name: str | None = None, force: bool = F
     if existing and not force:
         raise S3RecError(f"{existing[0]} exists; use --force to replace it")
     inter, item = inter_text(ds), item_text(ds)
-    with atomic_path(paths["inter"]) as tmp_inter, atomic_path(paths["item"]) as tmp_item:
+    with atomic_paths([paths["inter"], paths["item"]]) as (tmp_inter, tmp_item):  # both or neither
         tmp_inter.write_bytes(inter)
         tmp_item.write_bytes(item)
     return paths

@@ -10,7 +10,9 @@ Every problem raises :class:`~s3rec.errors.DataError` naming the file, the line 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +24,44 @@ N_NEGATIVES = 99
 _INT64_MAX = 2**63 - 1  # ids are stored as int64
 
 
-def read_lines(path: Path) -> list[str]:
-    """A UTF-8 text file's lines, without the newline that ends the last one; other bytes are a
-    :class:`DataError` naming the file."""
+def present(path: Path) -> bool:
+    """Whether a dataset file is there: True for a regular file (or a link to one), False only when
+    nothing has that name. Anything else (a folder, a device, a FIFO, a broken or looping link) is a
+    :class:`DataError`, never taken for a missing file (a dataset without attributes, say)."""
+    if path.is_file():
+        return True
+    if not os.path.lexists(path):
+        return False
+    raise DataError(path, None, f"not a regular file but {_kind(path)}: replace it with the file, or remove it")
+
+
+def _kind(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except OSError:  # a link to nothing, or to itself
+        return "a broken or looping link"
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")]
+    return next((what for test, what in kinds if test(mode)), "another kind of file")
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's text. Anything but a regular file (a folder, a device, a FIFO, a broken
+    link) and other bytes are a :class:`DataError` naming the file."""
+    path = Path(path)
+    if not present(path):
+        raise DataError(path, None, "no such file")
+    try:
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
-    lines = text.split("\n")
+    except MemoryError:
+        raise DataError(path, None, "too large to read into memory") from None
+
+
+def read_lines(path: Path) -> list[str]:
+    """A UTF-8 text file's lines (:func:`read_text`), without the newline that ends the last one."""
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return lines
@@ -123,16 +155,17 @@ def read_json_object(path: Path, what: str) -> tuple[dict, str]:
     """``(mapping, text)`` of a UTF-8 JSON file holding one object; every failure is a one-line
     :class:`DataError` naming the file (and the line where JSON reports one). ``what`` describes the
     expected object in the message."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
+    text = read_text(path)
     try:
         mapping = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
     except ValueError:  # a number beyond Python's int-conversion limit (4300 digits)
         raise DataError(path, None, "malformed JSON: a number has too many digits") from None
+    except RecursionError:
+        raise DataError(path, None, "malformed JSON: nested too deeply") from None
+    except MemoryError:
+        raise DataError(path, None, "too large to parse in memory") from None
     if not isinstance(mapping, dict):
         raise DataError(path, 1, f"expected a JSON object {what}, got {type(mapping).__name__}")
     return mapping, text
@@ -174,8 +207,10 @@ def read_attributes(path: str | Path, n_items: int) -> tuple[np.ndarray, np.ndar
     attributes = np.fromiter((a for v in per_item for a in v), dtype=np.int64, count=int(offsets[-1]))
     n_attributes = int(attributes.max()) if attributes.size else 0
     used = np.unique(attributes)
-    if used.size != n_attributes:  # ids must be 1..n_attributes (they index an embedding table)
-        gap = int(np.setdiff1d(np.arange(1, n_attributes + 1), used)[0])
+    # ids must be 1..n_attributes (they index an embedding table). (No array of size n_attributes: a
+    # stray huge id must give this error, not a MemoryError.)
+    if used.size != n_attributes:
+        gap = int(np.flatnonzero(used != np.arange(1, used.size + 1))[0]) + 1
         key = next(k for k, v in mapping.items() if isinstance(v, list) and any(a > gap for a in v))
         raise DataError(
             path, line_of_key(text, key),

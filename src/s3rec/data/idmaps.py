@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from ..errors import DataError
-from .columns import text_lines
-from .formats import read_lines
+from .formats import present, read_lines
 from .registry import locate
 
 ID_MAP_HEADER = "id\toriginal_id"
@@ -66,6 +64,10 @@ class IdMaps:
 
 def id_map_text(names: pa.Array) -> bytes:
     """The bytes of an id map: the header, then ``internal_id<TAB>original_id`` for ids 1..n."""
+    import pyarrow as pa  # (writing maps needs the [data] extra; reading them, as recommend does, not)
+
+    from .columns import text_lines
+
     body = text_lines(pa.array(np.arange(1, len(names) + 1)), names) if len(names) else b""
     return (ID_MAP_HEADER + "\n").encode() + body
 
@@ -96,6 +98,22 @@ def read_id_map(path: str | Path) -> list[str]:
     return names
 
 
+def read_id_list(path: str | Path) -> list[tuple[int, str]]:
+    """``(line, original id)`` for each line of a list of ids, one per line (surrounding spaces and
+    blank lines ignored), as ``s3rec recommend --users-file`` takes them; a missing, non-regular or
+    non-UTF-8 file is a :class:`DataError`. Check them with :func:`known_ids`."""
+    return [(k, line.strip()) for k, line in enumerate(read_lines(Path(path)), 1) if line.strip()]
+
+
+def known_ids(path: str | Path, listed: list[tuple[int, str]], known, what: str = "user") -> list[str]:
+    """The ids of :func:`read_id_list`'s ``listed``, once each is found among ``known`` (a set of
+    original ids); the first that is not is a :class:`DataError` naming ``path`` and its line."""
+    bad = next(((k, i) for k, i in listed if i not in known), None)
+    if bad is not None:
+        raise DataError(path, bad[0], f"unknown {what} id {bad[1]!r} (not in the dataset)")
+    return [i for _, i in listed]
+
+
 def load_id_maps(data_dir: str | Path | None, name: str) -> IdMaps | None:
     """The id maps of dataset ``name``, found like the dataset itself (``data_dir``, then
     ``$S3REC_DATA_DIR``, then the cache: the folder that holds ``NAME.txt``).
@@ -108,10 +126,10 @@ def load_id_maps(data_dir: str | Path | None, name: str) -> IdMaps | None:
     """
     files = locate(name, data_dir)
     maps = id_map_paths(files.folder, files.stem)
-    present = [p for p in maps.values() if p.is_file()]
-    if not present:
+    found = [p for p in maps.values() if present(p)]
+    if not found:
         return None
-    if len(present) != len(maps):
-        missing = next(p for p in maps.values() if not p.is_file())
-        raise DataError(missing, None, f"missing, while {present[0].name} exists (re-run `s3rec data import`)")
+    if len(found) != len(maps):
+        missing = next(p for p in maps.values() if p not in found)
+        raise DataError(missing, None, f"missing, while {found[0].name} exists (re-run `s3rec data import`)")
     return IdMaps(read_id_map(maps["user_ids"]), read_id_map(maps["item_ids"]), read_id_map(maps["attribute_ids"]))

@@ -46,7 +46,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .pipeline import AttributePairs, Sequences, build_attributes, build_sequences, summary
-from .readers import read_attributes, read_interactions
+from .readers import check_delimiter, read_attributes, read_interactions
 from .writing import Log, check_output, write_dataset
 
 
@@ -74,6 +74,7 @@ def import_dataset(
     interactions = Path(interactions)
     name = name or default_name(interactions)
     check_output(out, name, force)  # before the work, not after it
+    check_delimiter(delimiter)
     inter = read_interactions(interactions, user_col, item_col, time_col, rating_col, rating_threshold, delimiter)
     pairs = read_attributes(attributes, attr_item_col, attr_col, delimiter) if attributes else None
     seqs = build_sequences(inter, dedup=dedup, k=k, source=interactions)

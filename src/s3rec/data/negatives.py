@@ -11,15 +11,17 @@ the sampled protocol loads) makes it when it is missing, ``s3rec data negatives`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import S3RecError
+from ..errors import DataError, S3RecError
 from ..fileio import atomic_write_text
-from .formats import N_NEGATIVES, format_negatives, read_negatives
+from .formats import N_NEGATIVES, format_negatives, present, read_negatives
+from .idmaps import id_map_paths, read_id_map
 from .registry import DatasetFiles, load, locate, negatives_cache_path
 from .store import Dataset, load_files
 
@@ -33,10 +35,7 @@ def generate_negatives(ds: Dataset, seed: int = DEFAULT_SEED, n: int = N_NEGATIV
     for k in range(ds.n_users):
         own = np.unique(ds.sequence(k))
         if ds.n_items - own.size < n:
-            raise S3RecError(
-                f"user {int(ds.user_ids[k])} has interacted with {own.size} of {ds.n_items} items: "
-                f"fewer than {n} remain to sample as negatives"
-            )
+            raise too_few_items(ds, k, own.size, n)
         picked = np.empty(0, dtype=np.int64)
         while picked.size < n:
             draw = rng.integers(1, ds.n_items + 1, size=2 * (n - picked.size) + 8)
@@ -45,6 +44,22 @@ def generate_negatives(ds: Dataset, seed: int = DEFAULT_SEED, n: int = N_NEGATIV
             picked = np.concatenate([picked, draw[np.sort(first)]])
         out[k] = picked[:n]
     return out
+
+
+def too_few_items(ds: Dataset, k: int, own: int, n: int = N_NEGATIVES) -> DataError:
+    """The error for the k-th user, who leaves fewer than ``n`` items to sample: names the user as
+    the data does (the original id, from the id map of an imported dataset) and its line."""
+    user = str(int(ds.user_ids[k]))
+    seq = ds.paths.get("sequences")
+    maps = id_map_paths(Path(seq).parent, Path(seq).stem) if seq else {}
+    with contextlib.suppress(S3RecError):  # the id map only names the user better
+        if maps and present(maps["user_ids"]):
+            names = read_id_map(maps["user_ids"])
+            if int(user) < len(names):
+                user = f"{user} (original id {names[int(user)]!r})"
+    return DataError(seq or ds.name, k + 1 if seq else None,
+                     f"user {user} has interacted with {own} of {ds.n_items} items: fewer than {n} remain to "
+                     f"sample as the sampled protocol's negatives; evaluate against every item with --protocol full")
 
 
 def default_negatives_path(files: DatasetFiles) -> Path:
@@ -67,9 +82,11 @@ def ensure_negatives(ds: Dataset, files: DatasetFiles, quiet: bool = False) -> P
     if files.negatives is not None:
         return files.negatives
     path = default_negatives_path(files)
+    negatives = generate_negatives(ds)  # a catalogue too small fails before anything is said or written
     if not quiet:
         print(f"{files.name}: no negatives file yet; writing {path} (seed {DEFAULT_SEED})", file=sys.stderr)
-    return write_negatives(ds, path)
+    atomic_write_text(path, format_negatives(ds.user_ids, negatives))
+    return path
 
 
 def needs_negatives(protocol: str) -> bool:

@@ -69,6 +69,8 @@ def iter_records(path: Path, keep_line=None) -> Iterator[tuple[int, dict]]:
                     continue
                 try:
                     record = json.loads(line)
+                except RecursionError:
+                    raise DataError(path, lineno, "malformed line: nested too deeply") from None
                 except ValueError as e:
                     try:
                         record = ast.literal_eval(line.strip())

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError, S3RecError
 from .columns import Source, encode_ids, first_true, numbers, single, to_numpy, to_seconds
-from .formats import line_of_key, read_json_object
+from .formats import line_of_key, present, read_json_object
 from .pipeline import AttributePairs, Interactions, Step
 
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
@@ -22,6 +22,29 @@ DEFAULT_COLUMNS = {"user": "user", "item": "item", "time": "timestamp", "rating"
 RECBOLE_COLUMNS = {"user": "user_id", "item": "item_id", "time": "timestamp", "rating": "rating"}
 COLUMN_FLAGS = {"user": "--user-col", "item": "--item-col", "time": "--time-col", "rating": "--rating-col",
                 "attr_item": "--attr-item-col", "attribute": "--attr-col"}
+
+
+def separator(delimiter: str | None, kind: str) -> str:
+    """The field separator of a text table: ``delimiter`` (``--delimiter``), checked, or the format's."""
+    if delimiter is None:
+        return "," if kind == "csv" else "\t"
+    check_delimiter(delimiter)
+    return delimiter
+
+
+def check_delimiter(delimiter: str | None) -> None:
+    """Refuse a ``--delimiter`` that pyarrow cannot split on (None: the format's default)."""
+    if delimiter is None:
+        return
+    problem = None
+    if len(delimiter) != 1:
+        problem = "must be exactly one character"
+    elif not delimiter.isascii() or delimiter in "\0\n\r":
+        problem = "must be one ASCII character other than a line break or NUL"
+    elif delimiter == '"':
+        problem = "cannot be the quote character '\"'"
+    if problem:
+        raise S3RecError(f"--delimiter {delimiter!r}: {problem}, e.g. ',' ';' '|' or a tab")
 
 
 def file_kind(path: Path) -> str:
@@ -43,7 +66,7 @@ def file_kind(path: Path) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
+    if not present(path):  # (a folder or a FIFO is an error of its own)
         raise S3RecError(f"{path}: no such file")
 
 
@@ -182,8 +205,7 @@ def read_interactions(
     if kind == "parquet":
         table, source = _read_parquet_table(path, roles)
     else:
-        sep = delimiter or ("," if kind == "csv" else "\t")
-        table, source, _ = read_text_table(path, roles, sep, quoting=kind != "recbole-inter")
+        table, source, _ = read_text_table(path, roles, separator(delimiter, kind), quoting=kind != "recbole-inter")
     if table.num_rows == 0:
         raise source.error(None, "no interactions (no rows after the header)")
     inter = interactions_from_table(table, source, path)
@@ -285,6 +307,5 @@ def read_attributes(
     if kind == "parquet":
         table, source = _read_parquet_table(path, roles)
     else:
-        sep = delimiter or ("," if kind == "csv" else "\t")
-        table, source, _ = read_text_table(path, roles, sep, quoting=True)
+        table, source, _ = read_text_table(path, roles, separator(delimiter, kind), quoting=True)
     return attribute_pairs(table.column("attr_item"), table.column("attribute"), source)

@@ -3,21 +3,28 @@
 A dataset NAME on the command line is a registered name (Beauty, Sports, Toys, Yelp, LastFM; any
 case) or the file stem of a dataset in the data folder. Folders searched, in order: ``--data-dir``,
 then ``$S3REC_DATA_DIR``, then the cache (``$S3REC_CACHE_DIR``, default ``~/.cache/s3rec``) where
-``s3rec data fetch`` puts downloads.
+``s3rec data fetch`` puts downloads. A dataset's files there: ``NAME.txt`` (required),
+``NAME_item2attributes.json`` (optional: a dataset without one has no attributes) and
+``NAME_sample.txt`` (the sampled protocol's negatives, made when missing). Only a name that does not
+exist counts as missing: one that is not a regular file is an error (:func:`.formats.present`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, S3RecError
 from ..fileio import atomic_path
+from .formats import present
 from .store import Dataset, load_files
 
 # The authors' repository (RUCAIBox/CIKM2020-S3Rec), data/ folder on branch master.
@@ -151,18 +158,18 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> DatasetFiles
     dirs = data_dirs(data_dir)
     for folder in dirs:
         seq = folder / f"{stem}.txt"
-        if seq.is_file():
+        if present(seq):
             attr = folder / f"{stem}_item2attributes.json"
             neg = folder / f"{stem}_sample.txt"
-            if not neg.is_file():
+            if not present(neg):
                 neg = negatives_cache_path(stem)
             return DatasetFiles(
                 info.name if info else stem,
                 stem,
                 folder,
                 seq,
-                attr if attr.is_file() else None,
-                neg if neg.is_file() else None,
+                attr if present(attr) else None,
+                neg if present(neg) else None,
             )
     searched = ", ".join(str(d) for d in dirs)
     if info:
@@ -171,6 +178,26 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> DatasetFiles
         known = ", ".join(DATASETS)
         how = f"it is not a registered dataset ({known}) and no {stem}.txt was found; check --data-dir / S3REC_DATA_DIR"
     raise S3RecError(f"dataset {name!r} not found (searched {searched}): {how}")
+
+
+def datasets_in(folder: str | os.PathLike) -> list[str]:
+    """The datasets of a folder, by name (registered name or file stem), sorted: one per ``NAME.txt``
+    (negatives files, ``NAME_sample.txt``, are a dataset's companions, not datasets)."""
+    stems = sorted(p.stem for p in Path(folder).glob("*.txt") if not p.stem.endswith("_sample"))
+    return [registered(s).name if registered(s) else s for s in stems]
+
+
+def only_dataset(data_dir: str | os.PathLike) -> str:
+    """The dataset of ``--data-dir`` when no ``--dataset`` is given: its only one. A folder holding
+    none or several is an error that lists what is there (never a silent fall-back to the default
+    dataset, LastFM, found elsewhere)."""
+    if not Path(data_dir).is_dir():
+        raise S3RecError(f"--data-dir {data_dir}: no such folder")
+    names = datasets_in(data_dir)
+    if len(names) == 1:
+        return names[0]
+    there = f"it holds {len(names)} datasets ({', '.join(names)})" if names else "it holds no dataset (no NAME.txt)"
+    raise S3RecError(f"--data-dir {data_dir} without --dataset: {there}; choose one with --dataset NAME")
 
 
 def load(name: str, data_dir=None) -> Dataset:
@@ -186,6 +213,22 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+URL_SCHEMES = ("http", "https", "file")
+
+
+def check_url(url: str, where: str) -> str:
+    """``url`` when it can be downloaded from (``http://HOST/...``, ``https://HOST/...`` or
+    ``file:///...``), else a one-line error naming ``where`` it came from (a flag, a variable)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:
+        raise S3RecError(f"{where} {url!r}: not a URL ({e})") from None
+    if parts.scheme.lower() not in URL_SCHEMES or (parts.scheme.lower() != "file" and not parts.hostname):
+        raise S3RecError(f"{where} {url!r}: not a URL to download from; give http://HOST/..., https://HOST/... "
+                         "or file:///FOLDER/")
+    return url
 
 
 def fetch(
@@ -206,33 +249,48 @@ def fetch(
     info = registered(name)
     if info is None:
         raise S3RecError(f"{name!r} is not a registered dataset; known: {', '.join(DATASETS)}")
+    if base_url is not None:
+        check_url(base_url, "--url")
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     for folder in data_dirs(data_dir):
         if all((folder / f).is_file() and sha256_file(folder / f) == d for f, d in info.sha256.items()):
             log(f"{info.name}: already present and verified in {folder}")
             return folder
-    base_url = base_url or os.environ.get("S3REC_DATA_URL") or DEFAULT_BASE_URL
+    if base_url is None and os.environ.get("S3REC_DATA_URL"):
+        base_url = check_url(os.environ["S3REC_DATA_URL"], "$S3REC_DATA_URL")
+    base_url = base_url or DEFAULT_BASE_URL
     if not base_url.endswith("/"):
         base_url += "/"
     dest = Path(dest) if dest else cache_dir() / "data"
-    dest.mkdir(parents=True, exist_ok=True)
-    for fname, digest in info.sha256.items():
-        target = dest / fname
-        if target.is_file() and sha256_file(target) == digest:
-            log(f"{fname}: already in {dest}")
-            continue
-        url = base_url + fname
-        log(f"downloading {url}")
-        with atomic_path(target) as tmp:
-            h = hashlib.sha256()
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-                    for chunk in iter(lambda: resp.read(1 << 20), b""):
-                        h.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError) as e:
-                raise S3RecError(f"could not download {url}: {getattr(e, 'reason', e)}") from None
-            if h.hexdigest() != digest:
-                raise DataError(url, None, f"SHA-256 mismatch: expected {digest}, got {h.hexdigest()}; file rejected")
-        log(f"{fname}: verified")
+    made = [p for p in [dest, *dest.parents] if not p.exists()]  # deepest first
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for fname, digest in info.sha256.items():
+            target = dest / fname
+            if target.is_file() and sha256_file(target) == digest:
+                log(f"{fname}: already in {dest}")
+                continue
+            log(f"downloading {base_url + fname}")
+            download(base_url + fname, target, digest, timeout)
+            log(f"{fname}: verified")
+    except BaseException:
+        for folder in made:  # a failed fetch leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return dest
+
+
+def download(url: str, target: Path, digest: str, timeout: float = 60.0) -> None:
+    """Download ``url`` to ``target`` atomically, refused (and nothing left) unless its SHA-256 is ``digest``."""
+    with atomic_path(target) as tmp:
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+            raise S3RecError(f"could not download {url}: {getattr(e, 'reason', e) or type(e).__name__}") from None
+        if h.hexdigest() != digest:
+            raise DataError(url, None, f"SHA-256 mismatch: expected {digest}, got {h.hexdigest()}; file rejected")

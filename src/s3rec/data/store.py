@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from . import formats
 
 SPLIT_HOLDOUT = {"train": 3, "valid": 2, "test": 1}  # items removed from the end to form the input
@@ -32,6 +33,11 @@ class Dataset:
     n_attributes: int
     negatives: np.ndarray | None = None  # [n_users, 99] sampled-protocol negatives, when loaded
     paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder its files were read from, absolute (None for a dataset made in memory)."""
+        return Path(self.paths["sequences"]).absolute().parent if "sequences" in self.paths else None
 
     @property
     def n_users(self) -> int:
@@ -81,6 +87,16 @@ class Dataset:
             "max_len": int(lengths.max()),
             "repeated_user_item_pairs": repeated,
         }
+
+
+def check_trainable(ds: Dataset) -> None:
+    """Refuse to fine-tune on a dataset where no user has more than 3 items: validation and test take
+    each user's last two, so the training input s[:-3] is empty for everyone and there is no training
+    pair at all (the model would be evaluated untrained)."""
+    if ds.n_users and int(ds.lengths.max()) <= SPLIT_HOLDOUT["train"]:
+        raise DataError(ds.paths.get("sequences", ds.name), None,
+                        f"no user has more than {SPLIT_HOLDOUT['train']} items, so there is nothing to fine-tune on "
+                        "(each user's last 2 items are validation and test; training needs 2 more before them)")
 
 
 def load_files(name: str, sequences: Path, attributes: Path | None) -> Dataset:

@@ -1,12 +1,12 @@
 """Writing an imported dataset: the benchmark files and the id maps, all or nothing.
 
 Every file is written to a temporary file first and renamed into place only once every one is
-complete (``NAME.txt``, which makes the dataset visible, last); an error leaves the folder as it was.
+complete (``NAME.txt``, which makes the dataset visible, last); an error, a failed rename included
+(:func:`s3rec.fileio.atomic_paths` puts back the files already replaced), leaves the folder as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from pathlib import Path
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import S3RecError
-from ..fileio import atomic_path
+from ..fileio import atomic_paths
 from .columns import joined_lists, text_lines
 from .idmaps import id_map_paths, id_map_text
 from .pipeline import Attributes, Sequences
@@ -77,10 +77,9 @@ def write_dataset(out: str | Path, name: str, seqs: Sequences, attrs: Attributes
         "item_ids": id_map_text(seqs.item_names),
         "attribute_ids": id_map_text(attrs.names),
     }
-    with contextlib.ExitStack() as stack:
-        # Entered first, exited (renamed into place) last: NAME.txt, which makes the dataset visible.
-        for key in ["sequences", "attributes", "user_ids", "item_ids", "attribute_ids"]:
-            tmp = stack.enter_context(atomic_path(paths[key]))
+    order = ["attributes", "user_ids", "item_ids", "attribute_ids", "sequences"]  # NAME.txt (visible) last
+    with atomic_paths([paths[key] for key in order]) as temps:
+        for key, tmp in zip(order, temps):
             tmp.write_bytes(contents[key])
     for stale in (Path(out) / f"{name}_sample.txt", negatives_cache_path(name)):
         if stale.is_file():

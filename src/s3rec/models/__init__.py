@@ -8,6 +8,8 @@ documents its hyper-parameters with their sources in its class's module.
 
 from __future__ import annotations
 
+import difflib
+
 from ..errors import ConfigError
 from .autoint import AutoInt
 from .base import Model, ModelData
@@ -67,7 +69,9 @@ def model_class(name: str) -> type[Model]:
     reg = _registry()
     key = name.lower()
     if key not in reg:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(reg)} (see `s3rec models`)")
+        close = difflib.get_close_matches(key, list(reg), n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown model {name!r}{hint}; available: {', '.join(reg)} (see `s3rec models`)")
     return reg[key][0]
 
 

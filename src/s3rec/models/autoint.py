@@ -46,8 +46,9 @@ class AutoIntParams:
     att_head_size: int = 32  # d', hidden units per head (ibid.)
 
     def checks(self) -> list[tuple[bool, str]]:
-        return [(self.att_layers >= 1, "att_layers must be >= 1"), (self.att_heads >= 1, "att_heads must be >= 1"),
-                (self.att_head_size >= 1, "att_head_size must be >= 1")]
+        return [(1 <= self.att_layers <= 256, "att_layers must be in 1..256"),
+                (1 <= self.att_heads <= 256, "att_heads must be in 1..256"),
+                (1 <= self.att_head_size <= 16384, "att_head_size must be in 1..16384")]
 
 
 class AutoInt(AttributeMixin, Model):

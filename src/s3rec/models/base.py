@@ -252,6 +252,8 @@ def following(batch: SequenceBatch, k: int) -> tuple[torch.Tensor, torch.Tensor]
 
 # ---- models over windows of recent items ------------------------------------------------------
 
+WINDOW_MAX = 256  # the largest window L (and number of next items T) a window model takes
+
 
 class WindowModel(Model):
     """A model that reads only the last ``params.L`` items before each position (Caser, HGN): it

@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelData, WindowModel
+from .base import WINDOW_MAX, ModelData, WindowModel
 from .encoder import Dropout, EncoderConfig
+
+FILTERS_MAX = 4096  # the most vertical (n_v) or horizontal (n_h per height) filters
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class CaserParams:
     n_h: int = 16  # horizontal filters per height (ibid.)
 
     def checks(self) -> list[tuple[bool, str]]:
-        return [(self.L >= 1 and self.T >= 1, "L and T must be >= 1"), (self.n_v >= 1 and self.n_h >= 1, "n_v and n_h must be >= 1")]
+        return [(1 <= self.L <= WINDOW_MAX and 1 <= self.T <= WINDOW_MAX, f"L and T must be in 1..{WINDOW_MAX}"),
+                (1 <= self.n_v <= FILTERS_MAX and 1 <= self.n_h <= FILTERS_MAX, f"n_v and n_h must be in 1..{FILTERS_MAX}")]
 
 
 class Caser(WindowModel):

@@ -89,6 +89,13 @@ class EncoderConfig:
     attn_dropout: float = 0.5
     pre_ln: bool = False  # LayerNorm before each sub-layer (+ a final one) instead of after (the authors')
 
+    def n_parameters(self, n_items: int = 0) -> int:
+        """The parameters of a :class:`SequenceEncoder` of this shape for ``n_items`` items (what a
+        model's size is estimated from before it is built; the item table has ``n_items + 2`` rows)."""
+        d = self.hidden_size
+        layer = 4 * (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * 2 * d  # attention, FFN, 2 LayerNorms
+        return self.n_layers * layer + (n_items + 2 + self.max_len) * d + 2 * d * (1 + self.pre_ln)
+
 
 # the settings of EncoderConfig that a pre-training and the fine-tuning from it must share
 ENCODER_SHAPE = ("hidden_size", "n_layers", "n_heads", "max_len", "pre_ln")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import ModelData, WindowModel
+from .base import WINDOW_MAX, ModelData, WindowModel
 from .encoder import EncoderConfig
 
 
@@ -42,7 +42,7 @@ class HGNParams:
     T: int = 3  # next items predicted from each window (ibid.)
 
     def checks(self) -> list[tuple[bool, str]]:
-        return [(self.L >= 1 and self.T >= 1, "L and T must be >= 1")]
+        return [(1 <= self.L <= WINDOW_MAX and 1 <= self.T <= WINDOW_MAX, f"L and T must be in 1..{WINDOW_MAX}")]
 
 
 class HGN(WindowModel):

@@ -58,8 +58,12 @@ def load_preset(ref: str) -> Preset:
     if _is_path(ref):
         path = Path(ref)
         if not path.is_file():
-            raise ConfigError(f"preset file {ref} not found")
-        text, name = path.read_text(encoding="utf-8"), path.stem
+            raise ConfigError(f"preset file {ref} not found" + (" (not a regular file)" if path.exists() else ""))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"preset file {ref}: not UTF-8 text ({e.reason})") from None
+        name = path.stem
     else:
         res = _shipped_dir() / f"{ref}.toml"
         if not res.is_file():
@@ -73,7 +77,10 @@ def parse_preset(text: str, name: str, where: str) -> Preset:
     """Parse and check a preset: known top-level keys and settings, values of the right types."""
     from ..config import PretrainConfig, TrainConfig, parse_toml_head, with_overrides
 
-    data, desc = parse_toml_head(text, "preset", where, _TOP_KEYS)
+    try:
+        data, desc = parse_toml_head(text, "preset", where, _TOP_KEYS)
+    except RecursionError:
+        raise ConfigError(f"preset {where}: not valid TOML: nested too deeply") from None
     tables = {}
     for key, cls in (("finetune", TrainConfig), ("pretrain", PretrainConfig)):
         table = data.get(key, {})

@@ -14,16 +14,19 @@ from .collect import Cell, RunResult
 from .experiment import Experiment, experiment_names, load_experiment
 from .tables import fmt_value
 
-def _pyplot():
-    import matplotlib
 
+def pyplot():
+    """matplotlib's pyplot, headless (the [report] extra: a one-line error naming it when missing)."""
+    from ..extras import require
+
+    matplotlib = require("matplotlib", "report", "s3rec report's plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
 
@@ -54,7 +57,7 @@ def _figure_title(exp: Experiment, note: str = "") -> str:
 def plot_bars(exp: Experiment, cells: list[Cell], path: Path, note: str = "") -> None:
     """Grouped bars: one group per dataset, one bar per method, the primary metric; error bars are
     the standard deviation over seeds; a method without a finished run is written as 'not run'."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     metric = exp.primary_metric
@@ -89,7 +92,7 @@ def plot_bars(exp: Experiment, cells: list[Cell], path: Path, note: str = "") ->
     ax.legend(handles=handles, fontsize=8, ncol=1 if n <= 6 else 2, bbox_to_anchor=(1.01, 1), loc="upper left",
               frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -114,7 +117,7 @@ def log_axis(values: list) -> bool:
 
 def plot_lines(exp: Experiment, cells: list[Cell], path: Path, note: str = "") -> None:
     """One panel per (metric, dataset): the metric against the varied setting, one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     datasets = list(dict.fromkeys(c.dataset for c in cells))
     metrics = list(exp.metrics)
     fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(4.6 * len(datasets), 3.4 * len(metrics)),
@@ -154,7 +157,7 @@ def plot_lines(exp: Experiment, cells: list[Cell], path: Path, note: str = "") -
                 ax.legend(fontsize=8, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.suptitle(_figure_title(exp, note), fontsize=11)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -175,7 +178,7 @@ def curves(exp: Experiment, runs: list[RunResult]) -> dict[tuple[str, str], list
 
 
 def plot_convergence(exp: Experiment, curve: dict, path: Path, note: str = "") -> None:
-    plt = _pyplot()
+    plt = pyplot()
     datasets = list(dict.fromkeys(d for d, _ in curve))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.8 * len(datasets), 3.6), squeeze=False)
     for k, d in enumerate(datasets):
@@ -198,6 +201,6 @@ def plot_convergence(exp: Experiment, curve: dict, path: Path, note: str = "") -
         ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.suptitle(_figure_title(exp, note), fontsize=11)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from ..extras import available
 from ..fileio import atomic_write_text
 from .collect import collect, experiment_dirs, load_grid, make_cells
 from .index import index_lines
@@ -28,6 +29,9 @@ from .records import RANKS, RECORD, pretrain_history, read_record, write_record
 from .significance import (has_significance, recordable, significance, significance_csv, significance_section,
                            with_recorded)
 from .tables import csv_text, md_table, num, settings_lines, settings_note, table_sections
+
+
+NO_PLOTS = "matplotlib is not installed (pip install 's3rec[report]')"
 
 
 def _pretrain_row(label: str, history: list[dict], planned) -> list[str]:
@@ -70,13 +74,14 @@ def pretrain_section(exp_dir: Path, grid: dict, record: dict) -> tuple[list[str]
             md_table(["pre-training", "epochs", "last epoch's losses", "SP at chance (epochs)"], rows), ""], kept
 
 
-def _convergence_section(exp, runs, out_dir: Path, png: Path, note: str) -> list[str]:
+def _convergence_section(exp, runs, out_dir: Path, png: Path, note: str, draw: bool) -> list[str]:
     name = exp.name
     curve = curves(exp, runs)
     atomic_write_text(out_dir / f"{name}_curves.csv", csv_text(
         ["dataset", "method", "epoch", f"valid_{exp.primary_metric}_mean", "std", "seeds"],
         [[d, m, *row[:1], num(row[1]), num(row[2]), row[3]] for (d, m), rows in curve.items() for row in rows]))
-    plot_convergence(exp, curve, png, note)
+    if draw:
+        plot_convergence(exp, curve, png, note)
     rows = []
     for (d, mid), rs in curve.items():
         label = next(m.label for m in exp.methods if m.id == mid)
@@ -152,13 +157,16 @@ def write_experiment_report(exp_dir: Path, out_dir: Path) -> Path:
         lines += significance_section(exp, sig)
     png = out_dir / f"{name}.png"
     note = settings_note(grid)
-    if exp.kind == "bars":
+    draw = available("matplotlib")  # without it (the [report] extra) the tables are written, the plot is not
+    if exp.kind == "bars" and draw:
         plot_bars(exp, cells, png, note)
-    elif exp.kind == "lines":
+    elif exp.kind == "lines" and draw:
         plot_lines(exp, cells, png, note)
     elif exp.kind == "convergence":
-        lines += _convergence_section(exp, runs, out_dir, png, note)
-    if png.is_file() and exp.kind != "table":
+        lines += _convergence_section(exp, runs, out_dir, png, note, draw)
+    if exp.kind != "table" and not draw:
+        lines += ["## Plot", "", f"Not drawn: {NO_PLOTS}.", ""]
+    elif png.is_file() and exp.kind != "table":
         lines += ["## Plot", "", f"![{exp.figure}]({png.name})", ""]
     section, pretrains = pretrain_section(exp_dir, grid, previous)
     lines += section

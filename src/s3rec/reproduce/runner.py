@@ -173,7 +173,10 @@ class Runner:
         return self._data[key]
 
     def _prefixed(self, run_id: str):
-        return lambda msg: self.log(f"  {run_id}: {msg}")
+        """A run's log: its lines prefixed on stderr (the per-epoch ones not with --quiet), all in its log.txt."""
+        from ..loop import RunLog
+
+        return RunLog(lambda msg: self.log(f"  {run_id}: {msg}"), quiet=not self.progress)
 
     def run_pretrain(self, run: PretrainRun) -> None:
         """Resume or run the pre-training to its checkpoints (the caller holds its lock)."""
