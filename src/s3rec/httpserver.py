@@ -377,8 +377,8 @@ class Server:
 
 
 def announces_body(req: _Request) -> bool:
-    """Whether the request announces a body (which was not read)."""
-    return req.headers.get("content-length", "0") not in ("0", "") or "transfer-encoding" in req.headers
+    """Whether the request announces a body (which was not read), or may: an empty Content-Length too."""
+    return req.headers.get("content-length", "0") != "0" or "transfer-encoding" in req.headers
 
 
 def stderr_log(line: str) -> None:
