@@ -52,6 +52,24 @@ def cycle_sequences(n_users=60, n_items=20, length=10, seed=0) -> dict[int, list
     return {u: [(int(starts[u - 1]) + t) % n_items + 1 for t in range(length)] for u in range(1, n_users + 1)}
 
 
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under root: a regular file's bytes, None for anything else (folders, links): what a
+    command that refuses its input must leave exactly as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() and not p.is_symlink() else None
+            for p in sorted(root.rglob("*"))}
+
+
+def one_error_line(err: str, *words: str) -> str:
+    """The single ``s3rec: error: ...`` line that ``err`` (a command's stderr) must be, with no traceback
+    and each of ``words`` in it."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("s3rec: error: "), err
+    for word in words:
+        assert word in lines[0], f"{word!r} not in: {lines[0]}"
+    return lines[0]
+
+
 @pytest.fixture
 def tiny_data(tmp_path, monkeypatch) -> Path:
     """A folder with the synthetic dataset ``Tiny`` (40 users, 150 items, attributes), set as the data dir.

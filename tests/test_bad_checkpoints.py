@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import synthetic_sequences, write_dataset
+from conftest import one_error_line, snapshot, synthetic_sequences, write_dataset
 from s3rec import checkpoint
 from s3rec.cli import main
 from s3rec.errors import CheckpointError
@@ -116,10 +116,6 @@ BAD = {
 NOT_FOR_INIT = {"pretrain-kind": lambda t, p: torch.save(_with(t, kind="pretrain"), p)}
 
 
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
-
-
 def refuse_to_serve(self, *args, **kwargs):
     raise AssertionError("the service started on a bad checkpoint")
 
@@ -154,14 +150,10 @@ def argv_for(command: str, path: Path, work: Path) -> list[str]:
 
 def assert_one_line_error(capsys, rc: int, *words: str) -> str:
     err = capsys.readouterr().err
-    lines = err.strip().splitlines()
     assert rc == 2, err
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("s3rec: error: "), err
-    for word in words:
-        assert word in lines[0], lines[0]
-    assert "weights_only" not in lines[0]
-    return lines[0]
+    line = one_error_line(err, *words)
+    assert "weights_only" not in line
+    return line
 
 
 # every bad file through `evaluate`; the cases through every other reader too (they share

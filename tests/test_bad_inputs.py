@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import synthetic_sequences, write_dataset
+from conftest import snapshot, synthetic_sequences, write_dataset
 from s3rec import httpserver
 from s3rec.cli import main
 
@@ -468,14 +468,6 @@ def _(w):
     w.busy.bind(("127.0.0.1", 0))
     w.busy.listen()
     return ["serve", str(w.ckpt), "--data-dir", str(w.data), "--port", str(w.busy.getsockname()[1])]
-
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under root: a file's bytes, None for a folder or anything else (symlink loops included)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() and not p.is_symlink() else None
-    return out
 
 
 @contextlib.contextmanager

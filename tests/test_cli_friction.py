@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import one_error_line
 from s3rec.cli import build_parser, main, subcommand_parsers
 from s3rec.errors import S3RecError
 
@@ -27,10 +28,7 @@ def _snapshot(root: Path) -> dict[str, bytes | None]:
 
 
 def _one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("s3rec: error: ") and "Traceback" not in err, err
-    return lines[0]
+    return one_error_line(capsys.readouterr().err)
 
 
 def _hide(monkeypatch, *modules: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import synthetic_sequences, write_dataset
+from conftest import snapshot, synthetic_sequences, write_dataset
 from s3rec import fileio
 from s3rec.cli import main
 from s3rec.data import registry
@@ -40,12 +40,6 @@ def data(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("S3REC_DATA_URL", raising=False)
     monkeypatch.setenv("S3REC_CACHE_DIR", str(tmp_path / "cache"))
     return write_dataset(tmp_path / "data", "Good", SEQS, ATTRS)
-
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under root: a regular file's bytes, None for anything else."""
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() and not p.is_symlink() else None
-            for p in sorted(root.rglob("*"))}
 
 
 def run_error(argv: list[str], root: Path, capsys, *words: str) -> str:

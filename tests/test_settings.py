@@ -10,18 +10,14 @@ folder) and through the API / config functions underneath.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
+from conftest import one_error_line, snapshot
 from s3rec import config
 from s3rec.cli import main
 from s3rec.config import LIMITS, SEED_MAX, PretrainConfig, TrainConfig, config_from_json, with_overrides
 from s3rec.errors import ConfigError
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
-
 
 @pytest.fixture
 def cli(tiny_data, tmp_path, monkeypatch, capsys):
@@ -37,15 +33,11 @@ def cli(tiny_data, tmp_path, monkeypatch, capsys):
         except SystemExit as e:  # argparse's own type checks
             rc = e.code
         err = capsys.readouterr().err
-        lines = err.strip().splitlines()
         assert rc == 2, err
-        assert "Traceback" not in err
-        assert len(lines) == 1 and lines[0].startswith("s3rec: error: "), err
-        for word in words:
-            assert word in lines[0], lines[0]
+        line = one_error_line(err, *words)
         assert snapshot(tmp_path) == before, "the command wrote files"
         assert not (tmp_path / "out").exists()
-        return lines[0]
+        return line
 
     return run
 
