@@ -166,8 +166,9 @@ def test_sp_stuck_needs_a_full_window_at_chance():
 
 def test_a_saturated_sp_is_reported_once(tiny_data, tmp_path, capsys, monkeypatch):
     # stand-in for a run whose SP scores have saturated (every epoch's SP term at ln 2)
-    real_step = Pretrainer.step
-    monkeypatch.setattr(Pretrainer, "step", lambda self, idx, gen: {**real_step(self, idx, gen), "sp": math.log(2) * len(idx)})
+    real_train = Pretrainer.train
+    monkeypatch.setattr(Pretrainer, "train",
+                        lambda self, batch: {**real_train(self, batch), "sp": math.log(2) * batch.n_instances})
     assert main([*PRE, "--epochs", "12", "--set", "save_every=12", "--out", str(tmp_path / "pre")]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: SP has been 0.6931 (chance) for 10 epochs") == 1

@@ -26,6 +26,7 @@ from .models import model_class
 from .models.encoder import EncoderConfig
 from .models.heads import PRETRAIN_BACKBONES
 
+COMPILE_MODES = ("none", "default", "reduce-overhead")
 LOSSES = ("bce", "ce", "bpr", "sampled-softmax", "gbce")
 # Shared settings whose default depends on the model: choosing a model (``model=NAME`` in a config
 # made from another model's) resets them to TrainConfig's defaults overlaid with the model's own
@@ -202,6 +203,9 @@ class PretrainConfig(RunSettings):
     segment_pool: str = "train"  # or "full": the released code's pool, which leaks valid/test items
     save_every: int = 10  # keep a checkpoint every N epochs (plus the latest)
     amp: str = "none"  # or "bf16": autocast (CUDA or CPU)
+    # "default" or "reduce-overhead" (CUDA graphs): the losses under torch.compile, eager when it fails
+    compile: str = "none"
+    prefetch: str = "auto"  # build the next batch on a thread while one trains: on, off, auto (CUDA only)
     causal: bool = False  # True: left-to-right attention while pre-training (Fig. 3's unidirectional SASRec)
     # the encoder pre-trained: "s3rec" (S3-Rec's, which SASRec and S3-Rec fine-tune from) or a
     # registered model (gru4rec, gru4rec_f, sasrec_f: Fig. 3), always read left to right; choosing
@@ -219,6 +223,8 @@ class PretrainConfig(RunSettings):
             (self.segment_pool in SEGMENT_POOLS, f"segment_pool must be one of {', '.join(SEGMENT_POOLS)}"),
             (self.save_every >= 1, "save_every must be >= 1"),
             (self.amp in ("none", "bf16"), "amp must be none or bf16"),
+            (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}"),
+            (self.prefetch in ("auto", "on", "off"), "prefetch must be auto, on or off"),
             (self.backbone in PRETRAIN_BACKBONES, f"backbone must be one of {', '.join(PRETRAIN_BACKBONES)}"),
         ]
 

@@ -101,7 +101,7 @@ def pretrain_model(cfg: PretrainConfig, ds: Dataset) -> torch.nn.Module:
 class Pretrainer:
     """Everything one pre-training step needs, built once per dataset."""
 
-    def __init__(self, cfg: PretrainConfig, ds: Dataset, world: World = World()):
+    def __init__(self, cfg: PretrainConfig, ds: Dataset, world: World = World(), log=lambda msg: None):
         self.cfg = cfg
         self.ds = ds
         self.world = world
@@ -120,6 +120,9 @@ class Pretrainer:
         self.model = pretrain_model(cfg, ds).to(cfg.device)
         self.params = list(self.model.parameters())
         self.optimizer = adam(self.params, cfg.lr)
+        self.device = torch.device(cfg.device)
+        self.prefetch = cfg.prefetch == "on" or (cfg.prefetch == "auto" and self.device.type == "cuda")
+        self.losses = self.model.losses if cfg.compile == "none" else compiled(self.model.losses, cfg.compile, log)
 
     def epoch_order(self, gen: torch.Generator) -> list[torch.Tensor]:
         """The epoch's batches: a fresh random permutation cut into ``batch_size`` pieces.
@@ -134,31 +137,92 @@ class Pretrainer:
         return pretrain_batch(self.st, self.instances, idx, self.pool, gen, cfg.mask_p, cfg.negative_sampler,
                               self.with_items, self.with_segments, cfg.max_len, cfg.packed, cfg.unidirectional)
 
-    def step(self, idx: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
-        """One Adam step on the batch ``idx``; returns the summed loss terms of this rank's share
-        (all of it in one process)."""
+    def prepare(self, idx: torch.Tensor, gen: torch.Generator):
+        """This rank's share of the batch ``idx``, corrupted, packed and on the device (None when the
+        share is empty: a batch smaller than the world leaves some ranks nothing). Reads only ``gen``,
+        never the default generator, so it may run ahead on another thread (:meth:`batches`)."""
+        idx = self.world.share(idx)
+        if not len(idx):
+            return None
+        batch = self.batch(idx, gen)
+        return batch.to(self.device)
+
+    def batches(self, order: list[torch.Tensor], gen: torch.Generator):
+        """:meth:`prepare` of each batch of ``order``, in order; with prefetching on (``cfg.prefetch``;
+        "auto": on CUDA only), the next batch is built on a background thread while the current one
+        trains. The same batches either way (only this loop draws from ``gen``)."""
+        if not self.prefetch:
+            for idx in order:
+                yield self.prepare(idx, gen)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="s3rec-prefetch") as pool:
+            ahead = pool.submit(self.prepare, order[0], gen) if order else None
+            for i in range(len(order)):
+                batch = ahead.result()
+                if i + 1 < len(order):
+                    ahead = pool.submit(self.prepare, order[i + 1], gen)
+                yield batch
+
+    def step(self, idx: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One Adam step on the batch ``idx`` (:meth:`prepare` then :meth:`train`)."""
+        return self.train(self.prepare(idx, gen))
+
+    def train(self, batch) -> dict[str, torch.Tensor]:
+        """One Adam step on a prepared batch; returns the summed loss terms of this rank's share (all
+        of it in one process) as 0-d tensors on the device: nothing here waits for the device (the
+        epoch loop adds them up and reads them once, at the end of the epoch)."""
         cfg = self.cfg
         self.optimizer.zero_grad(set_to_none=True)
-        idx = self.world.share(idx)
-        values = {k: 0.0 for k in OBJECTIVES if self.weights.active(k)}
-        if len(idx):  # a batch smaller than the world leaves some ranks nothing
-            batch = self.batch(idx, gen).to(cfg.device)
+        values = {k: torch.zeros((), device=self.device) for k in OBJECTIVES if self.weights.active(k)}
+        if batch is not None:
             attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
-            amp = (torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
+            amp = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                    if cfg.amp == "bf16" else contextlib.nullcontext())
             with amp:
-                terms = self.model.losses(batch, attr_targets, self.weights)
+                terms = self.losses(batch, attr_targets, self.weights)
                 loss = weighted_total(terms, self.weights)
             loss.backward()
-            values = {k: float(v.detach()) for k, v in terms.items()}
+            values = {k: v.detach().float() for k, v in terms.items()}
         finite = self.world.sum_gradients(self.params)  # the same answer on every rank
         self.optimizer.step()
-        # under torchrun every rank decides on the summed gradients (a non-finite loss makes them
-        # non-finite), so all ranks stop together with this message
-        local_ok = self.world.active or all(math.isfinite(v) for v in values.values())
-        if not (finite and local_ok):
-            raise DivergedError(f"pre-training diverged (loss terms {values}); try a smaller lr")
+        if not finite:  # under torchrun: every rank decides on the summed gradients, so all stop together
+            raise DivergedError("pre-training diverged (non-finite gradients); try a smaller lr")
         return values
+
+
+def compiled(fn, mode: str, log):
+    """``fn`` under ``torch.compile`` (dynamic shapes: packed batches change shape every step), falling
+    back to ``fn`` itself, with one warning, when compiling fails (no C++ compiler for the CPU
+    backend, no Triton for the GPU one, an operator it cannot trace): the same computation either way."""
+    try:
+        fast = torch.compile(fn, dynamic=True, mode=None if mode == "default" else mode)
+    except Exception as e:  # noqa: BLE001 (torch.compile raises many kinds; all mean "run eager")
+        log(f"warning: torch.compile is not available ({type(e).__name__}: {e}); running eagerly")
+        return fn
+    state = {"fn": None}
+
+    def call(*args, **kwargs):
+        if state["fn"] is not None:
+            return state["fn"](*args, **kwargs)
+        try:
+            out = fast(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            log(f"warning: torch.compile failed ({type(e).__name__}: {first[:200]}); running eagerly")
+            state["fn"] = fn
+            return fn(*args, **kwargs)
+        state["fn"] = fast
+        return out
+
+    return call
+
+
+def check_finite(values: dict[str, float]) -> None:
+    """Raise :class:`DivergedError` when an epoch's summed loss terms are not all finite."""
+    if not all(math.isfinite(v) for v in values.values()):
+        raise DivergedError(f"pre-training diverged (loss terms {values}); try a smaller lr")
 
 
 def pretrain(
@@ -188,7 +252,7 @@ def _pretrain(cfg: PretrainConfig, ds: Dataset, out: Path, resume: bool, progres
     t_start = time.time()
     out = Path(out)
     epochs = cfg.epochs or default_epochs(ds.name)
-    trainer = Pretrainer(cfg, ds, world)
+    trainer = Pretrainer(cfg, ds, world, log)
     if init_state is not None:
         checkpoint.load_model_state(trainer.model, init_state, cfg.init or "--init")
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -199,7 +263,7 @@ def _pretrain(cfg: PretrainConfig, ds: Dataset, out: Path, resume: bool, progres
         # a longer (or shorter) schedule is fine: without a learning-rate schedule, epoch k is the same
         # whatever the total, so `--epochs 150 --resume` extends a 50-epoch run exactly
         state = restore_training_state(ckpt_path, cfg, trainer.model, trainer.optimizer, gen,
-                                       ("device", "epochs", "save_every"))
+                                       ("device", "epochs", "save_every", "compile", "prefetch"))
         history = json.loads(state["history"])
         elapsed_before = float(state["seconds"])
         ranks = int(state.get("world_size", 1))  # checkpoints before it was recorded: one process
@@ -230,10 +294,11 @@ def _pretrain(cfg: PretrainConfig, ds: Dataset, out: Path, resume: bool, progres
         sums = dict.fromkeys(OBJECTIVES, 0.0)
         batches = trainer.epoch_order(gen)
         draws = world.epoch_generator(cfg.seed, epoch) if world.active else gen
-        for idx in progress_bar(batches, len(batches), f"pretrain {epoch}/{epochs}", progress):
-            for k, v in trainer.step(idx, draws).items():
+        for batch in progress_bar(trainer.batches(batches, draws), len(batches), f"pretrain {epoch}/{epochs}", progress):
+            for k, v in trainer.train(batch).items():
                 sums[k] += v
-        sums = world.sum_floats(sums)
+        sums = world.sum_floats({k: float(v) for k, v in sums.items()})  # the epoch's one wait for the device
+        check_finite(sums)  # the same sums on every rank: all ranks stop together
         seconds = time.time() - t0
         terms = {k: sums[k] / n_inst for k in OBJECTIVES if trainer.weights.active(k)}
         total = weighted_total(terms, trainer.weights)

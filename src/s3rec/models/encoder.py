@@ -60,6 +60,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     cheaper on CPU than the ``bernoulli_`` of ``F.dropout`` and than ``rand``."""
     if not training or p == 0.0:
         return x
+    if torch.compiler.is_compiling():
+        return F.dropout(x, p, True)
     return x * keep_scale(x, p)
 
 
@@ -126,13 +128,16 @@ class SelfAttention(nn.Module):
             return t.view(R, L, H, D // H).transpose(1, 2)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        return self.attend(q, k, v, mask).transpose(1, 2).reshape(R, L, D)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``softmax(q k^T / sqrt(d) + mask) v`` per row and head, with dropout on the probabilities when
+        training: q ``[R, H, Q, D/H]``, k and v ``[R, H, L, D/H]``, mask ``[R, 1, Q, L]`` -> ``[R, H, Q, D/H]``."""
         if self.training and self.attn_dropout > 0:
-            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(D // H)) + mask  # [R, H, L, L]
+            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1])) + mask  # [R, H, Q, L]
             probs = dropout(torch.softmax(scores, dim=-1), self.attn_dropout, True)
-            ctx = probs @ v
-        else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [R, H, L, D/H]
-        return ctx.transpose(1, 2).reshape(R, L, D)
+            return probs @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def output(self, ctx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.pre_ln:
@@ -143,11 +148,28 @@ class SelfAttention(nn.Module):
         return self.output(self.context(x, mask), x)
 
     def forward_queries(self, x: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """The block's attention output at the given flat slots only: ``[S, D]``. Attention runs over
-        every slot (all keys and values are needed anyway); the output projection, residual and
-        LayerNorm only at ``slots``."""
-        D = x.shape[-1]
-        ctx = self.context(x, mask).reshape(-1, D)[slots]
+        """The block's attention output at the given flat slots only: ``[S, D]``, every row of ``x``
+        holding at least one of them. Keys and values are computed at every slot (the queries read
+        them all); queries, attention, the output projection, residual and LayerNorm only at ``slots``:
+        each row's queries are gathered into a ``[R, H, Q, D/H]`` block (Q: the most queries in a row,
+        the rest padding), so the scores are ``[R, H, Q, L]`` instead of ``[R, H, L, L]``."""
+        R, L, D = x.shape
+        H = self.n_heads
+        xin = self.LayerNorm(x) if self.pre_ln else x
+        k = self.key(xin).view(R, L, H, D // H).transpose(1, 2)
+        v = self.value(xin).view(R, L, H, D // H).transpose(1, 2)
+        order = torch.argsort(slots)
+        s = slots[order]  # ascending, so grouped by row
+        row = torch.div(s, L, rounding_mode="floor")
+        counts = torch.bincount(row, minlength=R)
+        j = torch.arange(len(s), device=s.device) - (torch.cumsum(counts, 0) - counts)[row]  # rank in its row
+        Q = int(counts.max())
+        q = self.query(xin.reshape(-1, D)[s])
+        q = q.new_zeros(R, Q, D).index_put((row, j), q)
+        qmask = mask.new_zeros(R, Q, L).index_put((row, j), mask[row, 0, s - row * L])
+        ctx = self.attend(q.view(R, Q, H, D // H).transpose(1, 2), k, v, qmask.unsqueeze(1))  # [R, H, Q, D/H]
+        ctx = ctx.transpose(1, 2)[row, j].reshape(-1, D)  # [S, D] in the order of s
+        ctx = ctx.new_empty(ctx.shape).index_copy(0, order, ctx)  # back in the order of slots
         return self.output(ctx, x.reshape(-1, D)[slots])
 
 
