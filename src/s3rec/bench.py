@@ -108,14 +108,14 @@ def bench_pretrain(cfg, ds, batches: int = 200, warmup: int = 20, log=None) -> d
     order = []
     while len(order) < warmup + batches:
         order += trainer.epoch_order(gen)
-    for idx in order[:warmup]:
-        trainer.step(idx, gen)
+    for batch in trainer.batches(order[:warmup], gen):
+        trainer.train(batch)
     if cfg.device.startswith("cuda"):
         torch.cuda.synchronize()
     timed = order[warmup : warmup + batches]
     t0 = time.perf_counter()
-    for idx in timed:
-        trainer.step(idx, gen)
+    for batch in trainer.batches(timed, gen):  # as the epoch loop does (prefetching when on)
+        trainer.train(batch)
     if cfg.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -133,6 +133,8 @@ def bench_pretrain(cfg, ds, batches: int = 200, warmup: int = 20, log=None) -> d
         "dataset": ds.name,
         "packed": cfg.packed,
         "amp": cfg.amp,
+        "compile": cfg.compile,
+        "prefetch": trainer.prefetch,
         "device": cfg.device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
