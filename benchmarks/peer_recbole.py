@@ -1,5 +1,5 @@
-"""S3-Rec pre-training speed on Beauty: s3rec against RecBole 1.2.1's S3Rec and the authors' released code
-(github aHuiWang/CIKM2020-S3Rec), all measured in one run, each in a fresh child process.
+"""S3-Rec pre-training speed on Beauty (or --dataset): s3rec against RecBole 1.2.1's S3Rec and the authors'
+released code (github aHuiWang/CIKM2020-S3Rec), all measured in one run, each in a fresh child process.
 
 What is measured, for each system: instances per second = instances / end-to-end wall time over
 ``--batches`` consecutive training batches of 100, after ``--warmup`` batches, with

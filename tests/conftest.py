@@ -52,6 +52,19 @@ def cycle_sequences(n_users=60, n_items=20, length=10, seed=0) -> dict[int, list
     return {u: [(int(starts[u - 1]) + t) % n_items + 1 for t in range(length)] for u in range(1, n_users + 1)}
 
 
+def pretrain_terms_and_grads(trainer, batch) -> tuple[dict, dict]:
+    """A :class:`~s3rec.pretraining.Pretrainer`'s four loss terms on a CPU-built ``batch`` (moved to its
+    device) and the gradients of their weighted total, both on the CPU."""
+    from s3rec.models.heads import weighted_total
+
+    batch = batch.to(trainer.device)
+    terms = trainer.losses(batch, trainer.attrs[batch.targets], trainer.weights)
+    trainer.model.zero_grad(set_to_none=True)
+    weighted_total(terms, trainer.weights).backward()
+    return ({k: v.detach().cpu() for k, v in terms.items()},
+            {n: p.grad.cpu() for n, p in trainer.model.named_parameters() if p.grad is not None})
+
+
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under root: a regular file's bytes, None for anything else (folders, links): what a
     command that refuses its input must leave exactly as it was."""

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import synthetic_sequences, write_dataset
+from conftest import pretrain_terms_and_grads, synthetic_sequences, write_dataset
 from s3rec.config import PretrainConfig
 from s3rec.data.store import load_files
-from s3rec.models.heads import weighted_total
 from s3rec.pretraining import Pretrainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -24,15 +23,6 @@ def ds(tmp_path):
     return load_files("G", folder / "G.txt", folder / "G_item2attributes.json")
 
 
-def _terms_and_grads(trainer, batch):
-    batch = batch.to(trainer.device)
-    terms = trainer.losses(batch, trainer.attrs[batch.targets], trainer.weights)
-    trainer.model.zero_grad(set_to_none=True)
-    weighted_total(terms, trainer.weights).backward()
-    return ({k: v.detach().cpu() for k, v in terms.items()},
-            {n: p.grad.cpu() for n, p in trainer.model.named_parameters() if p.grad is not None})
-
-
 @pytest.mark.parametrize("compile", ["none", "default", "reduce-overhead"])
 def test_gpu_step_equals_the_cpu_step(ds, compile):
     kw = dict(dataset="G", hidden_size=32, max_len=10, batch_size=25, hidden_dropout=0.0, attn_dropout=0.0)
@@ -43,8 +33,8 @@ def test_gpu_step_equals_the_cpu_step(ds, compile):
     gen = torch.Generator().manual_seed(1)
     for idx in cpu.epoch_order(gen)[:3]:
         batch = cpu.batch(idx, gen)
-        want_t, want_g = _terms_and_grads(cpu, batch)
-        got_t, got_g = _terms_and_grads(gpu, batch)
+        want_t, want_g = pretrain_terms_and_grads(cpu, batch)
+        got_t, got_g = pretrain_terms_and_grads(gpu, batch)
         for k in want_t:
             torch.testing.assert_close(got_t[k], want_t[k], rtol=1e-4, atol=1e-3)
         for n in want_g:

@@ -7,11 +7,10 @@ import json
 import pytest
 import torch
 
-from conftest import synthetic_sequences, write_dataset
+from conftest import pretrain_terms_and_grads, synthetic_sequences, write_dataset
 from s3rec import pretraining
 from s3rec.config import PretrainConfig
 from s3rec.data.store import load_files
-from s3rec.models.heads import weighted_total
 from s3rec.pretraining import Pretrainer, pretrain
 
 MAX_LEN = 10
@@ -30,15 +29,6 @@ def _cfg(**kw):
                           attn_dropout=0.0, **kw)
 
 
-def _losses_and_grads(trainer, batch):
-    attrs = trainer.attrs[batch.targets]
-    terms = trainer.losses(batch, attrs, trainer.weights)
-    trainer.model.zero_grad(set_to_none=True)
-    weighted_total(terms, trainer.weights).backward()
-    return ({k: v.detach() for k, v in terms.items()},
-            {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
-
-
 def test_compiled_losses_and_gradients_equal_the_eager_ones(ds):
     """torch.compile (inductor, dynamic shapes) over three batches of different shapes: the same four
     terms and gradients as the eager step, and it really compiled (no fall-back warning)."""
@@ -49,8 +39,8 @@ def test_compiled_losses_and_gradients_equal_the_eager_ones(ds):
     gen = torch.Generator().manual_seed(3)
     for idx in eager.epoch_order(gen)[:3]:
         batch = eager.batch(idx, gen)
-        want_terms, want_grads = _losses_and_grads(eager, batch)
-        got_terms, got_grads = _losses_and_grads(fast, batch)
+        want_terms, want_grads = pretrain_terms_and_grads(eager, batch)
+        got_terms, got_grads = pretrain_terms_and_grads(fast, batch)
         for k in want_terms:
             torch.testing.assert_close(got_terms[k], want_terms[k], rtol=1e-5, atol=1e-4, msg=lambda m: f"{k}: {m}")
         assert got_grads.keys() == want_grads.keys()
@@ -72,8 +62,8 @@ def test_compile_falls_back_to_eager_with_one_warning(ds, monkeypatch):
     gen = torch.Generator().manual_seed(3)
     for idx in eager.epoch_order(gen)[:2]:
         batch = eager.batch(idx, gen)
-        want, _ = _losses_and_grads(eager, batch)
-        got, _ = _losses_and_grads(fallback, batch)
+        want, _ = pretrain_terms_and_grads(eager, batch)
+        got, _ = pretrain_terms_and_grads(fallback, batch)
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert len(warnings) == 1 and "torch.compile failed (RuntimeError: InvalidCxxCompiler" in warnings[0]
     assert "running eagerly" in warnings[0] and "more detail" not in warnings[0]

@@ -144,8 +144,7 @@ class Pretrainer:
         idx = self.world.share(idx)
         if not len(idx):
             return None
-        batch = self.batch(idx, gen)
-        return batch.to(self.device)
+        return self.batch(idx, gen).to(self.device)
 
     def batches(self, order: list[torch.Tensor], gen: torch.Generator):
         """:meth:`prepare` of each batch of ``order``, in order; with prefetching on (``cfg.prefetch``;
@@ -175,8 +174,9 @@ class Pretrainer:
         epoch loop adds them up and reads them once, at the end of the epoch)."""
         cfg = self.cfg
         self.optimizer.zero_grad(set_to_none=True)
-        values = {k: torch.zeros((), device=self.device) for k in OBJECTIVES if self.weights.active(k)}
-        if batch is not None:
+        if batch is None:  # this rank's share was empty: it adds nothing but joins the gradient sum
+            values = {k: torch.zeros((), device=self.device) for k in OBJECTIVES if self.weights.active(k)}
+        else:
             attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
             amp = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                    if cfg.amp == "bf16" else contextlib.nullcontext())
@@ -201,20 +201,21 @@ def compiled(fn, mode: str, log):
     except Exception as e:  # noqa: BLE001 (torch.compile raises many kinds; all mean "run eager")
         log(f"warning: torch.compile is not available ({type(e).__name__}: {e}); running eagerly")
         return fn
-    state = {"fn": None}
+    chosen = None  # fast once a first call has compiled, fn once one has failed
 
     def call(*args, **kwargs):
-        if state["fn"] is not None:
-            return state["fn"](*args, **kwargs)
-        try:
-            out = fast(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            log(f"warning: torch.compile failed ({type(e).__name__}: {first[:200]}); running eagerly")
-            state["fn"] = fn
-            return fn(*args, **kwargs)
-        state["fn"] = fast
-        return out
+        nonlocal chosen
+        if chosen is None:
+            try:
+                out = fast(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                log(f"warning: torch.compile failed ({type(e).__name__}: {first[:200]}); running eagerly")
+                chosen = fn
+            else:
+                chosen = fast
+                return out
+        return chosen(*args, **kwargs)
 
     return call
 

@@ -118,7 +118,8 @@ def objective_terms(heads: nn.Module, h: torch.Tensor, h_sp: torch.Tensor | None
         if weights.active("mip"):
             z = heads.mip_norm(hmask)  # [M, D]
             # one gather of the item table for positives and negatives (one scatter in the backward)
-            pos, neg = torch.sigmoid((z.repeat(2, 1) * E[torch.cat([batch.targets[masked], batch.negatives])]).sum(-1)).chunk(2)
+            items = E[torch.cat([batch.targets[masked], batch.negatives])]  # [2M, D]
+            pos, neg = torch.sigmoid((z.repeat(2, 1) * items).sum(-1)).chunk(2)
             out["mip"] = -F.logsigmoid(pos - neg).sum()
         if weights.active("map"):
             logits = heads.map_norm(hmask) @ A.T
