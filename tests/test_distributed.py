@@ -118,7 +118,7 @@ def test_torchrun_pretraining_writes_once_and_resumes_exactly(tiny_data, tmp_pat
     assert (resumed / "checkpoint.pt").read_bytes() == before
 
 
-def test_only_pretraining_runs_under_torchrun(tiny_data, monkeypatch, capsys):
+def test_only_pretraining_and_training_run_under_torchrun(tiny_data, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["train", "--dataset", "Tiny", "--epochs", "1"]) == 2
-    assert "only `s3rec pretrain` is distributed" in capsys.readouterr().err
+    assert main(["run", "--dataset", "Tiny", "--pretrain-epochs", "1"]) == 2
+    assert "only `s3rec pretrain` and `s3rec train` are distributed" in capsys.readouterr().err

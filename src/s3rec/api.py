@@ -152,10 +152,12 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool, cls=TrainConfig) -> 
 
 
 def run_finetuning(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool = False, overwrite: bool = False,
-                   progress: bool = False, log=_quiet) -> dict:
+                   progress: bool = False, log=_quiet, world=None) -> dict:
     """Fine-tune ``cfg`` on ``ds`` in ``out`` (the run folder checked by :func:`check_run_dir`): the
     pre-trained weights of ``cfg.init`` read unless a resumed run has its own checkpoint; the sampled
-    protocol's negatives attached (the file made when missing) after every check passed."""
+    protocol's negatives attached (the file made when missing) after every check passed. ``world``:
+    this process's rank under torchrun (:class:`s3rec.distributed.World`; None: one process)."""
+    from .distributed import World
     from .loop import clear_run_dir
     from .train import finetune as train_finetune
     from .transfer import read_init
@@ -166,13 +168,21 @@ def run_finetuning(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool = Fals
         init = read_init(cfg.init, ds, cfg)
     if cfg.model_class().trainable:
         check_trainable(ds)  # before --overwrite removes the old run
+    world = world or World()
     if needs_negatives(cfg.protocol) and ds.negatives is None:  # made (if missing) once the inputs are known good
-        ds = attach_negatives(ds, quiet=not progress)
+        if world.main:
+            ds = attach_negatives(ds, quiet=not progress)
+        world.barrier()  # rank 0 made the file when it was missing; the others read it
+        if not world.main:
+            ds = attach_negatives(ds, quiet=True)
     start = f"from {cfg.init}" if cfg.init else "from scratch"  # once the inputs are known good
-    log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; {cfg.model} {start}; protocol {cfg.protocol}; run {out}")
-    if overwrite and not resume:
-        clear_run_dir(out, TrainConfig)
-    return train_finetune(cfg, ds, out, resume=resume, progress=progress, log=log, init=init)
+    if world.main:
+        log(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; {cfg.model} {start}; protocol {cfg.protocol}; "
+            f"run {out}" + (f"; {world.size} ranks" if world.active else ""))
+        if overwrite and not resume:
+            clear_run_dir(out, TrainConfig)
+    world.barrier()
+    return train_finetune(cfg, ds, out, resume=resume, progress=progress, log=log, init=init, world=world)
 
 
 def finetune(dataset, model: str = "sasrec", init=None, protocol: str = "sampled", out: str | Path | None = None, *,

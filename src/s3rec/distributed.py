@@ -89,6 +89,28 @@ class World:
             for t in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(t.data, 0)
 
+    def gather_shares(self, share: torch.Tensor, n: int) -> torch.Tensor:
+        """The whole ``[n, ...]`` tensor of which each rank holds its :meth:`share` of the rows (every
+        rank gets it; ``share`` itself in one process)."""
+        if not self.active:
+            return share
+        width = (n + self.size - 1) // self.size  # the largest share; the others padded to it
+        padded = torch.zeros((width, *share.shape[1:]), dtype=share.dtype, device=_device())
+        padded[: len(share)] = share.to(padded.device)
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded)
+        out = share.new_empty((n, *share.shape[1:]))
+        for r, part in enumerate(parts):
+            rows = torch.arange(r, n, self.size)
+            out[rows] = part[: len(rows)].to(out.device)
+        return out
+
+    def seed_dropout(self, seed: int, epoch: int) -> None:
+        """Reseed this rank's dropout (torch's default generator) from (seed, epoch, rank): the draws of
+        a distributed fine-tuning epoch, the same when it is resumed."""
+        state = np.random.SeedSequence([seed, epoch, self.rank]).generate_state(1, dtype=np.uint64)
+        torch.manual_seed(int(state[0]) >> 1)
+
     def epoch_generator(self, seed: int, epoch: int) -> torch.Generator:
         """This rank's stream for the epoch's corruption; also reseeds its dropout masks."""
         state = np.random.SeedSequence([seed, epoch, self.rank]).generate_state(2, dtype=np.uint64)

@@ -23,6 +23,7 @@ import torch
 
 from .data.batches import SequenceTensors, eval_batch
 from .data.store import SPLIT_HOLDOUT, Dataset
+from .distributed import World
 from .errors import DivergedError
 from .metrics import metrics_from_ranks, target_ranks
 
@@ -110,13 +111,14 @@ def evaluate(
     st: SequenceTensors | None = None,
     chunk: int | None = None,
     users: torch.Tensor | None = None,
+    world: World = World(),
 ) -> tuple[dict[str, float], dict]:
     """Metrics of the model on ``split`` ("valid" or "test") for every user, and facts about the run.
 
     Users are scored ``chunk`` at a time (default: up to 1024, fewer for large catalogues, so that a
     chunk's score matrix stays near ``FULL_CHUNK_CELLS`` floats, ``FULL_CHUNK_CELLS_GPU`` on a GPU,
     whatever the number of items)."""
-    ranks, info = evaluate_ranks(model, ds, split, protocol, device, st, chunk, users)
+    ranks, info = evaluate_ranks(model, ds, split, protocol, device, st, chunk, users, world)
     return metrics_from_ranks(ranks), info
 
 
@@ -130,10 +132,12 @@ def evaluate_ranks(
     st: SequenceTensors | None = None,
     chunk: int | None = None,
     users: torch.Tensor | None = None,
+    world: World = World(),
 ) -> tuple[torch.Tensor, dict]:
     """The 1-based rank of every user's target (``[n_users]`` int64, dataset row order) on ``split``
     under ``protocol``, and facts about the run: what :func:`evaluate` averages into metrics.
-    ``users``: only these dataset rows (in their order), e.g. a validation subsample."""
+    ``users``: only these dataset rows (in their order), e.g. a validation subsample. ``world``: under
+    torchrun each rank ranks its share of the users and every rank gets all the ranks."""
     if not chunk:  # 1024 users; under the full protocols fewer for large catalogues
         cells = FULL_CHUNK_CELLS if torch.device(device).type == "cpu" else FULL_CHUNK_CELLS_GPU
         chunk = 1024 if protocol == "sampled" else full_chunk(ds.n_items, cells)
@@ -145,10 +149,13 @@ def evaluate_ranks(
     model.eval()
     st = st or SequenceTensors(ds)
     users = torch.arange(ds.n_users) if users is None else users.to(torch.long)
-    h = user_states(model, st, users, split, device)  # [U, S]
+    n_all = len(users)
+    users = world.share(users)
+    h = user_states(model, st, users, split, device) if len(users) else None  # [U, S]; a share may be empty
     targets = torch.from_numpy(ds.targets(split))[users]
     ranks = []
     in_history = 0
+    diverged = False
     for i in range(0, len(users), chunk):
         u = users[i : i + chunk]
         hu = h[i : i + chunk]
@@ -172,11 +179,15 @@ def evaluate_ranks(
                 hist[row[item == t[row]]] = True
                 in_history += int(hist.sum())
         if has_nan(scores):
-            model.train(was_training)  # leave the model's mode as it was, even on this error
-            raise DivergedError("the model produced NaN scores (training diverged?); try a smaller lr")
+            diverged = True
+            break
         ranks.append(target_ranks(scores, col.to(device)).cpu())
-    model.train(was_training)
-    info = {"users": len(users), "protocol": protocol, "split": split}
+    model.train(was_training)  # leave the model's mode as it was, even on an error
+    counts = world.sum_floats({"diverged": float(diverged), "in_history": float(in_history)})  # every rank decides alike
+    if counts["diverged"]:
+        raise DivergedError("the model produced NaN scores (training diverged?); try a smaller lr")
+    info = {"users": n_all, "protocol": protocol, "split": split}
     if protocol == "full":
-        info["targets_in_history"] = in_history
-    return torch.cat(ranks), info
+        info["targets_in_history"] = int(counts["in_history"])
+    mine = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+    return world.gather_shares(mine, n_all), info

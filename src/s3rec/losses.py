@@ -1,11 +1,49 @@
-"""Fine-tuning losses (pure functions of hidden states and the item table)."""
+"""Fine-tuning losses (pure functions of hidden states and the item table).
+
+Each is a mean over its terms (positions, or (state, target) pairs). Inside :func:`summed_terms` they
+return the sum of their terms instead and record how many there were: distributed fine-tuning
+(:func:`s3rec.train.train_epoch` under torchrun) adds the ranks' sums and counts, so that the summed
+gradients are exactly those of the whole batch's mean, whatever each rank's share of the terms.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
+
+
+_counts: list[int] | None = None  # the term counts recorded inside summed_terms(), else None
+
+
+@contextlib.contextmanager
+def summed_terms():
+    """Within: the losses return sums over their terms, not means; yields the list that receives each
+    loss's number of terms (one entry per loss computed)."""
+    global _counts
+    outer, _counts = _counts, []
+    try:
+        yield _counts
+    finally:
+        _counts = outer
+
+
+def batch_mean(terms: torch.Tensor) -> torch.Tensor:
+    """``terms.mean()``; inside :func:`summed_terms` their sum, the count recorded."""
+    if _counts is None:
+        return terms.mean()
+    _counts.append(len(terms))
+    return terms.sum()
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``F.cross_entropy`` (mean), or its sum inside :func:`summed_terms`."""
+    if _counts is None:
+        return F.cross_entropy(logits, targets)
+    _counts.append(len(targets))
+    return F.cross_entropy(logits, targets, reduction="sum")
 
 
 def bce_next_item(h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -17,7 +55,7 @@ def bce_next_item(h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, n
     """
     pos = (h * table[targets]).sum(-1)
     neg = (h * table[negatives]).sum(-1)
-    return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
+    return batch_mean(-(F.logsigmoid(pos) + F.logsigmoid(-neg)))
 
 
 def ce_next_item(h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -38,9 +76,12 @@ def linear_cross_entropy(h: torch.Tensor, weights: torch.Tensor, targets: torch.
     needs_grad = torch.is_grad_enabled() and (
         h.requires_grad or weights.requires_grad or (bias is not None and bias.requires_grad))
     if needs_grad and not _autocast_on(h.device.type):
-        return LinearCrossEntropy.apply(h, weights, targets, bias)
+        if _counts is None:
+            return LinearCrossEntropy.apply(h, weights, targets, bias)
+        _counts.append(len(targets))
+        return LinearCrossEntropy.apply(h, weights, targets, bias, True)
     logits = h @ weights.T
-    return F.cross_entropy(logits if bias is None else logits + bias, targets)
+    return cross_entropy(logits if bias is None else logits + bias, targets)
 
 
 def _autocast_on(device_type: str) -> bool:
@@ -75,7 +116,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None, summed: bool = False) -> torch.Tensor:
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = bias is not None and ctx.needs_input_grad[3]
         n_rows = len(h)
@@ -107,7 +148,9 @@ class LinearCrossEntropy(torch.autograd.Function):
             if want_b:
                 grad_b += p.sum(0)
         ctx.grads = (grad_h, grad_w, grad_b)  # of the sum over rows; the mean's factor is in the backward
-        ctx.n_rows = n_rows
+        ctx.n_rows = 1 if summed else n_rows  # ``summed``: the sum over rows, not the mean
+        if summed:
+            return total
         return total / n_rows if n_rows else total.new_tensor(float("nan"))  # an empty mean is nan
 
     @staticmethod
@@ -116,7 +159,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         scale = grad / max(ctx.n_rows, 1)
         grad_h, grad_w, grad_b = ctx.grads
         return (None if grad_h is None else grad_h * scale, None if grad_w is None else grad_w * scale, None,
-                None if grad_b is None else grad_b * scale)
+                None if grad_b is None else grad_b * scale, None)
 
 
 SAMPLED_LOSSES = ("bce", "bpr")
@@ -129,9 +172,9 @@ def sampled_loss(kind: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tenso
     (Rendle et al., UAI 2009; HGN's and GRU4Rec's pairwise loss with one sampled negative).
     """
     if kind == "bce":
-        return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
+        return batch_mean(-(F.logsigmoid(pos) + F.logsigmoid(-neg)))
     if kind == "bpr":
-        return -F.logsigmoid(pos - neg).mean()
+        return batch_mean(-F.logsigmoid(pos - neg))
     raise ValueError(f"unknown sampled loss {kind!r}; choose from {SAMPLED_LOSSES}")
 
 
@@ -158,7 +201,7 @@ def sampled_softmax_next_item(h: torch.Tensor, table: torch.Tensor, targets: tor
     over positions."""
     pos, neg = _shared_negative_logits(h, table, targets, negatives)
     logits = torch.cat([pos[:, None], neg + math.log(n_items / len(negatives))], 1)
-    return -torch.log_softmax(logits, dim=1)[:, 0].mean()
+    return batch_mean(-torch.log_softmax(logits, dim=1)[:, 0])
 
 
 def gbce_beta(n_negatives: int, n_items: int, t: float) -> float:
@@ -178,5 +221,5 @@ def gbce_next_item(h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, 
     pos, neg = _shared_negative_logits(h, table, targets, negatives)
     beta = gbce_beta(len(negatives), n_items, t)
     per_position = -(beta * F.logsigmoid(pos) + F.logsigmoid(-neg).sum(1))
-    return (per_position / (len(negatives) + 1)).mean()
+    return batch_mean(per_position / (len(negatives) + 1))
 

@@ -28,9 +28,11 @@ from .config import TrainConfig
 from .data.batches import SequenceTensors, finetune_batch
 from .data.registry import min_finetune_epochs
 from .data.store import Dataset, check_trainable
-from .errors import CheckpointError
+from .distributed import World
+from .errors import CheckpointError, ConfigError
 from .evaluation import SELECTION_METRIC, evaluate, evaluate_ranks
 from .fileio import atomic_path, atomic_write_text
+from .losses import summed_terms
 from .loop import (RunLog, adam, kept_users, progress_bar, restore_training_state, rng_state, write_config,
                    write_metrics)
 from .metrics import metrics_from_ranks
@@ -65,25 +67,45 @@ def train_users(ds: Dataset, fraction: float = 1.0, seed: int = 0) -> torch.Tens
     return torch.from_numpy(rows[ds.lengths[rows] > 3])
 
 
-def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg: TrainConfig, gen, progress=False, desc=""):
+def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg: TrainConfig, gen, progress=False, desc="",
+                world: World = World()):
     """One pass over the users in a fresh random order; returns the mean batch loss (0 for a model
-    that is not trainable: nothing happens)."""
+    that is not trainable: nothing happens).
+
+    ``world`` (under torchrun): every rank walks the same order (``gen`` is the same on every rank),
+    trains on its share of each batch's users (:meth:`World.share`, with the whole batch's negatives)
+    and the ranks add their losses' sums, term counts and gradients before the same step, which is the
+    step of the whole batch's mean loss."""
     if not model.trainable:
         return 0.0
     model.train()
     order = users[torch.randperm(len(users), generator=gen)]
     n_batches = (len(order) + cfg.batch_size - 1) // cfg.batch_size
     total = 0.0
+    params = [p for p in model.parameters() if p.requires_grad]
     for b in progress_bar(range(n_batches), n_batches, desc, progress):
         batch = finetune_batch(
             st, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], gen, cfg.max_len, cfg.negative_sampler,
-            cfg.packed and model.packed_ok, model.causal,
+            cfg.packed and model.packed_ok, model.causal, (world.rank, world.size),
         ).to(cfg.device)
-        loss = model.loss(batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if not world.active:
+            loss = model.loss(batch)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            continue
+        with summed_terms() as counts:
+            summed = model.loss(batch) if len(batch.users) else None  # a batch smaller than the world
+        if len(counts) > 1:
+            raise RuntimeError(f"{cfg.model}: a loss of {len(counts)} means cannot be split over ranks")
+        sums = world.sum_floats({"terms": float(counts[0] if counts else 0),
+                                 "loss": float(summed.detach()) if summed is not None else 0.0})
+        if summed is not None:
+            (summed / sums["terms"]).backward()
+        world.sum_gradients(params)
         optimizer.step()
-        total += float(loss.detach())
+        total += sums["loss"] / sums["terms"]
     return total / max(n_batches, 1)
 
 
@@ -100,6 +122,7 @@ def finetune(
     log=lambda msg: print(msg, file=sys.stderr),
     init: InitWeights | None = None,
     evaluate_test: bool = True,
+    world: World = World(),
 ) -> dict:
     """Train, early-stop on validation, reload the best weights, evaluate test once; return results.
 
@@ -111,14 +134,20 @@ def finetune(
     None and no ``test_ranks.npy`` is written.
 
     ``log``: a callable for each line, or a :class:`s3rec.loop.RunLog` (``--quiet``, TensorBoard); the
-    lines also go to the run folder's ``log.txt``."""
+    lines also go to the run folder's ``log.txt``.
+
+    ``world``: this process's rank among torchrun's (:mod:`s3rec.distributed`): the ranks train on
+    shares of each batch (:func:`train_epoch`) and evaluate shares of the users; rank 0 alone logs and
+    writes ``out``; a resumed run must have as many ranks."""
+    if not world.main:
+        log, progress = (lambda msg: None), False
     log = RunLog.of(log)
     with log.recording():
-        return _finetune(cfg, ds, out, resume, progress, log, init, evaluate_test)
+        return _finetune(cfg, ds, out, resume, progress, log, init, evaluate_test, world)
 
 
 def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: bool, log: RunLog,
-              init: InitWeights | None, evaluate_test: bool) -> dict:
+              init: InitWeights | None, evaluate_test: bool, world: World) -> dict:
     if cfg.model_class().trainable:
         check_trainable(ds)  # before the run folder is made
     t_start = time.time()
@@ -142,14 +171,22 @@ def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: 
         best = json.loads(state["best"])
         best_weights = state["best_model"]
         elapsed_before = float(state["seconds"])
+        ranks = int(state.get("world_size", 1))
+        if ranks != world.size:
+            raise ConfigError(f"--resume: {out} was fine-tuned by {ranks} process(es) and this is {world.size}: "
+                              f"resume it with the same number (torchrun --nproc_per_node {ranks}; 1: no "
+                              "torchrun), since each rank's dropout draws depend on it")
         log(f"resuming {out} after epoch {len(history)}")
         # checkpoint.pt is the commit point: best.pt may be from an epoch that a kill undid
-        checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, best["epoch"]),
-                                          "model": best_weights})
+        if world.main:
+            checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, best["epoch"]),
+                                              "model": best_weights})
     elif cfg.init and init is not None:
         init_digest = init.digest
-    write_config(out, cfg)
-    log.open(out, append=resume)
+    world.broadcast_parameters(model)  # the same seed built them; this makes sure
+    if world.main:
+        write_config(out, cfg)
+        log.open(out, append=resume)
 
     st = SequenceTensors(ds)
     users = train_users(ds, cfg.train_fraction, cfg.fraction_seed)
@@ -158,17 +195,21 @@ def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: 
     since_best = len(history) - best["epoch"]
     epoch = len(history)
     if not model.trainable and not history:
-        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st, users=valid_rows)
+        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st, users=valid_rows, world=world)
         best = {"score": valid[metric], "epoch": 0, "valid": valid}
         best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         log(f"{cfg.model} is not trained; valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))}")
-        checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, 0), "model": best_weights})
+        if world.main:
+            checkpoint.save(out / "best.pt", {**checkpoint.weights_payload("finetune", cfg, ds, model, 0),
+                                              "model": best_weights})
     min_epochs = cfg.min_epochs if cfg.min_epochs >= 0 else min_finetune_epochs(ds.name)
     while model.trainable and epoch < cfg.epochs and (since_best < cfg.patience or epoch < min_epochs):
         epoch += 1
         t0 = time.time()
-        loss = train_epoch(model, optimizer, st, users, cfg, gen, progress, f"epoch {epoch}")
-        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st, users=valid_rows)
+        if world.active:
+            world.seed_dropout(cfg.seed, epoch)
+        loss = train_epoch(model, optimizer, st, users, cfg, gen, progress, f"epoch {epoch}", world)
+        valid, _ = evaluate(model, ds, "valid", cfg.protocol, cfg.device, st, users=valid_rows, world=world)
         seconds = time.time() - t0
         history.append({"epoch": epoch, "loss": loss, "valid": valid, "seconds": round(seconds, 3)})
         improved = valid[metric] > best["score"]
@@ -180,6 +221,8 @@ def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: 
             f"epoch {epoch:3d} loss {loss:.4f} valid {_fmt(valid, ('HR@10', 'NDCG@10', metric))} "
             f"(best {best['score']:.4f} @ {best['epoch']}) {seconds:.1f}s"
         )
+        if not world.main:
+            continue
         checkpoint.save(
             ckpt_path,
             {
@@ -191,6 +234,7 @@ def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: 
                 "best_model": best_weights,
                 "seconds": elapsed_before + time.time() - t_start,
                 "init_weights_sha256": init_digest,
+                "world_size": world.size,
             },
         )
         if improved:  # after the commit point, so best.pt never runs ahead of checkpoint.pt
@@ -205,9 +249,10 @@ def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: 
     test, info = None, None
     if evaluate_test:
         checkpoint.load_model_state(model, best_weights, str(ckpt_path))
-        ranks, info = evaluate_ranks(model, ds, "test", cfg.protocol, cfg.device, st)
+        ranks, info = evaluate_ranks(model, ds, "test", cfg.protocol, cfg.device, st, world=world)
         test = metrics_from_ranks(ranks)
-        save_ranks(out / "test_ranks.npy", ranks)  # per-user test ranks, for paired significance tests
+        if world.main:
+            save_ranks(out / "test_ranks.npy", ranks)  # per-user test ranks, for paired significance tests
     results = {
         "valid": best["valid"],
         "test": test,
@@ -224,7 +269,11 @@ def _finetune(cfg: TrainConfig, ds: Dataset, out: Path, resume: bool, progress: 
     }
     if cfg.init:
         results["init_weights_sha256"] = init_digest or None  # None: started before digests were kept
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    if world.active:
+        results["world_size"] = world.size
+    if world.main:
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    world.barrier()  # the other ranks return once rank 0 has written the results
     return results
 
 

@@ -88,6 +88,9 @@ def subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.Argumen
     return found
 
 
+DISTRIBUTED = ("pretrain", "train")  # the commands that run under torchrun
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -96,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     args.argv = argv  # the command as given (`s3rec reproduce --jobs` starts workers with it)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "pretrain":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
         print(f"s3rec: error: {args.command} runs as one process; under torchrun (WORLD_SIZE > 1) only "
-              "`s3rec pretrain` is distributed", file=sys.stderr)
+              "`s3rec pretrain` and `s3rec train` are distributed", file=sys.stderr)
         return 2
     try:
         return HANDLERS[args.command](args)

@@ -111,15 +111,18 @@ def add_parsers(sub, defaults) -> None:
     e.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, paper_model: str) -> dict:
+def _finetune(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, paper_model: str, world=None) -> dict:
     """Load the data, fine-tune (:func:`s3rec.api.run_finetuning`), print ours beside the paper's numbers;
-    ``rlog``: the run's :class:`s3rec.loop.RunLog` (these lines are in its log.txt too)."""
+    ``rlog``: the run's :class:`s3rec.loop.RunLog` (these lines are in its log.txt too); ``world``: this
+    rank under torchrun (None: one process)."""
     from ..api import run_finetuning
     from ..data import registry
     from ..paper import comparison_table
 
     ds = registry.load(cfg.dataset, data_dir)  # the sampled protocol's negatives: once every input is checked
-    results = run_finetuning(cfg, ds, out, resume, overwrite, progress=not rlog.quiet, log=rlog)
+    results = run_finetuning(cfg, ds, out, resume, overwrite, progress=not rlog.quiet, log=rlog, world=world)
+    if world is not None and not world.main:
+        return results
     rlog(f"test metrics, {ds.name}, {paper_model}, {cfg.protocol} protocol (paper: Zhou et al. 2020)\n"
         + comparison_table(results["test"], cfg.protocol, paper_model, ds.name))
     return results
@@ -142,6 +145,7 @@ def _preset_pretraining(args, cfg):
 
 
 def cmd_train(args) -> int:
+    from .. import distributed
     from ..api import check_run_dir, default_run_dir
     from ..config import config_from_json
 
@@ -156,9 +160,18 @@ def cmd_train(args) -> int:
         return 0
     cfg = _preset_pretraining(args, cfg)  # after the run folder's checks: a resumed run keeps its init
     paper_model = "s3rec" if cfg.init and cfg.model == "sasrec" else cfg.model
-    results = _finetune(cfg, args.data_dir, out, args.resume, args.overwrite, rlog, paper_model)
-    print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"],
-                      "out": str(out)}, indent=2))
+    world, device = distributed.from_env(cfg.device)  # launched by torchrun: one rank of several
+    try:
+        world.barrier()  # every rank has checked the run directory before rank 0 writes to it
+        results = _finetune(dataclasses.replace(cfg, device=device), args.data_dir, out, args.resume,
+                            args.overwrite, rlog, paper_model, world)
+    finally:
+        distributed.close(world)
+    if world.main:
+        print(json.dumps({"test": results["test"], "best_epoch": results["best_epoch"], "epochs": results["epochs"],
+                          "out": str(out)}, indent=2))
+    if world.active:
+        _exit_rank()
     return 0
 
 
@@ -211,13 +224,17 @@ def cmd_pretrain(args) -> int:
     if world.main:
         print(json.dumps({**summary, "out": str(out)}, indent=2))
     if world.active:
-        # leave without C++ static destructors: with torch 2.13's gloo, a rank's exit aborted ("terminate
-        # called without an active exception", after the last Python frame) in 8 of ~120 torchrun runs
-        # on 2026-11-27; none in 44 runs since this exit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit_rank()
     return 0
+
+
+def _exit_rank() -> None:
+    """Leave a torchrun rank without C++ static destructors: with torch 2.13's gloo, a rank's exit
+    aborted ("terminate called without an active exception", after the last Python frame) in 8 of ~120
+    torchrun runs on 2026-11-27; none in 44 runs since this exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def cmd_run(args) -> int:

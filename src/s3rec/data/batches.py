@@ -114,14 +114,28 @@ def finetune_batch(
     sampler: str = "exclude-mask",
     packed: bool = True,
     causal: bool = True,
+    share: tuple[int, int] = (0, 1),
 ) -> SequenceBatch:
-    """The fine-tuning batch of the given users (each must have a non-empty training input)."""
+    """The fine-tuning batch of the given users (each must have a non-empty training input).
+
+    ``share = (rank, size)``: only the users ``rank, rank + size, ...`` of them (one rank's share
+    under distributed fine-tuning), with the negatives that the whole batch's tokens draw, so that the
+    ranks' shares together hold exactly the whole batch's (every rank draws them all from the same
+    ``gen``)."""
     start, end = st.split_bounds("train", max_len, users)
+    rank, size = share
+    negatives = None
+    if size > 1:
+        seq = torch.repeat_interleave(torch.arange(len(users)), end - start)  # the whole batch's tokens
+        negatives = sample_negatives(st, users[seq], gen, sampler)[seq % size == rank]
+        keep = torch.arange(rank, len(users), size)
+        users, start, end = users[keep], start[keep], end[keep]
     layout = make_layout(end - start, max_len, causal, FINETUNE_MASK_VALUE, packed=packed)
     src = _tokens(start, layout)
     items = scatter_tokens(layout, st.items[src])
     targets = st.items[src + 1]
-    negatives = sample_negatives(st, users[layout.token_seq], gen, sampler)
+    if negatives is None:
+        negatives = sample_negatives(st, users[layout.token_seq], gen, sampler)
     return SequenceBatch(layout, items, users, targets, negatives)
 
 

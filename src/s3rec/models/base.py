@@ -38,7 +38,7 @@ from torch import nn
 
 from ..data.batches import SequenceBatch
 from ..errors import ConfigError
-from ..losses import linear_cross_entropy, sampled_loss
+from ..losses import cross_entropy, linear_cross_entropy, sampled_loss
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Model(nn.Module):
         """Softmax cross-entropy of ``targets [N]`` (ids 1..n_items) over every item, mean over the N."""
         out = self.output_table()
         if out is None:
-            return F.cross_entropy(self.score(states, None)[:, 1 : self.n_items + 1], targets - 1)
+            return cross_entropy(self.score(states, None)[:, 1 : self.n_items + 1], targets - 1)
         table, bias = out
         items = slice(1, self.n_items + 1)
         return linear_cross_entropy(states, table[items], targets - 1, None if bias is None else bias[items])

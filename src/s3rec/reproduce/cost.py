@@ -4,9 +4,9 @@ Base figures, from this project's 2-core CPU machine (docs/results.md, "Speed"):
 
 - fine-tuning SASRec on Beauty: 2.29 s per epoch including the sampled validation (measured); other
   datasets scale with their number of interactions (assumed); other models by an assumed factor;
-- pre-training on Beauty: 64 s per epoch (measured, 150,258 instances); LastFM 1,252 instances/s
-  (measured); other datasets at 2,400 instances/s (assumed); other models' encoders (Fig. 3) by a
-  measured factor;
+- pre-training: each public dataset's instances per second from `s3rec bench pretrain --dataset NAME
+  --batches 200`, two threads (measured, PRETRAIN_RATE below); another dataset at 2,500 instances/s
+  (assumed); other models' encoders (Fig. 3) by a measured factor;
 - a window of ``max_len`` items other than the paper's 50 scales either by max_len / 50 (assumed;
   attention grows with its square, and LastFM's 200-item pre-training measured far more: 894 s for its
   first epoch, one thread beside four jobs, against a median of 30 s for the 50-item epochs on one
@@ -35,8 +35,11 @@ PRETRAIN_INSTANCES = {"Beauty": 150_258, "Sports": 223_464, "Toys": 125_896, "Ye
 USERS_ITEMS = {"Beauty": (22_363, 12_101), "Sports": (35_598, 18_357), "Toys": (19_412, 11_924),
                "Yelp": (30_431, 20_033), "LastFM": (1_090, 3_646)}
 FINETUNE_BEAUTY_S = 2.29  # SASRec, seconds per epoch incl. sampled validation (measured)
-PRETRAIN_S = {"Beauty": 64.0, "LastFM": 25_726 / 1_252}  # seconds per epoch (measured)
-PRETRAIN_RATE = 2_400.0  # instances per second elsewhere (assumed)
+# pre-training instances per second, two threads: Beauty and LastFM from benchmarks/results/peer_recbole.json
+# and peer_authors_LastFM.json (2026-12-07, AMD EPYC 2 vCPUs), Toys, Sports and Yelp by `s3rec bench
+# pretrain --dataset NAME --batches 200` (2026-12-07, Intel Xeon 2 vCPUs)
+PRETRAIN_RATE = {"Beauty": 3_824.0, "LastFM": 1_999.0, "Toys": 2_958.0, "Sports": 2_589.0, "Yelp": 2_561.0}
+OTHER_PRETRAIN_RATE = 2_500.0  # instances per second on another dataset (assumed)
 # pre-training another model's encoder (``backbone``, Fig. 3), relative to S3-Rec's: `s3rec bench
 # pretrain --dataset Beauty --batches 60 --set backbone=NAME`, one thread, measured side by side 2026-11-27
 # (s3rec 1,290, gru4rec 1,320, gru4rec_f 785, sasrec_f 1,071 instances/s)
@@ -126,12 +129,10 @@ def finetune_epoch_seconds(run: FinetuneRun, interactions: int | None) -> float 
 
 def pretrain_epoch_seconds(run: PretrainRun, interactions: int | None) -> float | None:
     ds = run.cfg.dataset
-    if ds in PRETRAIN_S:
-        base = PRETRAIN_S[ds]
-    elif ds in PRETRAIN_INSTANCES:
-        base = PRETRAIN_INSTANCES[ds] / PRETRAIN_RATE
+    if ds in PRETRAIN_INSTANCES:
+        base = PRETRAIN_INSTANCES[ds] / PRETRAIN_RATE[ds]
     elif interactions is not None:
-        base = 0.76 * interactions / PRETRAIN_RATE  # instances ~ 0.76 x interactions (Beauty's ratio)
+        base = 0.76 * interactions / OTHER_PRETRAIN_RATE  # instances ~ 0.76 x interactions (Beauty's ratio)
     else:
         return None
     return (base * run.cfg.train_fraction * BACKBONE_FACTOR.get(run.cfg.backbone, 1.5)
