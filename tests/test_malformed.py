@@ -262,3 +262,47 @@ def test_debug_raises_instead_of_exit_2(command, file, make, line, tmp_path, wit
     assert "s3rec: error" not in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
+
+
+# --- the two readers of a sequences file: numpy's for the plain form, line by line for anything else ------
+
+
+@pytest.mark.parametrize("text", [
+    "1 5 2 3\n2 1 4 6 2\n",
+    "7 1 2 3\n3 3 2 1\n9 4 1 2 3 4",  # no final newline, users out of order
+    "1  2 3 4   \n  2 4 3 2 1\n",  # runs of spaces at either end
+    "000012 00003 2 1\n5 1 2 3\n",  # leading zeros
+    "1 3 2 1\n2 1 2\n",  # a user with too few items: line by line, which names it
+    "1 3 2 1\n\n2 1 2 3\n",  # an empty line
+    "1 2 3 4\n1 1 2 3\n",  # a user twice
+    "1 2 3 4\r\n2 1 2 3\r\n",  # Windows line ends
+    "1\t2 3 4\n2 1 2 3\n",  # a tab
+    "1 2 3 4\n0 1 2 3\n",  # user 0
+    "1 2 0 4\n2 1 2 3\n",  # item 0 (padding)
+    "1 2 3 4\n2 1 2 12345678901234567890\n",  # a number beyond 64 bits
+])
+def test_the_plain_reader_agrees_with_the_line_reader(tmp_path, text):
+    from s3rec.data import formats
+
+    path = tmp_path / "S.txt"
+    path.write_bytes(text.encode())
+    plain = formats._plain_sequences(path.read_bytes())
+    try:
+        by_line = formats._sequences_by_line(path, text)
+    except DataError:
+        assert plain is None  # only the line reader names the problem
+        return
+    if plain is not None:
+        for a, b in zip(plain, by_line):
+            assert a.dtype == b.dtype == "int64" and a.tolist() == b.tolist()
+    else:
+        assert "\r" in text or "\t" in text  # well formed, but not in the plain form
+
+
+def test_the_plain_reader_takes_a_plain_file(tmp_path):
+    from s3rec.data import formats
+
+    text = "".join(f"{u} " + " ".join(map(str, s)) + "\n" for u, s in SEQS.items())
+    got = formats._plain_sequences(text.encode())
+    assert got is not None
+    assert got[0].tolist() == list(SEQS) and got[2].tolist() == [i for s in SEQS.values() for i in s]

@@ -54,6 +54,34 @@ def test_deterministic_per_seed(big_ds):
     assert np.array_equal(generate_negatives(big_ds), generate_negatives(big_ds, DEFAULT_SEED))
 
 
+def _negatives_one_round_at_a_time(ds, seed, n=99):
+    """The generator as first written (np.isin and np.unique per round): the oracle that keeps the
+    generated files identical across versions."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((ds.n_users, n), dtype=np.int64)
+    for k in range(ds.n_users):
+        own = np.unique(ds.sequence(k))
+        picked = np.empty(0, dtype=np.int64)
+        while picked.size < n:
+            draw = rng.integers(1, ds.n_items + 1, size=2 * (n - picked.size) + 8)
+            draw = draw[~np.isin(draw, own) & ~np.isin(draw, picked)]
+            _, first = np.unique(draw, return_index=True)
+            picked = np.concatenate([picked, draw[np.sort(first)]])
+        out[k] = picked[:n]
+    return out
+
+
+@pytest.mark.parametrize("n_items", [110, 130, 2000])
+def test_the_same_negatives_as_the_first_generator(tmp_path, monkeypatch, n_items):
+    """Files generated before stay valid: the same stream, the same picks (users who leave barely 99
+    items need many rounds)."""
+    monkeypatch.setenv("S3REC_CACHE_DIR", str(tmp_path / "cache"))
+    seqs = synthetic_sequences(n_users=120, n_items=n_items, min_len=3, max_len=min(n_items - 99, 60), seed=4)
+    ds = registry.load("Same", write_dataset(tmp_path / "data", "Same", seqs))
+    for seed in (DEFAULT_SEED, 1):
+        assert np.array_equal(generate_negatives(ds, seed), _negatives_one_round_at_a_time(ds, seed))
+
+
 def test_roughly_uniform(big_ds):
     """Each eligible item is equally likely: item counts over all users match their expectation."""
     ds = big_ds

@@ -45,3 +45,26 @@ def test_write_csv(tmp_path):
     write_csv(log, path)
     lines = path.read_text().splitlines()
     assert lines[0].replace('"', "") == "user,item,timestamp" and len(lines) == 201
+
+
+def test_attributes_through_import(tmp_path, capsys):
+    from s3rec.cli import main
+    from s3rec.data import registry
+    from s3rec.data.synthetic import synthetic_attributes
+
+    items = np.array([50, 10, 30])
+    a = synthetic_attributes(items, 7, seed=2)
+    pairs = list(zip(a["item"].tolist(), a["attribute"].tolist()))
+    assert len(set(pairs)) == len(pairs) and set(a["item"].tolist()) == {10, 30, 50}
+    assert all(1 <= sum(i == it for i, _ in pairs) <= 4 for it in (10, 30, 50))
+    assert set(a["attribute"].tolist()) <= {f"a{k}" for k in range(1, 8)}
+    assert pairs == list(zip(*synthetic_attributes(items, 7, seed=2).values()))  # deterministic
+
+    log, attrs = tmp_path / "log.csv", tmp_path / "attrs.csv"
+    assert main(["data", "synth", "--out", str(log), "--users", "300", "--items", "80", "--interactions", "3000",
+                 "--attributes", str(attrs), "--n-attributes", "40"]) == 0
+    assert main(["data", "import", str(log), "--attributes", str(attrs), "--name", "Syn", "--out", str(tmp_path / "d")]) == 0
+    ds = registry.load("Syn", tmp_path / "d")
+    assert 1 <= ds.n_attributes <= 40 and len(ds.attributes) >= ds.n_items
+    assert main(["data", "synth", "--out", str(log), "--attributes", str(log)]) == 2
+    assert "name the same file" in capsys.readouterr().err

@@ -179,6 +179,7 @@ def _add_data_io_parsers(dsub) -> None:
         examples=(
             "s3rec data synth --out log.csv --users 1000 --items 200 --interactions 20000",
             "s3rec data import log.csv --name Synth --out data/",
+            "s3rec data synth --out log.csv --attributes attrs.csv --n-attributes 3000",
         ),
     )
     sy.add_argument("--out", required=True, metavar="FILE", help="CSV file to write (atomically)")
@@ -186,6 +187,9 @@ def _add_data_io_parsers(dsub) -> None:
     sy.add_argument("--items", type=positive_int, default=1_000, help="items (default 1,000)")
     sy.add_argument("--interactions", type=positive_int, default=100_000, help="rows (default 100,000)")
     sy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sy.add_argument("--attributes", metavar="FILE", help="also write item,attribute rows (CSV) for the log's items")
+    sy.add_argument("--n-attributes", type=positive_int, default=2_000,
+                    help="distinct attributes with --attributes (default 2,000; 1 to 4 per item)")
 
 
 def _cmd_data_io(args) -> int:
@@ -193,15 +197,24 @@ def _cmd_data_io(args) -> int:
 
     require("pyarrow", "data", f"s3rec data {args.data_command}")
     if args.data_command == "synth":
-        from ..data.synthetic import synthetic_log, write_csv
+        import numpy as np
 
+        from ..data.synthetic import synthetic_attributes, synthetic_log, write_csv
+
+        if args.attributes and Path(args.attributes).resolve() == Path(args.out).resolve():
+            raise S3RecError("data synth: --attributes and --out name the same file")
         try:
             rows = synthetic_log(args.users, args.items, args.interactions, args.seed)
+            attrs = synthetic_attributes(np.unique(rows["item"]), args.n_attributes, args.seed) if args.attributes else None
         except ValueError as e:
             raise S3RecError(f"data synth: {e}") from None
         write_csv(rows, args.out)
         log(f"{args.interactions:,} interactions of {args.users:,} users over {args.items:,} items")
         print(args.out)
+        if attrs is not None:
+            write_csv(attrs, args.attributes)
+            log(f"{len(attrs['item']):,} item-attribute rows over {args.n_attributes:,} attributes")
+            print(args.attributes)
         return 0
     if args.data_command == "import":
         from ..data.importing import import_dataset

@@ -45,23 +45,37 @@ def _kind(path: Path) -> str:
     return next((what for test, what in kinds if test(mode)), "another kind of file")
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 text file's text. Anything but a regular file (a folder, a device, a FIFO, a broken
-    link) and other bytes are a :class:`DataError` naming the file."""
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes. Anything but a regular file (a folder, a device, a FIFO, a broken link) is a
+    :class:`DataError` naming the file."""
     path = Path(path)
     if not present(path):
         raise DataError(path, None, "no such file")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes()
+    except MemoryError:
+        raise DataError(path, None, "too large to read into memory") from None
+
+
+def decode(path: Path, data: bytes) -> str:
+    """``data`` (the bytes of ``path``) as UTF-8 text, or a :class:`DataError` naming the file."""
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(path, None, f"not UTF-8 text ({e.reason})") from None
     except MemoryError:
         raise DataError(path, None, "too large to read into memory") from None
 
 
-def read_lines(path: Path) -> list[str]:
-    """A UTF-8 text file's lines (:func:`read_text`), without the newline that ends the last one."""
-    lines = read_text(path).split("\n")
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's text (:func:`read_bytes`, :func:`decode`)."""
+    return decode(Path(path), read_bytes(path))
+
+
+def read_lines(path: Path, text: str | None = None) -> list[str]:
+    """A UTF-8 text file's lines (:func:`read_text`, or ``text`` when given), without the newline that
+    ends the last one."""
+    lines = (read_text(path) if text is None else text).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return lines
@@ -96,11 +110,59 @@ def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     order. Item ids must be 1..n_items with every id used at least once.
     """
     path = Path(path)
+    data = read_bytes(path)
+    plain = _plain_sequences(data)  # a well-formed file at numpy's speed; any other, line by line
+    if plain is not None:
+        user_ids, lengths, items = plain
+    else:
+        user_ids, lengths, items = _sequences_by_line(path, decode(path, data))
+    return _check_contiguous(path, user_ids, lengths, items)
+
+
+# the bytes of a plain sequences file: digits, spaces and newlines
+_PLAIN_BYTES = np.zeros(256, dtype=bool)
+_PLAIN_BYTES[list(b"0123456789 \n")] = True
+
+
+def _plain_sequences(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(user_ids, lengths, items)`` of a sequences file in the plain form (digits, spaces and
+    newlines, every line a user id of 1 or more, not seen before, and at least MIN_SEQUENCE_LENGTH item
+    ids of 1 or more, every number under 19 digits), parsed by numpy; None for any other file, which
+    :func:`_sequences_by_line` reads (and names its problem)."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    if not b.size or not _PLAIN_BYTES[b].all():
+        return None
+    sep = (b == 32) | (b == 10)
+    starts = np.flatnonzero(~sep & np.concatenate([[True], sep[:-1]]))  # each number's first byte
+    stops = np.flatnonzero(~sep & np.concatenate([sep[1:], [True]])) + 1
+    if len(starts) and int((stops - starts).max()) > 18:
+        return None
+    ends = np.flatnonzero(b == 10)
+    if b[-1] != 10:
+        ends = np.append(ends, b.size)
+    per_line = np.diff(np.searchsorted(starts, ends), prepend=0)  # numbers on each line
+    if not len(per_line) or int(per_line.min()) < 1 + MIN_SEQUENCE_LENGTH:
+        return None  # an empty line, or a user with too few items
+    values = np.fromstring(data.decode("ascii"), dtype=np.int64, sep=" ")  # spaces and newlines alike
+    if len(values) != len(starts):
+        return None
+    first = np.cumsum(per_line) - per_line
+    user_ids = values[first]
+    keep = np.ones(len(values), dtype=bool)
+    keep[first] = False
+    items = values[keep]
+    if int(user_ids.min()) < 1 or int(items.min()) < 1 or len(np.unique(user_ids)) != len(user_ids):
+        return None
+    return user_ids, per_line - 1, items
+
+
+def _sequences_by_line(path: Path, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(user_ids, lengths, items)`` read line by line, each problem a :class:`DataError` naming its line."""
     user_ids: list[int] = []
     lengths: list[int] = []
     flat: list[int] = []
     first_line: dict[int, int] = {}
-    lines = read_lines(path)
+    lines = read_lines(path, text)
     if not lines:
         raise DataError(path, None, "the file is empty")
     for lineno, line in enumerate(lines, 1):
@@ -123,7 +185,12 @@ def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
         user_ids.append(user)
         lengths.append(len(seq))
         flat.extend(seq)
-    items = np.asarray(flat, dtype=np.int64)
+    return np.asarray(user_ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64), np.asarray(flat, dtype=np.int64)
+
+
+def _check_contiguous(path: Path, user_ids: np.ndarray, lengths: np.ndarray,
+                      items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(user_ids, offsets, items)`` once the item ids are checked to be 1..n_items, each used."""
     # The distinct ids (all >= 1) are exactly 1..n_items iff there are n_items of them. (No array of
     # size n_items: a stray huge id must give this error, not a MemoryError.)
     distinct = np.unique(items)
@@ -142,7 +209,7 @@ def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
         )
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return np.asarray(user_ids, dtype=np.int64), offsets, items
+    return user_ids, offsets, items
 
 
 def line_of_key(text: str, key: str) -> int:

@@ -29,20 +29,32 @@ DEFAULT_SEED = 12345
 
 
 def generate_negatives(ds: Dataset, seed: int = DEFAULT_SEED, n: int = N_NEGATIVES) -> np.ndarray:
-    """``[n_users, n]`` distinct negatives per user, in user order."""
+    """``[n_users, n]`` distinct negatives per user, in user order.
+
+    Per user, rounds of ``2 * (n - picked) + 8`` uniform draws from 1..n_items, each round keeping
+    the first occurrence of every draw that is neither the user's item nor picked before, until n are
+    picked. What is held or picked is marked in one boolean array over the items (set for the user,
+    cleared after), so a round costs a few operations on its draws, whatever the catalogue's size."""
     rng = np.random.default_rng(seed)
     out = np.empty((ds.n_users, n), dtype=np.int64)
+    taken = np.zeros(ds.n_items + 2, dtype=bool)  # the user's items and those picked so far
+    room = ds.n_items - n  # a user with at most this many items leaves n to pick
     for k in range(ds.n_users):
-        own = np.unique(ds.sequence(k))
-        if ds.n_items - own.size < n:
-            raise too_few_items(ds, k, own.size, n)
-        picked = np.empty(0, dtype=np.int64)
-        while picked.size < n:
-            draw = rng.integers(1, ds.n_items + 1, size=2 * (n - picked.size) + 8)
-            draw = draw[~np.isin(draw, own) & ~np.isin(draw, picked)]
-            _, first = np.unique(draw, return_index=True)
-            picked = np.concatenate([picked, draw[np.sort(first)]])
-        out[k] = picked[:n]
+        own = ds.sequence(k)
+        if len(own) > room and ds.n_items - np.unique(own).size < n:
+            raise too_few_items(ds, k, np.unique(own).size, n)
+        taken[own] = True
+        row, filled = out[k], 0
+        while filled < n:
+            draw = rng.integers(1, ds.n_items + 1, size=2 * (n - filled) + 8)
+            draw = draw[~taken[draw]]
+            _, first = np.unique(draw, return_index=True)  # each value's first position
+            new = draw[np.sort(first)][: n - filled]
+            row[filled : filled + len(new)] = new
+            taken[new] = True
+            filled += len(new)
+        taken[own] = False
+        taken[row] = False
     return out
 
 

@@ -4,7 +4,7 @@ The log looks like a real one: a CSV of ``user,item,timestamp`` rows in global t
 interleaved), string user ids and item ids that are not 1..n, Zipf-like item popularity, and a
 planted sequential pattern (a user's next item is often a fixed successor of the previous one) so
 that a model trained on it can learn something. Every user has at least ``min_len`` interactions.
-Deterministic for a seed.
+Deterministic for a seed. :func:`synthetic_attributes` gives its items attributes.
 """
 
 from __future__ import annotations
@@ -60,6 +60,23 @@ def synthetic_log(
     user_ids = rng.permutation(n_users * 7)[:n_users] + 1_000_000
     item_ids = rng.permutation(n_items * 3)[:n_items] + 10_000
     return {"user": user_ids[users[order]], "item": item_ids[items[order]], "timestamp": times[order]}
+
+
+def synthetic_attributes(items: np.ndarray, n_attributes: int, seed: int = 0, most: int = 4,
+                         zipf_a: float = 1.0) -> dict[str, np.ndarray]:
+    """Columns ``item`` (the given original ids) and ``attribute`` (string ids ``a1``, ``a2``, ...):
+    each item gets 1 to ``most`` distinct attributes, drawn with Zipf-like popularity. Deterministic
+    for a seed."""
+    if n_attributes < 1:
+        raise ValueError("need at least 1 attribute")
+    rng = np.random.default_rng([seed, 1])
+    per_item = rng.integers(1, min(most, n_attributes) + 1, size=len(items))
+    p = np.arange(1, n_attributes + 1, dtype=np.float64) ** -zipf_a
+    drawn = rng.choice(n_attributes, size=int(per_item.sum()), p=p / p.sum())
+    owner = np.repeat(np.arange(len(items)), per_item)
+    keys = np.unique(owner.astype(np.int64) * n_attributes + drawn)  # one row per distinct (item, attribute)
+    names = np.char.add("a", (np.arange(n_attributes) + 1).astype(str))
+    return {"item": np.asarray(items)[keys // n_attributes], "attribute": names[keys % n_attributes]}
 
 
 def write_csv(columns: dict[str, np.ndarray], path: str | Path) -> None:
