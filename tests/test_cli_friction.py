@@ -337,3 +337,17 @@ def test_every_help_has_an_example():
     parser = build_parser()
     missing = [p.prog for p in [parser, *subcommand_parsers(parser)] if "examples:" not in p.format_help()]
     assert not missing, f"--help without examples: {missing}"
+
+
+@pytest.mark.parametrize("argv, prog", [
+    (["train", "--dataset", "Tiny", "--bogus"], "s3rec train"),
+    (["data", "import", "x.csv", "--out", "d", "--zzz", "1"], "s3rec data import"),
+    (["--debug", "pretrain", "--qq"], "s3rec pretrain"),
+])
+def test_an_unknown_flag_points_to_its_commands_help(argv, prog, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{prog}: error: unrecognized arguments: ") and err.endswith(f"(see `{prog} --help`)")
+    assert len(err.splitlines()) == 1

@@ -375,6 +375,15 @@ def test_every_user_with_three_items_is_refused(protocol, data, tmp_path, capsys
     assert main(["data", "stats", "Three", "--data-dir", str(data)]) == 0  # readable all the same
 
 
+def test_run_refuses_three_item_data_before_it_pre_trains(data, tmp_path, capsys):
+    write_dataset(data, "Three", {u: [3 * u - 2, 3 * u - 1, 3 * u] for u in range(1, 61)})
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", "Three", "--data-dir", str(data), "--pretrain-epochs", "1", "--out", str(out),
+                 "--quiet"]) == 2
+    assert "nothing to fine-tune on" in capsys.readouterr().err
+    assert not (out / "pretrain" / "checkpoint.pt").exists()
+
+
 def test_every_user_with_three_items_is_refused_by_the_api(data, tmp_path):
     import s3rec
 

@@ -116,6 +116,9 @@ def test_imported_csv_trains_evaluates_and_recommends_in_original_ids(tmp_path, 
                  "--users", u]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["user"] == u and len(line["items"]) == 2 and line["items"][0] in originals_items
+    # without --data-dir: the folder the run was trained on (its results.json), not $S3REC_DATA_DIR's search
+    assert main(["recommend", str(run), "-k", "2", "--format", "jsonl", "--users", u]) == 0
+    assert json.loads(capsys.readouterr().out) == line
 
 
 def test_recommend_cli_errors(trained, tmp_path, capsys):

@@ -90,12 +90,17 @@ class Recommender:
         """Load a model written by ``s3rec train`` and its dataset (found as for training, or ``dataset``).
 
         ``checkpoint``: a checkpoint file (``best.pt`` or ``checkpoint.pt``) or a run folder, whose
-        ``best.pt`` is read.
+        ``best.pt`` is read. Without ``data_dir``, the model's own dataset is looked for first in the
+        folder its run was trained on (:func:`s3rec.api.run_data_dir`).
         """
+        from .api import run_data_dir
+
         path = Path(checkpoint)
         if path.is_dir():
             path = path / "best.pt"
         cfg, state = read_checkpoint(path)
+        if data_dir is None and dataset is None:
+            data_dir = run_data_dir(path)
         files = registry.locate(dataset or state["dataset"], data_dir)
         ds = registry.load(files.name, data_dir)
         model = model_from_state(cfg, state, path, device, ds)

@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``argv`` runs (``s3rec data import ...``: that of ``data import``)."""
+    words = [a for a in argv if not a.startswith("-")]
+    best = parser
+    for p in subcommand_parsers(parser):
+        names = p.prog.split()[1:]
+        if words[: len(names)] == names and len(names) > len(best.prog.split()) - 1:
+            best = p
+    return best
+
+
 def subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """Every subcommand's parser under ``parser``, nested ones (``data fetch``) included."""
     found = []
@@ -97,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         parser.print_help(sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to, whose --help lists what it takes
+        command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv  # the command as given (`s3rec reproduce --jobs` starts workers with it)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
         print(f"s3rec: error: {args.command} runs as one process; under torchrun (WORLD_SIZE > 1) only "

@@ -272,6 +272,10 @@ def cmd_run(args) -> int:
     if pre.backbone not in ("s3rec", model):  # found out now, not after the pre-training
         raise ConfigError(f"the pre-trained backbone is {pre.backbone} but the model to fine-tune is {model}: "
                           f"add --set model={pre.backbone}")
+    from ..data import registry
+    from ..data.store import check_trainable
+
+    check_trainable(registry.load(pre.dataset, args.data_dir))  # before the pre-training, not after it
     summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, pre_log)
     shared = ("dataset", "seed", "device", "hidden_size", "n_layers", "n_heads", "max_len")
     ft_base = dataclasses.replace(apply_finetune(TrainConfig(), preset), **{k: getattr(pre, k) for k in shared},
