@@ -126,6 +126,23 @@ def test_deep_toml_preset(value, data, tmp_path, capsys):
               "deep.toml", "nested too deeply")
 
 
+@pytest.mark.parametrize("kind", ["space", "experiment"])
+@pytest.mark.parametrize("bad", ["deep", "utf8"])
+def test_deep_or_non_utf8_space_and_experiment_files(kind, bad, data, tmp_path):
+    from s3rec.errors import ConfigError
+    from s3rec.reproduce.experiment import load_experiment
+    from s3rec.tune.space import load_space
+
+    path = tmp_path / f"{kind}.toml"
+    if bad == "deep":
+        path.write_text('description = "deep"\nx = ' + "[" * 100_000 + "]" * 100_000 + "\n")
+    else:
+        path.write_bytes(b'description = "x" # \xff\xfe\n')
+    with pytest.raises(ConfigError, match="nested too deeply" if bad == "deep" else "not UTF-8") as e:
+        (load_space if kind == "space" else load_experiment)(str(path))
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
 # --- 3. non-UTF-8 presets and users files --------------------------------------------------------------------
 
 

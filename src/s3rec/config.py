@@ -15,6 +15,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
 
@@ -395,15 +396,32 @@ def parse_sets(pairs: list[str]) -> dict:
     return out
 
 
-def parse_toml_head(text: str, kind: str, where: str, top_keys) -> tuple[dict, str]:
-    """Parse a settings TOML file (a preset, a search space): ``(data, description)``, with one-line
-    errors for invalid TOML, an unknown top-level key or a non-string ``description``."""
+def read_toml_text(path, kind: str) -> str:
+    """The text of a settings TOML file (a preset, a search space, an experiment), or a one-line
+    :class:`ConfigError` naming it when it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{kind} file {path}: not UTF-8 text ({e.reason})") from None
+
+
+def load_toml(text: str, where: str) -> dict:
+    """``tomllib.loads(text)``, its errors (invalid TOML, nesting too deep for the parser) one line
+    naming ``where``."""
     import tomllib
 
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{kind} {where}: not valid TOML: {e}") from None
+        raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid TOML: nested too deeply") from None
+
+
+def parse_toml_head(text: str, kind: str, where: str, top_keys) -> tuple[dict, str]:
+    """Parse a settings TOML file (a preset, a search space): ``(data, description)``, with one-line
+    errors for invalid TOML, an unknown top-level key or a non-string ``description``."""
+    data = load_toml(text, f"{kind} {where}")
     unknown = sorted(set(data) - set(top_keys))
     if unknown:
         raise ConfigError(f"{kind} {where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(top_keys))}")

@@ -55,15 +55,13 @@ def _is_path(ref: str) -> bool:
 
 def load_preset(ref: str) -> Preset:
     """A shipped preset by name, or a preset file by path (ending in .toml or containing a slash)."""
+    from ..config import read_toml_text
+
     if _is_path(ref):
         path = Path(ref)
         if not path.is_file():
             raise ConfigError(f"preset file {ref} not found" + (" (not a regular file)" if path.exists() else ""))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"preset file {ref}: not UTF-8 text ({e.reason})") from None
-        name = path.stem
+        text, name = read_toml_text(path, "preset"), path.stem
     else:
         res = _shipped_dir() / f"{ref}.toml"
         if not res.is_file():
@@ -77,10 +75,7 @@ def parse_preset(text: str, name: str, where: str) -> Preset:
     """Parse and check a preset: known top-level keys and settings, values of the right types."""
     from ..config import PretrainConfig, TrainConfig, parse_toml_head, with_overrides
 
-    try:
-        data, desc = parse_toml_head(text, "preset", where, _TOP_KEYS)
-    except RecursionError:
-        raise ConfigError(f"preset {where}: not valid TOML: nested too deeply") from None
+    data, desc = parse_toml_head(text, "preset", where, _TOP_KEYS)
     tables = {}
     for key, cls in (("finetune", TrainConfig), ("pretrain", PretrainConfig)):
         table = data.get(key, {})

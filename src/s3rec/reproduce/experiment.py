@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ..config import load_toml, read_toml_text
 from ..errors import ConfigError
 
 KINDS = ("table", "bars", "lines", "convergence")
@@ -223,18 +223,14 @@ def load_experiment(name_or_path: str) -> Experiment:
     if name_or_path.endswith(".toml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"{path}: experiment file not found")
-        text, name, where = path.read_text(encoding="utf-8"), path.stem, str(path)
+        text, name, where = read_toml_text(path, "experiment"), path.stem, str(path)
     else:
         res = _experiments_dir() / f"{name_or_path}.toml"
         if not res.is_file():
             raise ConfigError(f"unknown experiment {name_or_path!r}; available: {', '.join(experiment_names())} "
                               "(or the path of a .toml file)")
         text, name, where = res.read_text(encoding="utf-8"), name_or_path, f"experiment {name_or_path}"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: not valid TOML: {e}") from None
-    return parse_experiment(data, name, where)
+    return parse_experiment(load_toml(text, where), name, where)
 
 
 def narrowed(exp: Experiment, datasets=None, seeds=None, methods=None, values=None, pretrain_seed=None) -> Experiment:

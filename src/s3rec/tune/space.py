@@ -136,13 +136,13 @@ def describe_spaces() -> list[tuple[str, str]]:
 def load_space(ref: str) -> Space:
     """A shipped space by name, or a space file by path (ending in .toml or containing a slash);
     checked against the default settings."""
-    from ..config import PretrainConfig, TrainConfig
+    from ..config import PretrainConfig, TrainConfig, read_toml_text
 
     if ref.endswith(".toml") or "/" in ref or "\\" in ref:
         path = Path(ref)
         if not path.is_file():
             raise ConfigError(f"space file {ref} not found")
-        text, name = path.read_text(encoding="utf-8"), path.stem
+        text, name = read_toml_text(path, "space"), path.stem
     else:
         res = _spaces_dir() / f"{ref}.toml"
         if not res.is_file():
