@@ -208,10 +208,10 @@ def test_an_error_that_ends_a_run_is_in_its_log(tiny_data, tmp_path, monkeypatch
 
     real = train.train_epoch
 
-    def failing(model, optimizer, st, users, cfg, gen, progress=False, desc=""):
+    def failing(model, optimizer, st, users, cfg, gen, progress=False, desc="", world=None):
         if desc == "epoch 2":
             raise S3RecError("the disk is on fire")
-        return real(model, optimizer, st, users, cfg, gen, progress, desc)
+        return real(model, optimizer, st, users, cfg, gen, progress, desc, world)
 
     monkeypatch.setattr(train, "train_epoch", failing)
     run = tmp_path / "run"

@@ -97,10 +97,14 @@ def train_epoch(model, optimizer, st: SequenceTensors, users: torch.Tensor, cfg:
             continue
         with summed_terms() as counts:
             summed = model.loss(batch) if len(batch.users) else None  # a batch smaller than the world
-        if len(counts) > 1:
-            raise RuntimeError(f"{cfg.model}: a loss of {len(counts)} means cannot be split over ranks")
-        sums = world.sum_floats({"terms": float(counts[0] if counts else 0),
-                                 "loss": float(summed.detach()) if summed is not None else 0.0})
+        # a loss must be exactly one of the losses' means (s3rec.losses) to be split over ranks; every
+        # rank learns whether some rank's was not, so that all stop together
+        sums = world.sum_floats({"terms": float(counts[0] if len(counts) == 1 else 0),
+                                 "loss": float(summed.detach()) if summed is not None else 0.0,
+                                 "unsplittable": float(summed is not None and len(counts) != 1)})
+        if sums["unsplittable"]:
+            raise RuntimeError(f"{cfg.model}: its loss is not one mean of s3rec.losses (it made {len(counts)}), so "
+                               "it cannot be split over ranks")
         if summed is not None:
             (summed / sums["terms"]).backward()
         world.sum_gradients(params)
