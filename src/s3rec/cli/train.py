@@ -183,8 +183,8 @@ def _pretrain_config(args, base=None):
     return with_overrides(base or PretrainConfig(), overrides).validate()
 
 
-def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, world=None) -> dict:
-    from ..data import registry
+def _pretrain(cfg, ds, out: Path, resume: bool, overwrite: bool, rlog, world=None) -> dict:
+    """Pre-train ``cfg`` on the loaded dataset ``ds`` into ``out`` (``--overwrite`` clears it first)."""
     from ..config import PretrainConfig
     from ..distributed import World
     from ..loop import clear_run_dir
@@ -192,7 +192,6 @@ def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, wor
     from ..transfer import read_pretrained
 
     world = world or World()
-    ds = registry.load(cfg.dataset, data_dir)
     cfg = dataclasses.replace(cfg, dataset=ds.name)
     init_state = None
     if cfg.init and not (resume and (out / "checkpoint.pt").is_file()):
@@ -206,6 +205,7 @@ def _pretrain(cfg, data_dir, out: Path, resume: bool, overwrite: bool, rlog, wor
 def cmd_pretrain(args) -> int:
     from .. import distributed
     from ..api import check_run_dir
+    from ..data import registry
     from ..config import PretrainConfig, config_from_json
 
     folder_dataset(args)
@@ -217,7 +217,8 @@ def cmd_pretrain(args) -> int:
     world, device = distributed.from_env(cfg.device)  # launched by torchrun: one rank of several
     try:
         world.barrier()  # every rank has checked the run directory before rank 0 writes to it
-        summary = _pretrain(dataclasses.replace(cfg, device=device), args.data_dir, out, args.resume,
+        ds = registry.load(cfg.dataset, args.data_dir)
+        summary = _pretrain(dataclasses.replace(cfg, device=device), ds, out, args.resume,
                             args.overwrite, rlog, world)
     finally:
         distributed.close(world)
@@ -275,8 +276,9 @@ def cmd_run(args) -> int:
     from ..data import registry
     from ..data.store import check_trainable
 
-    check_trainable(registry.load(pre.dataset, args.data_dir))  # before the pre-training, not after it
-    summary = _pretrain(pre, args.data_dir, out / "pretrain", args.resume, args.overwrite, pre_log)
+    ds = registry.load(pre.dataset, args.data_dir)
+    check_trainable(ds)  # before the pre-training, not after it
+    summary = _pretrain(pre, ds, out / "pretrain", args.resume, args.overwrite, pre_log)
     shared = ("dataset", "seed", "device", "hidden_size", "n_layers", "n_heads", "max_len")
     ft_base = dataclasses.replace(apply_finetune(TrainConfig(), preset), **{k: getattr(pre, k) for k in shared},
                                   init=summary["checkpoint"])
