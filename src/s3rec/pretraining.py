@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import PretrainConfig
+from .config import PretrainConfig, check_fits
 from .data.batches import SequenceTensors
 from .data.corruption import Instances, make_instances, pretrain_batch, segment_pool
 from .data.registry import registered
@@ -116,6 +116,7 @@ class Pretrainer:
         self.attrs = attribute_targets(ds, cfg.device) if needs_attrs else None
         self.with_items = any(self.weights.active(n) for n in ("aap", "mip", "map"))
         self.with_segments = self.weights.active("sp")
+        check_fits(cfg.encoder(), cfg.device, ds.n_items)
         torch.manual_seed(cfg.seed)
         self.model = pretrain_model(cfg, ds).to(cfg.device)
         self.params = list(self.model.parameters())
