@@ -39,10 +39,10 @@ TRICKLE_SECONDS = 4.0
 BAD_REQUESTS = {  # what the issue lists; each answer is recorded as "STATUS json" / "STATUS other" / "no answer"
     "garbage request line": b"GARBAGE\r\n\r\n",
     "HTTP/0.9": b"GET /health\r\n",
-    "HEAD /health": b"HEAD /health HTTP/1.1\r\n\r\n",
-    "PUT /recommend": b"PUT /recommend HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
-    "70 KB request line": b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
-    "150 headers": b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n",
+    "HEAD /health": b"HEAD /health HTTP/1.1\r\nHost: bench\r\n\r\n",
+    "PUT /recommend": b"PUT /recommend HTTP/1.1\r\nHost: bench\r\nContent-Length: 2\r\n\r\n{}",
+    "70 KB request line": b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: bench\r\n\r\n",
+    "150 headers": b"GET /health HTTP/1.1\r\nHost: bench\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n",
     "k of 5000 digits": b'{"history": ["1"], "k": ' + b"7" * 5000 + b"}",
     "JSON 100,000 deep": b'{"history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 }
@@ -248,7 +248,7 @@ def trickle(port: int) -> str:
     """One byte every 0.1 s for up to TRICKLE_SECONDS: when (if) the server cuts the client off."""
     s = socket.create_connection(("127.0.0.1", port), timeout=1)
     t0 = time.perf_counter()
-    data = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 1000
+    data = b"GET /health HTTP/1.1\r\nHost: bench\r\nX-Slow: " + b"a" * 1000
     try:
         for byte in data:
             if time.perf_counter() - t0 > TRICKLE_SECONDS:
@@ -330,7 +330,7 @@ def main() -> None:
     endpoints = {"health": [b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"], "recommend": recommend_requests(rec)}
     bad = dict(BAD_REQUESTS)
     for name in ("k of 5000 digits", "JSON 100,000 deep"):
-        bad[name] = b"POST /recommend HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(bad[name]), bad[name])
+        bad[name] = b"POST /recommend HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n%s" % (len(bad[name]), bad[name])
 
     rounds: dict[str, dict[str, list]] = {n: {e: [] for e in endpoints} for n in names}
     robustness = {}

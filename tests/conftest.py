@@ -58,7 +58,7 @@ def pretrain_terms_and_grads(trainer, batch) -> tuple[dict, dict]:
     from s3rec.models.heads import weighted_total
 
     batch = batch.to(trainer.device)
-    terms = trainer.losses(batch, trainer.attrs[batch.targets], trainer.weights)
+    terms = trainer.losses(batch, trainer.attrs, trainer.weights)
     trainer.model.zero_grad(set_to_none=True)
     weighted_total(terms, trainer.weights).backward()
     return ({k: v.detach().cpu() for k, v in terms.items()},

@@ -60,7 +60,7 @@ def test_shares_add_up_to_one_process_step(tiny_data, tmp_path):
                 continue
             batch = pretrain_batch(ref.st, ref.instances, share, ref.pool, _draws(rank + 10 * step), CFG.mask_p,
                                    CFG.negative_sampler, True, True, CFG.max_len, CFG.packed, CFG.unidirectional)
-            total = total + weighted_total(ref.model.losses(batch, ref.attrs[batch.targets], ref.weights), ref.weights)
+            total = total + weighted_total(ref.model.losses(batch, ref.attrs, ref.weights), ref.weights)
         ref.optimizer.zero_grad()
         total.backward()
         want_grads.append({k: p.grad.clone() for k, p in ref.model.named_parameters() if p.grad is not None})

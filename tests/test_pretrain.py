@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -178,11 +179,18 @@ def _model(ds, seed=0):
     return S3RecPretrain(ds.n_items, ds.n_attributes, cfg)
 
 
+def dense_attributes(ds) -> torch.Tensor:
+    """The released code's attribute targets: a multi-hot ``[n_items + 2, n_attributes + 1]`` matrix."""
+    m = np.zeros((ds.n_items + 2, ds.n_attributes + 1), dtype=np.float32)
+    m[np.repeat(np.arange(ds.n_items + 2), np.diff(ds.attr_offsets)), ds.attributes] = 1.0
+    return torch.from_numpy(m)
+
+
 def reference_losses(model, ds, batch, prefixes, idx, pool):
     """The released code's computation: four padded passes, sigmoid + BCELoss, masks, sums."""
     mask_id = ds.mask_id
     seg_len, seg_start, neg_start = (t.tolist() for t in batch.segments)
-    attrs = attribute_targets(ds, "cpu")
+    attrs = dense_attributes(ds)
     rows = {"main": [], "seg": [], "pos": [], "neg": []}
     targets, negs = [], []
     offset, k = 0, 0
@@ -243,7 +251,7 @@ def test_losses_and_gradients_equal_the_padded_reference(ds, packed, partial):
     model = _model(ds)
     model.partial_last_layer = partial
     attrs = attribute_targets(ds, "cpu")
-    terms = model.losses(batch, attrs[batch.targets], weights)
+    terms = model.losses(batch, attrs, weights)
     weighted_total(terms, weights).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
@@ -264,7 +272,7 @@ def test_a_zero_weight_skips_its_term(ds, off):
     with_items = any(weights.active(n) for n in ("aap", "mip", "map"))
     batch = pretrain_batch(st, inst, torch.arange(20), segment_pool(st), torch.Generator().manual_seed(0),
                            with_items=with_items, with_segments=weights.active("sp"), max_len=MAX_LEN)
-    terms = _model(ds).losses(batch, attribute_targets(ds, "cpu")[batch.targets], weights)
+    terms = _model(ds).losses(batch, attribute_targets(ds, "cpu"), weights)
     assert off not in terms and set(terms) == {"aap", "mip", "map", "sp"} - {off}
     if off == "sp":  # no SP sequences were even built
         assert batch.sp_last is None and len(batch.layout.lengths) == 20

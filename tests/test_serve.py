@@ -154,25 +154,26 @@ TOO_DEEP = b'{"history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         (b"GARBAGE\r\n\r\n", False, 400),
         (GARBAGE + b"\r\n\r\n", False, 400),
         (GARBAGE, True, 400),  # random bytes, then the client stops sending
-        (b"\x00\x01\x02 / HTTP/1.1\r\n\r\n", False, 400),
+        (b"\x00\x01\x02 / HTTP/1.1\r\nHost: x\r\n\r\n", False, 400),
         (b"GET /health\r\n", False, 400),  # HTTP/0.9: answered in HTTP/1.1 all the same
         (b"GET /health HTTP/0.9\r\n\r\n", False, 400),
         (b"GET /health HTTP/2.0\r\n\r\n", False, 505),
-        (b"GET health HTTP/1.1\r\n\r\n", False, 400),
-        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", False, 414),
-        (b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", False, 431),
-        (b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", False, 431),
-        (b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", False, 400),
-        (b"GET /health HTTP/1.1\r\n folded: header\r\n\r\n", False, 400),
-        (b"GET /nope HTTP/1.1\r\n\r\n", False, 404),
+        (b"GET health HTTP/1.1\r\nHost: x\r\n\r\n", False, 400),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", False, 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", False, 431),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", False, 431),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", False, 400),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n", False, 400),
+        (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", False, 404),
+        (b"GET /health HTTP/1.1\r\n\r\n", False, 400),  # HTTP/1.1 without Host (RFC 9112 3.2)
         (post(b"{}").replace(b"/recommend", b"/nope"), False, 404),
-        (b"POST /recommend HTTP/1.1\r\n\r\n", False, 411),
-        (b"POST /recommend HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", False, 411),
-        (b"POST /recommend HTTP/1.1\r\nContent-Length: abc\r\n\r\n", False, 400),
-        (b"POST /recommend HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", False, 400),
-        (b"POST /recommend HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n{", False, 413),
-        (b"POST /recommend HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", False, 413),
-        (b"POST /recommend HTTP/1.1\r\nContent-Length: 10\r\n\r\n{", True, 400),  # body cut short
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\n\r\n", False, 411),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", False, 411),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", False, 400),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", False, 400),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n{", False, 413),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", False, 413),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", True, 400),  # body cut short
         (post(b'{"history": ["1"], "k": ' + b"7" * 5000 + b"}"), False, 400),  # int() digit limit
         (post(b'{"history": [' + b"1" * 5000 + b"]}"), False, 400),
         (post(TOO_DEEP), False, 400),
@@ -186,7 +187,7 @@ def test_every_bad_request_gets_a_json_answer_with_its_status(rec, data, half_cl
         port = server.server_address[1]
         got, headers, body = raw(port, data, half_close)
         assert got == status and body["error"], (data[:60], got, body)
-        assert raw(port, b"GET /health HTTP/1.1\r\n\r\n")[2] == {"status": "ok"}  # still answering
+        assert raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[2] == {"status": "ok"}  # still answering
 
 
 @pytest.mark.parametrize(
@@ -196,18 +197,18 @@ def test_every_bad_request_gets_a_json_answer_with_its_status(rec, data, half_cl
 )
 def test_a_wrong_method_on_a_known_path_gets_405_with_allow(rec, request_line, allow):
     with running(rec) as server, socket.create_connection(server.server_address, timeout=5) as s:
-        s.sendall(request_line + b" HTTP/1.1\r\n\r\n")
+        s.sendall(request_line + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, body = read_response(s, head_only=request_line.startswith(b"HEAD"))
         assert status == 405 and headers["allow"] == allow and headers["content-type"] == "application/json"
         if not request_line.startswith(b"HEAD"):
             assert "error" in json.loads(body)
-        s.sendall(b"GET /health HTTP/1.1\r\n\r\n")  # the connection stays usable
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection stays usable
         assert read_response(s)[0] == 200
 
 
 def test_head_keep_alive_pipelining_expect_and_query(rec):
     with running(rec) as server, socket.create_connection(server.server_address, timeout=5) as s:
-        s.sendall(b"HEAD /health HTTP/1.1\r\n\r\n")
+        s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
         s.settimeout(5)
         head = b""
         while b"\r\n\r\n" not in head:
@@ -215,7 +216,7 @@ def test_head_keep_alive_pipelining_expect_and_query(rec):
         assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")  # headers, no body
         assert b"Content-Type: application/json" in head
         body = json.dumps({"history": ["1", "2"], "k": 3}).encode()
-        s.sendall(b"GET /health?probe=1 HTTP/1.1\r\n\r\n" + post(body))  # two requests in one send
+        s.sendall(b"GET /health?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n" + post(body))  # two requests in one send
         assert read_response(s)[0] == 200
         status, _, answer = read_response(s)
         assert status == 200 and len(json.loads(answer)["items"]) == 3
@@ -241,7 +242,7 @@ def _http_threads() -> int:
 def test_health_keeps_answering_8_clients_x_200_requests_and_a_stalled_connection(rec):
     with running(rec, timeout=5.0) as server:
         port = server.server_address[1]
-        stalled = _stall(port, b"POST /recommend HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"hist")
+        stalled = _stall(port, b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"hist")
         failures, latencies = [], []
 
         def client():
@@ -271,17 +272,17 @@ def test_stalled_and_byte_by_byte_clients_are_cut_off_and_their_threads_freed(re
     with running(rec, timeout=2.0) as server:
         port = server.server_address[1]
         base = _http_threads()
-        head = b"POST /recommend HTTP/1.1\r\nContent-Length: 50\r\n\r\n"
+        head = b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n"
         stalled = [_stall(port, head + b'{"history": [') for _ in range(50)]
         t0 = time.perf_counter()
-        assert raw(port, b"GET /health HTTP/1.1\r\n\r\n")[0] == 200  # not held up by the 50
+        assert raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200  # not held up by the 50
         assert time.perf_counter() - t0 < 1.0  # well before their 2 s are up
         assert server.active_connections <= 51 and _http_threads() - base <= 51
 
         # Each byte arrives well within any per-read timeout; the whole request does not.
         trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
         t0, answered = time.perf_counter(), False
-        for byte in b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 200:
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
             if select.select([trickle], [], [], 0.05)[0]:
                 answered = True
                 break
@@ -299,13 +300,13 @@ def test_stalled_and_byte_by_byte_clients_are_cut_off_and_their_threads_freed(re
         assert server.active_connections == 0 and _http_threads() == base  # every connection's thread ended
         for s in stalled:
             s.close()
-        assert raw(port, b"GET /health HTTP/1.1\r\n\r\n")[0] == 200
+        assert raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
 
 
 def test_connections_beyond_the_cap_wait_their_turn(rec):
     with running(rec, timeout=1.0, max_connections=4) as server:
         port = server.server_address[1]
-        stalled = [_stall(port, b"GET /health HTTP/1.1\r\n") for _ in range(6)]
+        stalled = [_stall(port, b"GET /health HTTP/1.1\r\nHost: x\r\n") for _ in range(6)]
         most, done = [0], threading.Event()
 
         def watch():
@@ -317,7 +318,7 @@ def test_connections_beyond_the_cap_wait_their_turn(rec):
         watcher.start()
         time.sleep(0.2)
         t0 = time.perf_counter()
-        status, _, body = raw(port, b"GET /health HTTP/1.1\r\n\r\n")  # waits in the backlog, not refused
+        status, _, body = raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # waits in the backlog, not refused
         assert status == 200 and 0.5 < time.perf_counter() - t0 < 4
         done.set()
         watcher.join()
@@ -328,7 +329,7 @@ def test_connections_beyond_the_cap_wait_their_turn(rec):
 
 def test_idle_keep_alive_connection_is_closed_after_the_timeout(rec):
     with running(rec, timeout=0.5) as server, socket.create_connection(server.server_address, timeout=5) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(s)[0] == 200
         t0 = time.perf_counter()
         assert s.recv(10) == b""  # closed without an answer: no request had begun
@@ -359,8 +360,8 @@ def test_port_in_use_and_out_of_range(rec, monkeypatch, capsys):
 def test_header_and_json_scans_take_linear_time_whatever_the_spaces_or_quotes():
     """Were quadratic regex backtracking (seconds for one 16 KB header, hours for one 1 MB body), holding the GIL."""
     t0 = time.perf_counter()
-    head = parse_head(b"GET / HTTP/1.1\r\nX-A: a" + b" " * 16_000 + b"b \t\r\nX-B:" + b" \t" * 8000, Limits())
-    assert head.headers == {"x-a": "a" + " " * 16_000 + "b", "x-b": ""}
+    head = parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a" + b" " * 16_000 + b"b \t\r\nX-B:" + b" \t" * 8000, Limits())
+    assert head.headers == {"host": "x", "x-a": "a" + " " * 16_000 + "b", "x-b": ""}
     with pytest.raises(RequestError, match="not valid JSON"):  # an open string of escaped quotes, then brackets
         parse_request(b'"' + b'\\"' * 300_000 + b"[" * 17)
     assert time.perf_counter() - t0 < 2.0
@@ -369,12 +370,12 @@ def test_header_and_json_scans_take_linear_time_whatever_the_spaces_or_quotes():
 def test_transfer_encoding_or_an_unread_body_closes_the_connection_after_one_answer(rec):
     """Nothing after such a head is read as a request (request smuggling); an empty Content-Length on a 404
     or 405 kept the connection open."""
-    smuggled = b"0\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
+    smuggled = b"0\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
     for head, expected in [
-        (b"POST /recommend HTTP/1.1\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(smuggled), 411),
-        (b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
-        (b"GET /nope HTTP/1.1\r\nContent-Length:\r\n\r\n", 404),
-        (b"PUT /recommend HTTP/1.1\r\nContent-Length: 00\r\n\r\n", 405),
+        (b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(smuggled), 411),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (b"GET /nope HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n", 404),
+        (b"PUT /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 00\r\n\r\n", 405),
     ]:
         with running(rec) as server, socket.create_connection(server.server_address, timeout=5) as s:
             s.sendall(head + smuggled)
@@ -387,7 +388,7 @@ def test_a_handler_answer_that_cannot_be_sent_gets_a_500_and_the_connection_goes
               "/odd": {"GET": lambda body: (299, {})}}  # no such status
     with running(routes) as server, socket.create_connection(server.server_address, timeout=5) as s:
         for path in (b"/set", b"/odd"):
-            s.sendall(b"GET " + path + b" HTTP/1.1\r\n\r\n")
+            s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             status, headers, body = read_response(s)
             assert status == 500 and "internal error" in json.loads(body)["error"]
             assert headers["connection"] == "keep-alive"
@@ -412,7 +413,7 @@ def test_accept_waits_while_out_of_file_descriptors_then_serves_the_waiting_clie
         real = server.socket
         server.socket = failing = _OutOfFds(real)
         with socket.create_connection(server.server_address, timeout=5) as s:  # waits in the backlog
-            s.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             time.sleep(0.5)
             server.socket = real
             assert read_response(s)[0] == 200
@@ -440,8 +441,8 @@ def _answers(out: bytes) -> list[int]:
 
 def test_random_and_mutated_requests_always_get_well_formed_answers(rec):
     rng = random.Random(29)
-    seeds = [b"GET /health HTTP/1.1\r\n\r\n", post(b'{"history": ["1", "2"], "k": 3}'), b"HEAD /info HTTP/1.0\r\n\r\n",
-             post(b'{"user": "1"}', "Expect: 100-continue\r\n") + b"GET /info HTTP/1.1\r\n\r\n"]
+    seeds = [b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", post(b'{"history": ["1", "2"], "k": 3}'), b"HEAD /info HTTP/1.0\r\n\r\n",
+             post(b'{"user": "1"}', "Expect: 100-continue\r\n") + b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"]
     pieces = [b"\r\n", b"\n", b"\r", b" ", b"\t", b":", b"\x00", b"\xff", b"Content-Length: ", b"-1", b"99999999999",
               b"Transfer-Encoding: chunked\r\n", b"Connection: close\r\n", b"HEAD", b"[" * 40, b'"\\', b"\r\n\r\n"]
     with running(rec, timeout=1.0) as server:
@@ -463,4 +464,4 @@ def test_random_and_mutated_requests_always_get_well_formed_answers(rec):
         while (server.active_connections or _http_threads() > base) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.active_connections == 0 and _http_threads() == base
-        assert raw(port, b"GET /health HTTP/1.1\r\n\r\n")[0] == 200
+        assert raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200

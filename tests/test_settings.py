@@ -122,6 +122,24 @@ def test_the_memory_estimate(monkeypatch):
     with_overrides(TrainConfig(), {"hidden_size": 1024, "n_layers": 100}).validate()
 
 
+def test_the_item_table_counts_when_the_model_is_built(tiny_data, monkeypatch):
+    from s3rec.data import registry
+    from s3rec.pretraining import Pretrainer
+    from s3rec.train import build
+
+    ds = registry.load("Tiny", tiny_data)
+    cfg, pre = TrainConfig().validate(), PretrainConfig().validate()
+    without, with_items = 4 * cfg.encoder().n_parameters(0), 4 * cfg.encoder().n_parameters(ds.n_items)
+    assert with_items - without == 4 * 64 * ds.n_items  # the rows of the item table
+    monkeypatch.setattr(config, "device_memory", lambda device: (without + with_items) // 2)
+    TrainConfig().validate()  # the settings alone fit
+    for make in (lambda: build(cfg, ds), lambda: Pretrainer(pre, ds)):
+        with pytest.raises(ConfigError, match=rf"does not fit in memory: .*{ds.n_items} items\)"):
+            make()
+    monkeypatch.setattr(config, "device_memory", lambda device: with_items)  # exactly enough
+    build(cfg, ds)
+
+
 def test_the_limits_themselves_are_accepted():
     cfg = with_overrides(TrainConfig(), {"seed": SEED_MAX, "fraction_seed": SEED_MAX, "batch_size": LIMITS["batch_size"],
                                          "n_negatives": LIMITS["n_negatives"], "max_len": 1000}).validate()

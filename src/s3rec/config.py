@@ -267,13 +267,16 @@ def device_memory(device: str) -> int | None:
 
 
 def check_fits(enc: EncoderConfig, device: str, n_items: int = 0) -> None:
-    """Refuse an encoder whose float32 parameters alone (:meth:`EncoderConfig.n_parameters`) exceed the
-    memory of ``device`` (training needs about four times as much: gradients and Adam's two moments)."""
+    """Refuse an encoder whose float32 parameters alone (:meth:`EncoderConfig.n_parameters`, the item
+    table of ``n_items + 2`` rows included) exceed the memory of ``device`` (training needs about four
+    times as much: gradients and Adam's two moments). Settings are checked without the data
+    (``n_items=0``); the model is checked again with its dataset's catalogue before it is built."""
     need, have = 4 * enc.n_parameters(n_items), device_memory(device)
     if have is not None and need > have:
+        items = f", {n_items} items" if n_items else ""
         raise ConfigError(f"the model does not fit in memory: {need / 2**30:.1f} GiB of parameters (hidden_size "
-                          f"{enc.hidden_size}, n_layers {enc.n_layers}, max_len {enc.max_len}), and {device} has "
-                          f"{have / 2**30:.1f} GiB")
+                          f"{enc.hidden_size}, n_layers {enc.n_layers}, max_len {enc.max_len}{items}), and {device} "
+                          f"has {have / 2**30:.1f} GiB")
 
 
 def device_ok(device: str) -> bool:

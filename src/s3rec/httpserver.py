@@ -200,6 +200,8 @@ def parse_head(head: bytes, limits: Limits) -> _Request:
         if name in headers and name in ("content-length", "host", "transfer-encoding") and headers[name] != value:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"conflicting {name} headers")
         headers[name] = f"{headers[name]}, {value}" if name in headers and name != "content-length" else value
+    if version >= (1, 1) and "host" not in headers:  # RFC 9112 3.2: a server must answer 400
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "an HTTP/1.1 request must send a Host header")
     target = m[2].decode("ascii")
     if not target.startswith(("/", "http://", "https://")):
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"malformed request target {target[:80]!r}")

@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import checkpoint
-from .config import PretrainConfig
+from .config import PretrainConfig, check_fits
 from .data.batches import SequenceTensors
 from .data.corruption import Instances, make_instances, pretrain_batch, segment_pool
 from .data.registry import registered
@@ -32,6 +31,7 @@ from .fileio import atomic_write_text
 from .loop import (RunLog, adam, kept_users, progress_bar, restore_training_state, rng_state, write_config,
                    write_metrics)
 from .models import build_model
+from .models.attributes import ItemAttributes
 from .models.base import ModelData
 from .models.heads import OBJECTIVES, BackbonePretrain, LossWeights, weighted_total
 from .models.s3rec import S3RecPretrain
@@ -82,12 +82,9 @@ def loss_weights(cfg: PretrainConfig) -> LossWeights:
     return LossWeights(cfg.aap_weight, cfg.mip_weight, cfg.map_weight, cfg.sp_weight)
 
 
-def attribute_targets(ds: Dataset, device) -> torch.Tensor:
-    """Dense multi-hot ``[n_items + 2, n_attributes + 1]`` float matrix (duplicate ids collapse)."""
-    m = np.zeros((ds.n_items + 2, ds.n_attributes + 1), dtype=np.float32)
-    rows = np.repeat(np.arange(ds.n_items + 2), np.diff(ds.attr_offsets))
-    m[rows, ds.attributes] = 1.0
-    return torch.from_numpy(m).to(device)
+def attribute_targets(ds: Dataset, device) -> ItemAttributes:
+    """AAP's and MAP's targets: every item's distinct attributes (:mod:`s3rec.models.attributes`)."""
+    return ItemAttributes.of(ds, device)
 
 
 def pretrain_model(cfg: PretrainConfig, ds: Dataset) -> torch.nn.Module:
@@ -111,11 +108,12 @@ class Pretrainer:
         kept = None if cfg.train_fraction == 1 else torch.from_numpy(kept_users(ds.n_users, cfg.train_fraction, cfg.fraction_seed))
         self.instances: Instances = make_instances(self.st, cfg.max_len, kept)
         self.pool = segment_pool(self.st, cfg.segment_pool, kept)
-        # the multi-hot targets only AAP and MAP read (their matrix can be large: Sports ~170 MB)
+        # the attribute targets only AAP and MAP read
         needs_attrs = self.weights.active("aap") or self.weights.active("map")
         self.attrs = attribute_targets(ds, cfg.device) if needs_attrs else None
         self.with_items = any(self.weights.active(n) for n in ("aap", "mip", "map"))
         self.with_segments = self.weights.active("sp")
+        check_fits(cfg.encoder(), cfg.device, ds.n_items)
         torch.manual_seed(cfg.seed)
         self.model = pretrain_model(cfg, ds).to(cfg.device)
         self.params = list(self.model.parameters())
@@ -177,11 +175,10 @@ class Pretrainer:
         if batch is None:  # this rank's share was empty: it adds nothing but joins the gradient sum
             values = {k: torch.zeros((), device=self.device) for k in OBJECTIVES if self.weights.active(k)}
         else:
-            attr_targets = self.attrs[batch.targets] if self.attrs is not None else None
             amp = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                    if cfg.amp == "bf16" else contextlib.nullcontext())
             with amp:
-                terms = self.losses(batch, attr_targets, self.weights)
+                terms = self.losses(batch, self.attrs, self.weights)
                 loss = weighted_total(terms, self.weights)
             loss.backward()
             values = {k: v.detach().float() for k, v in terms.items()}

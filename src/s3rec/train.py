@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, check_fits
 from .data.batches import SequenceTensors, finetune_batch
 from .data.registry import min_finetune_epochs
 from .data.store import Dataset, check_trainable
@@ -43,6 +43,7 @@ from .transfer import InitWeights, load_pretrained
 
 def build(cfg: TrainConfig, ds: Dataset):
     """The model (seeded) and its optimizer (None for a model that is not trainable)."""
+    check_fits(cfg.encoder(), cfg.device, ds.n_items)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, ModelData.from_dataset(ds), cfg).to(cfg.device)
     decoupled = getattr(model, "decoupled_weight_decay", False)

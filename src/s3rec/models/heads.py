@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.corruption import PretrainBatch
+from .attributes import ItemAttributes, multi_hot_bce
 from .base import Model
 from .encoder import init_weights
 
@@ -89,17 +90,17 @@ class PretrainHeads(nn.Module):
         the SP sequences' last tokens ``[3B, D]`` (segment-masked, positive, negative; None without SP)."""
         raise NotImplementedError
 
-    def losses(self, batch: PretrainBatch, attr_targets: torch.Tensor | None, weights: LossWeights) -> dict:
+    def losses(self, batch: PretrainBatch, attrs: ItemAttributes | None, weights: LossWeights) -> dict:
         """The four summed loss terms of a batch (only the active ones are computed).
 
-        ``attr_targets [T, n_attributes + 1]``: the multi-hot attributes of each prefix token.
+        ``attrs``: every item's attributes, AAP's and MAP's targets (None when both are off).
         """
         h, h_sp = self.slot_states(batch)
-        return objective_terms(self, h, h_sp, batch, attr_targets, weights, self.item_table, self.attribute_table)
+        return objective_terms(self, h, h_sp, batch, attrs, weights, self.item_table, self.attribute_table)
 
 
 def objective_terms(heads: nn.Module, h: torch.Tensor, h_sp: torch.Tensor | None, batch: PretrainBatch,
-                    attr_targets: torch.Tensor | None, weights: LossWeights, E: torch.Tensor, A: torch.Tensor) -> dict:
+                    attrs: ItemAttributes | None, weights: LossWeights, E: torch.Tensor, A: torch.Tensor) -> dict:
     """The four objectives (docs/semantics.md, #pre-training) on an encoder's hidden states, whatever the encoder.
 
     ``heads``: holds ``aap_norm``, ``mip_norm``, ``map_norm``, ``sp_norm``; ``h [S, D]``: the state of
@@ -113,7 +114,7 @@ def objective_terms(heads: nn.Module, h: torch.Tensor, h_sp: torch.Tensor | None
         if weights.active("aap"):
             keep = ~masked  # unmasked, non-pad positions
             logits = heads.aap_norm(hm[keep]) @ A.T
-            out["aap"] = F.binary_cross_entropy_with_logits(logits, attr_targets[keep], reduction="sum")
+            out["aap"] = multi_hot_bce(logits, *attrs.pairs(batch.targets[keep]))
         hmask = hm[masked]
         if weights.active("mip"):
             z = heads.mip_norm(hmask)  # [M, D]
@@ -123,7 +124,7 @@ def objective_terms(heads: nn.Module, h: torch.Tensor, h_sp: torch.Tensor | None
             out["mip"] = -F.logsigmoid(pos - neg).sum()
         if weights.active("map"):
             logits = heads.map_norm(hmask) @ A.T
-            out["map"] = F.binary_cross_entropy_with_logits(logits, attr_targets[masked], reduction="sum")
+            out["map"] = multi_hot_bce(logits, *attrs.pairs(batch.targets[masked]))
     if h_sp is not None:
         pos, neg = sp_logits(heads, h_sp)
         out["sp"] = -F.logsigmoid(torch.sigmoid(pos) - torch.sigmoid(neg)).sum()
@@ -136,11 +137,6 @@ def sp_logits(heads: nn.Module, h_sp: torch.Tensor) -> tuple[torch.Tensor, torch
     c, p, n = h_sp.view(3, -1, h_sp.shape[-1])  # [B, D] each
     z = heads.sp_norm(c)
     return (z * p).sum(-1), (z * n).sum(-1)
-
-
-def weighted_total(terms: dict, weights: LossWeights) -> torch.Tensor:
-    """The joint loss: ``0.2*AAP + 1.0*MIP + 1.0*MAP + 0.5*SP`` by default (sums, not means)."""
-    return sum(getattr(weights, name) * value for name, value in terms.items())
 
 
 
