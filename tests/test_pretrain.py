@@ -25,7 +25,7 @@ from s3rec.data.store import load_files
 from s3rec.models.encoder import EncoderConfig
 from s3rec.models.heads import LossWeights, weighted_total
 from s3rec.models.s3rec import S3RecPretrain
-from s3rec.pretraining import attribute_targets
+from s3rec.models.attributes import ItemAttributes
 
 MAX_LEN = 10
 
@@ -250,7 +250,7 @@ def test_losses_and_gradients_equal_the_padded_reference(ds, packed, partial):
     weights = LossWeights()
     model = _model(ds)
     model.partial_last_layer = partial
-    attrs = attribute_targets(ds, "cpu")
+    attrs = ItemAttributes.of(ds)
     terms = model.losses(batch, attrs, weights)
     weighted_total(terms, weights).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -272,7 +272,7 @@ def test_a_zero_weight_skips_its_term(ds, off):
     with_items = any(weights.active(n) for n in ("aap", "mip", "map"))
     batch = pretrain_batch(st, inst, torch.arange(20), segment_pool(st), torch.Generator().manual_seed(0),
                            with_items=with_items, with_segments=weights.active("sp"), max_len=MAX_LEN)
-    terms = _model(ds).losses(batch, attribute_targets(ds, "cpu"), weights)
+    terms = _model(ds).losses(batch, ItemAttributes.of(ds), weights)
     assert off not in terms and set(terms) == {"aap", "mip", "map", "sp"} - {off}
     if off == "sp":  # no SP sequences were even built
         assert batch.sp_last is None and len(batch.layout.lengths) == 20

@@ -94,7 +94,8 @@ BACKBONES = ["gru4rec", "gru4rec_f", "sasrec_f"]
 def _backbone_setup(tmp_path, name, packed=True):
     from s3rec.config import PretrainConfig, with_overrides
     from s3rec.models.heads import LossWeights
-    from s3rec.pretraining import attribute_targets, pretrain_model
+    from s3rec.models.attributes import ItemAttributes
+    from s3rec.pretraining import pretrain_model
 
     seqs = synthetic_sequences(n_users=25, n_items=60, min_len=4, max_len=14, seed=3)
     attrs = {i: [1 + i % 4, 1 + (i * 3) % 7] for i in range(1, 61) if i % 3}
@@ -107,7 +108,7 @@ def _backbone_setup(tmp_path, name, packed=True):
     st = SequenceTensors(ds)
     batch = pretrain_batch(st, make_instances(st, 12), torch.arange(40), segment_pool(st), torch.Generator().manual_seed(1),
                            max_len=12, packed=packed, causal=cfg.unidirectional)
-    return ds, model, batch, attribute_targets(ds, "cpu"), LossWeights()
+    return ds, model, batch, ItemAttributes.of(ds), LossWeights()
 
 
 @pytest.mark.parametrize("name", BACKBONES)

@@ -82,11 +82,6 @@ def loss_weights(cfg: PretrainConfig) -> LossWeights:
     return LossWeights(cfg.aap_weight, cfg.mip_weight, cfg.map_weight, cfg.sp_weight)
 
 
-def attribute_targets(ds: Dataset, device) -> ItemAttributes:
-    """AAP's and MAP's targets: every item's distinct attributes (:mod:`s3rec.models.attributes`)."""
-    return ItemAttributes.of(ds, device)
-
-
 def pretrain_model(cfg: PretrainConfig, ds: Dataset) -> torch.nn.Module:
     """S3-Rec's encoder with its heads, or ``cfg.backbone`` (a registered model) with the same heads."""
     if cfg.backbone == "s3rec":
@@ -103,6 +98,7 @@ class Pretrainer:
         self.ds = ds
         self.world = world
         self.weights = loss_weights(cfg)
+        check_fits(cfg.encoder(), cfg.device, ds.n_items)  # before the instances are built
         self.st = SequenceTensors(ds)
         # limited training data: only the kept users' training parts (every user when train_fraction = 1)
         kept = None if cfg.train_fraction == 1 else torch.from_numpy(kept_users(ds.n_users, cfg.train_fraction, cfg.fraction_seed))
@@ -110,10 +106,9 @@ class Pretrainer:
         self.pool = segment_pool(self.st, cfg.segment_pool, kept)
         # the attribute targets only AAP and MAP read
         needs_attrs = self.weights.active("aap") or self.weights.active("map")
-        self.attrs = attribute_targets(ds, cfg.device) if needs_attrs else None
+        self.attrs = ItemAttributes.of(ds, cfg.device) if needs_attrs else None
         self.with_items = any(self.weights.active(n) for n in ("aap", "mip", "map"))
         self.with_segments = self.weights.active("sp")
-        check_fits(cfg.encoder(), cfg.device, ds.n_items)
         torch.manual_seed(cfg.seed)
         self.model = pretrain_model(cfg, ds).to(cfg.device)
         self.params = list(self.model.parameters())

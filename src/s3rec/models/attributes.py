@@ -9,8 +9,7 @@ at an item's attributes and zero elsewhere,
 and its gradient is ``sigmoid(x) - y``. :func:`multi_hot_bce` computes exactly that from the pairs
 (an item has a handful of attributes out of hundreds or thousands), so the dense targets are never
 built: no ``[T, n_attributes + 1]`` gather of a catalogue-sized matrix (Sports': 170 MB; a
-100k-item, 3,000-attribute catalogue's: 1.2 GB) and a single elementwise pass each way instead of
-BCE's several temporaries. The same sums as ``F.binary_cross_entropy_with_logits(x, y,
+100k-item, 3,000-attribute catalogue's: 1.2 GB), and one elementwise pass each way. The same sums as ``F.binary_cross_entropy_with_logits(x, y,
 reduction="sum")`` to float rounding (tested against it and against the released computation).
 """
 
@@ -48,13 +47,6 @@ class ItemAttributes:
         first = torch.cumsum(counts, 0) - counts  # where each item's pairs begin among the output's
         at = torch.arange(len(rows), device=items.device) - first[rows] + start[rows]
         return rows, self.columns[at]
-
-    def dense(self, items: torch.Tensor) -> torch.Tensor:
-        """The multi-hot rows ``[len(items), n_attributes + 1]`` (float32) of ``items``."""
-        rows, cols = self.pairs(items)
-        out = torch.zeros(len(items), self.n_columns, device=items.device)
-        out[rows, cols] = 1.0
-        return out
 
 
 class _MultiHotBCE(torch.autograd.Function):
